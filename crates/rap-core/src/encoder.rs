@@ -1,0 +1,22 @@
+//! The image encoder seam: anything that turns RGB images into embeddings.
+
+use crate::{Embedding, Result};
+
+/// What identifies an encoder's embedding space. Keys computed by different encoders (or
+/// different versions of one) are never compared: the memory stores embeddings per encoder id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EncoderInfo {
+    /// Stable id of the embedding space, e.g. `efficientnet-lite0@1`.
+    pub id: String,
+    /// Embedding dimension.
+    pub dim: usize,
+}
+
+/// Turns images into unit-length embeddings. Implementations do their own preprocessing
+/// (resize, crop, normalise) from a decoded, orientation-corrected RGB image.
+pub trait ImageEncoder: Send + Sync {
+    fn info(&self) -> &EncoderInfo;
+
+    /// Embeds a batch of images; the output has one embedding per input, in order.
+    fn embed(&self, images: &[image::RgbImage]) -> Result<Vec<Embedding>>;
+}

@@ -1,0 +1,46 @@
+//! Domain types and the traits at the seams of `rap`.
+//!
+//! Everything else in the workspace speaks these types: the memory stores [`Concept`]s for a
+//! [`Tenant`], keyed by [`Embedding`]s that an [`ImageEncoder`] computes from the concept's
+//! reference images (or from [`Region`]s of them); retrieval turns a query into [`Hit`]s.
+//! This crate has no heavy dependencies on purpose: model code, storage and servers live in
+//! their own crates and meet here.
+
+mod concept;
+mod embedding;
+mod encoder;
+mod error;
+mod region;
+mod tenant;
+
+pub use concept::{
+    normalize_name_key, strip_brackets, Concept, ConceptId, ConceptImage, ImageId, NewConcept,
+};
+pub use embedding::Embedding;
+pub use encoder::{EncoderInfo, ImageEncoder};
+pub use error::{Error, Result};
+pub use region::{BoundingBox, Region, RegionSource};
+pub use tenant::Tenant;
+
+/// How a concept was found by retrieval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// Its name or an alias was mentioned in the user's text.
+    Text,
+    /// One of its reference images matched a region of the query image.
+    Image,
+}
+
+/// One retrieved concept.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Hit {
+    pub id: ConceptId,
+    pub name: String,
+    /// Cosine similarity of the best (region, reference image) pair; 1.0 for text mentions.
+    pub score: f32,
+    pub via: Via,
+    /// The query-image region that matched, in pixels of the (orientation-corrected) query.
+    #[serde(rename = "box")]
+    pub bbox: Option<BoundingBox>,
+}

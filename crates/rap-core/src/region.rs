@@ -1,0 +1,105 @@
+//! Regions of an image: boxes that retrieval embeds and matches.
+
+/// An axis-aligned box in pixel coordinates: `(x1, y1)` top-left, `(x2, y2)` bottom-right.
+/// Serialised as `[x1, y1, x2, y2]`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "[f32; 4]", into = "[f32; 4]")]
+pub struct BoundingBox {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+}
+
+impl BoundingBox {
+    pub fn new(x1: f32, y1: f32, x2: f32, y2: f32) -> Self {
+        BoundingBox { x1, y1, x2, y2 }
+    }
+
+    /// The box covering a whole `width` x `height` image.
+    pub fn whole(width: u32, height: u32) -> Self {
+        BoundingBox::new(0.0, 0.0, width as f32, height as f32)
+    }
+
+    pub fn width(&self) -> f32 {
+        (self.x2 - self.x1).max(0.0)
+    }
+
+    pub fn height(&self) -> f32 {
+        (self.y2 - self.y1).max(0.0)
+    }
+
+    pub fn area(&self) -> f32 {
+        self.width() * self.height()
+    }
+
+    /// Intersection over union with another box (0 when they do not overlap).
+    pub fn iou(&self, other: &BoundingBox) -> f32 {
+        let inter = BoundingBox::new(
+            self.x1.max(other.x1),
+            self.y1.max(other.y1),
+            self.x2.min(other.x2),
+            self.y2.min(other.y2),
+        )
+        .area();
+        let union = self.area() + other.area() - inter;
+        if union <= 0.0 {
+            0.0
+        } else {
+            inter / union
+        }
+    }
+}
+
+impl From<[f32; 4]> for BoundingBox {
+    fn from(b: [f32; 4]) -> Self {
+        BoundingBox::new(b[0], b[1], b[2], b[3])
+    }
+}
+
+impl From<BoundingBox> for [f32; 4] {
+    fn from(b: BoundingBox) -> Self {
+        [b.x1, b.y1, b.x2, b.y2]
+    }
+}
+
+/// Where a region came from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionSource {
+    /// The whole image.
+    Whole,
+    /// A multi-scale sliding-window proposal.
+    Proposal,
+    /// A detector's box, with its label and confidence.
+    Detector { label: String, score: f32 },
+}
+
+/// A region of an image to embed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Region {
+    pub bbox: BoundingBox,
+    pub source: RegionSource,
+}
+
+impl Region {
+    pub fn whole(width: u32, height: u32) -> Self {
+        Region {
+            bbox: BoundingBox::whole(width, height),
+            source: RegionSource::Whole,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iou_of_half_overlapping_boxes() {
+        let a = BoundingBox::new(0.0, 0.0, 2.0, 2.0);
+        let b = BoundingBox::new(1.0, 0.0, 3.0, 2.0);
+        assert!((a.iou(&b) - 2.0 / 6.0).abs() < 1e-6);
+        assert_eq!(a.iou(&BoundingBox::new(5.0, 5.0, 6.0, 6.0)), 0.0);
+    }
+}
