@@ -10,6 +10,7 @@ mod concept;
 mod embedding;
 mod encoder;
 mod error;
+mod generate;
 mod region;
 mod tenant;
 
@@ -19,6 +20,10 @@ pub use concept::{
 pub use embedding::Embedding;
 pub use encoder::{EncoderInfo, ImageEncoder};
 pub use error::{Error, Result};
+pub use generate::{
+    FinishReason, Generation, GenerationParams, Generator, GeneratorInfo, ImageData, Message, Part,
+    Role,
+};
 pub use region::{BoundingBox, Region, RegionSource};
 pub use tenant::Tenant;
 
