@@ -4,6 +4,19 @@
 //! before anything is decoded, so a decompression bomb never allocates its pixels. [`decode`]
 //! then decodes fully under the same limits, applies the EXIF orientation and composites any
 //! alpha channel onto a neutral grey, giving the RGB image every encoder starts from.
+//! Supported: JPEG, PNG (8/16-bit, grey, palette, alpha), WebP, GIF (first frame), BMP, TIFF.
+//!
+//! [`transform`] resizes (SIMD, Pillow-compatible filters), crops boxes and pads to squares;
+//! [`preprocess`] turns an image into the normalised CHW tensor data an encoder takes.
+
+pub mod preprocess;
+pub mod transform;
+
+pub use preprocess::{to_chw_f32, Fit, Preprocess};
+pub use transform::{
+    box_window, center_crop, crop_box, pad_to_square, resize, resize_shortest_edge,
+    shortest_edge_size, Filter,
+};
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use rap_core::{Error, Result};
@@ -132,4 +145,245 @@ fn to_rgb_on_background(img: DynamicImage) -> RgbImage {
             mix(p[2], BACKGROUND[2]),
         ])
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageEncoder as _, Rgb, Rgba};
+    use std::time::Instant;
+
+    fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, format).unwrap();
+        out.into_inner()
+    }
+
+    /// Left half red, right half blue.
+    fn two_tone(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, _| {
+            if x < w / 2 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        })
+    }
+
+    fn close(a: [u8; 3], b: [u8; 3], tol: u8) -> bool {
+        a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= tol)
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend(data);
+        out.extend(&body);
+        out.extend(crc32(&body).to_be_bytes());
+    }
+
+    fn ihdr(w: u32, h: u32, depth: u8, colour_type: u8) -> Vec<u8> {
+        let mut d = w.to_be_bytes().to_vec();
+        d.extend(h.to_be_bytes());
+        d.extend([depth, colour_type, 0, 0, 0]);
+        d
+    }
+
+    /// A zlib stream of one stored (uncompressed) deflate block.
+    fn zlib_stored(data: &[u8]) -> Vec<u8> {
+        let mut z = vec![0x78, 0x01, 0x01];
+        let len = data.len() as u16;
+        z.extend(len.to_le_bytes());
+        z.extend((!len).to_le_bytes());
+        z.extend(data);
+        let (mut a, mut b) = (1u32, 0u32);
+        for &x in data {
+            a = (a + x as u32) % 65521;
+            b = (b + a) % 65521;
+        }
+        z.extend(((b << 16) | a).to_be_bytes());
+        z
+    }
+
+    const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+
+    #[test]
+    fn jpeg_decodes_to_rgb() {
+        let bytes = encode(
+            &DynamicImage::ImageRgb8(two_tone(64, 32)),
+            ImageFormat::Jpeg,
+        );
+        assert_eq!(inspect(&bytes, &Limits::default()).unwrap().format, "jpeg");
+        let img = decode(&bytes, &Limits::default()).unwrap();
+        assert_eq!(img.dimensions(), (64, 32));
+        assert!(close(img.get_pixel(5, 16).0, [255, 0, 0], 8));
+        assert!(close(img.get_pixel(58, 16).0, [0, 0, 255], 8));
+    }
+
+    #[test]
+    fn png_bit_depths_and_colour_types() {
+        let rgb16 = image::ImageBuffer::<Rgb<u16>, _>::from_fn(4, 2, |x, _| {
+            Rgb([if x < 2 { 65535 } else { 0 }, 32896, 0])
+        });
+        let grey8 = image::GrayImage::from_pixel(3, 3, image::Luma([77]));
+        let grey16 =
+            image::ImageBuffer::<image::Luma<u16>, _>::from_pixel(3, 3, image::Luma([0xFFFF]));
+        let cases: Vec<(DynamicImage, [u8; 3])> = vec![
+            (DynamicImage::ImageRgb16(rgb16), [255, 128, 0]),
+            (DynamicImage::ImageLuma8(grey8), [77, 77, 77]),
+            (DynamicImage::ImageLuma16(grey16), [255, 255, 255]),
+            (DynamicImage::ImageRgb8(two_tone(4, 2)), [255, 0, 0]),
+        ];
+        for (img, first) in cases {
+            let bytes = encode(&img, ImageFormat::Png);
+            let out = decode(&bytes, &Limits::default()).unwrap();
+            assert_eq!(out.dimensions(), (img.width(), img.height()));
+            assert_eq!(out.get_pixel(0, 0).0, first, "{:?}", img.color());
+        }
+    }
+
+    #[test]
+    fn png_palette_is_expanded() {
+        let mut png = PNG_SIGNATURE.to_vec();
+        png_chunk(&mut png, b"IHDR", &ihdr(2, 1, 8, 3));
+        png_chunk(&mut png, b"PLTE", &[10, 20, 30, 200, 100, 50]);
+        png_chunk(&mut png, b"IDAT", &zlib_stored(&[0, 1, 0]));
+        png_chunk(&mut png, b"IEND", &[]);
+        let img = decode(&png, &Limits::default()).unwrap();
+        assert_eq!(img.dimensions(), (2, 1));
+        assert_eq!(img.get_pixel(0, 0).0, [200, 100, 50]);
+        assert_eq!(img.get_pixel(1, 0).0, [10, 20, 30]);
+    }
+
+    #[test]
+    fn alpha_is_composited_on_neutral_grey() {
+        let mut rgba = image::RgbaImage::new(3, 1);
+        rgba.put_pixel(0, 0, Rgba([255, 0, 0, 255]));
+        rgba.put_pixel(1, 0, Rgba([255, 0, 0, 0]));
+        rgba.put_pixel(2, 0, Rgba([0, 0, 0, 128]));
+        let bytes = encode(&DynamicImage::ImageRgba8(rgba), ImageFormat::Png);
+        let img = decode(&bytes, &Limits::default()).unwrap();
+        assert_eq!(img.get_pixel(0, 0).0, [255, 0, 0]);
+        assert_eq!(img.get_pixel(1, 0).0, BACKGROUND);
+        assert_eq!(img.get_pixel(2, 0).0, [64, 64, 64]);
+    }
+
+    #[test]
+    fn webp_lossless_decodes() {
+        let src = two_tone(10, 6);
+        let mut bytes = Vec::new();
+        image::codecs::webp::WebPEncoder::new_lossless(&mut bytes)
+            .write_image(src.as_raw(), 10, 6, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        assert_eq!(inspect(&bytes, &Limits::default()).unwrap().format, "webp");
+        assert_eq!(decode(&bytes, &Limits::default()).unwrap(), src);
+    }
+
+    #[test]
+    fn gif_gives_its_first_frame() {
+        let mut bytes = Vec::new();
+        {
+            let mut enc = image::codecs::gif::GifEncoder::new(&mut bytes);
+            for colour in [[0u8, 255, 0, 255], [255, 0, 255, 255]] {
+                let frame = image::Frame::new(image::RgbaImage::from_pixel(5, 4, Rgba(colour)));
+                enc.encode_frame(frame).unwrap();
+            }
+        }
+        assert_eq!(inspect(&bytes, &Limits::default()).unwrap().format, "gif");
+        let img = decode(&bytes, &Limits::default()).unwrap();
+        assert_eq!(img.dimensions(), (5, 4));
+        assert!(
+            close(img.get_pixel(2, 2).0, [0, 255, 0], 4),
+            "{:?}",
+            img.get_pixel(2, 2)
+        );
+    }
+
+    /// A JPEG with an EXIF APP1 segment saying orientation 6 (display rotated 90 degrees
+    /// clockwise) comes out rotated: the left (red) half of the stored image ends up on top.
+    #[test]
+    fn exif_orientation_is_applied() {
+        let jpeg = encode(
+            &DynamicImage::ImageRgb8(two_tone(32, 16)),
+            ImageFormat::Jpeg,
+        );
+        let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
+        tiff.extend([0, 1]); // one IFD entry
+        tiff.extend([0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0]); // Orientation, SHORT, 1, = 6
+        tiff.extend([0, 0, 0, 0]); // no next IFD
+        let mut app1 = b"Exif\x00\x00".to_vec();
+        app1.extend(tiff);
+        let mut bytes = jpeg[..2].to_vec();
+        bytes.extend([0xFF, 0xE1]);
+        bytes.extend(((app1.len() + 2) as u16).to_be_bytes());
+        bytes.extend(app1);
+        bytes.extend(&jpeg[2..]);
+        let img = decode(&bytes, &Limits::default()).unwrap();
+        assert_eq!(img.dimensions(), (16, 32));
+        assert!(
+            close(img.get_pixel(8, 4).0, [255, 0, 0], 8),
+            "{:?}",
+            img.get_pixel(8, 4)
+        );
+        assert!(
+            close(img.get_pixel(8, 28).0, [0, 0, 255], 8),
+            "{:?}",
+            img.get_pixel(8, 28)
+        );
+    }
+
+    /// A PNG whose header claims 50000 x 50000 pixels (2.5 gigapixels, 7.5 GB as RGB) is
+    /// refused from the header alone: no pixel buffer is allocated, so it is fast.
+    #[test]
+    fn oversized_header_is_refused_before_decoding() {
+        let mut png = PNG_SIGNATURE.to_vec();
+        png_chunk(&mut png, b"IHDR", &ihdr(50_000, 50_000, 8, 2));
+        png_chunk(&mut png, b"IDAT", &zlib_stored(&[0; 16]));
+        png_chunk(&mut png, b"IEND", &[]);
+        let start = Instant::now();
+        let err = decode(&png, &Limits::default()).unwrap_err().to_string();
+        assert!(
+            err.contains("50000x50000") && err.contains("over the limit"),
+            "{err}"
+        );
+        assert!(start.elapsed().as_millis() < 500);
+        // A lower limit applies to ordinary images too.
+        let small = encode(
+            &DynamicImage::ImageRgb8(two_tone(100, 100)),
+            ImageFormat::Png,
+        );
+        assert!(decode(&small, &Limits { max_pixels: 9_999 }).is_err());
+        assert!(decode(&small, &Limits { max_pixels: 10_000 }).is_ok());
+    }
+
+    #[test]
+    fn garbage_and_truncated_input_give_errors() {
+        assert!(decode(&[], &Limits::default()).is_err());
+        assert!(decode(b"hello, not an image", &Limits::default()).is_err());
+        let png = encode(&DynamicImage::ImageRgb8(two_tone(64, 64)), ImageFormat::Png);
+        let jpeg = encode(
+            &DynamicImage::ImageRgb8(two_tone(64, 64)),
+            ImageFormat::Jpeg,
+        );
+        for bytes in [&png[..png.len() / 2], &png[..40], &jpeg[..jpeg.len() / 3]] {
+            // Truncated files either fail or (JPEG) decode partially; they never panic.
+            let _ = decode(bytes, &Limits::default());
+        }
+        assert!(decode(&png[..40], &Limits::default()).is_err());
+    }
 }
