@@ -1,1 +1,56 @@
-fn main() {}
+//! `rap`: a thin command line over the rap engine.
+//!
+//! Each subcommand lives in `commands/`; this file holds the global options, turns them into
+//! an [`rap_engine::Engine`], and prints any error as one line with a non-zero exit status.
+
+mod commands;
+mod context;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// A personalized multimodal assistant that remembers your concepts.
+#[derive(Parser)]
+#[command(name = "rap", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: context::GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Add, list, show, edit and remove concepts.
+    #[command(subcommand)]
+    Concept(commands::concept::ConceptCommand),
+    /// Import a reference database.json (or the folder holding it).
+    Import(commands::transfer::ImportArgs),
+    /// Export the memory as a reference database.json plus images into DIR.
+    Export(commands::transfer::ExportArgs),
+    /// Compute missing keys (embeddings) with the installed encoder.
+    Reindex(commands::transfer::ReindexArgs),
+    /// Counts of what the memory holds.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    output::init_logging();
+    let json = cli.global.json;
+    let result = context::Context::new(cli.global).and_then(|ctx| match cli.command {
+        Command::Concept(cmd) => commands::concept::run(&ctx, cmd),
+        Command::Import(args) => commands::transfer::import(&ctx, args),
+        Command::Export(args) => commands::transfer::export(&ctx, args),
+        Command::Reindex(args) => commands::transfer::reindex(&ctx, args),
+        Command::Status => commands::transfer::status(&ctx),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::print_error(&e, json);
+            ExitCode::FAILURE
+        }
+    }
+}

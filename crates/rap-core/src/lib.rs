@@ -17,7 +17,7 @@ mod tenant;
 pub use concept::{
     normalize_name_key, strip_brackets, Concept, ConceptId, ConceptImage, ImageId, NewConcept,
 };
-pub use embedding::Embedding;
+pub use embedding::{dot, Embedding};
 pub use encoder::{EncoderInfo, ImageEncoder};
 pub use error::{Error, Result};
 pub use generate::{

@@ -1,1 +1,18 @@
-//! (being written)
+//! The concept memory of `rap`: what the user has taught it, stored for real.
+//!
+//! - [`store`]: the [`ConceptStore`] trait (concepts, aliases, reference images, embeddings,
+//!   per tenant, every call one transaction) and [`SqliteStore`], the embedded default.
+//! - [`index`]: the [`VectorIndex`] trait with an exact index and an HNSW index, and
+//!   [`KeyIndex`], which keeps one up to date with the store incrementally.
+//! - [`reference`]: import and export of the reference implementation's `database.json`.
+//!
+//! The store is the source of truth; an index can always be rebuilt from it.
+
+pub mod index;
+pub mod reference;
+mod sqlite;
+pub mod store;
+
+pub use index::{ExactIndex, HnswIndex, KeyIndex, VectorIndex};
+pub use sqlite::SqliteStore;
+pub use store::{ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, StoreStats};

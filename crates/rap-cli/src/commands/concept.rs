@@ -1,0 +1,178 @@
+//! `rap concept add|list|show|edit|rm`: managing the user's concepts.
+
+use crate::context::Context;
+use crate::output;
+use anyhow::Result;
+use clap::Subcommand;
+use rap_core::{Concept, NewConcept};
+use rap_memory::ConceptEdit;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum ConceptCommand {
+    /// Remember a new concept from one or more reference images.
+    Add {
+        /// Its name (unique, case-insensitive), as it will appear in prompts: <NAME>
+        name: String,
+        /// A reference image (repeat for several)
+        #[arg(long = "image", required = true)]
+        images: Vec<PathBuf>,
+        /// What the assistant should know about it
+        #[arg(long, default_value = "")]
+        info: String,
+        /// What kind of thing it is (dog, mug, person...)
+        #[arg(long, default_value = "")]
+        category: String,
+        /// Another name it goes by (repeat for several)
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+    },
+    /// List the concepts.
+    List,
+    /// Show one concept (by name or alias).
+    Show { name: String },
+    /// Change a concept; everything given is applied at once.
+    Edit {
+        name: String,
+        #[arg(long)]
+        rename: Option<String>,
+        #[arg(long)]
+        info: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        /// Add a reference image (repeatable)
+        #[arg(long = "add-image")]
+        add_images: Vec<PathBuf>,
+        /// Remove a reference image by id or a unique prefix of 8+ characters (repeatable)
+        #[arg(long = "remove-image")]
+        remove_images: Vec<String>,
+        /// Add an alias (repeatable)
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// Remove an alias (repeatable)
+        #[arg(long = "remove-alias")]
+        remove_aliases: Vec<String>,
+    },
+    /// Forget a concept, its keys and the images nothing else uses.
+    Rm { name: String },
+}
+
+pub fn run(ctx: &Context, cmd: ConceptCommand) -> Result<()> {
+    let engine = ctx.engine()?;
+    let tenant = &ctx.tenant;
+    match cmd {
+        ConceptCommand::Add {
+            name,
+            images,
+            info,
+            category,
+            aliases,
+        } => {
+            let images = images
+                .iter()
+                .map(|p| engine.read_image(p))
+                .collect::<rap_core::Result<Vec<_>>>()?;
+            let new = NewConcept {
+                name,
+                aliases,
+                category,
+                info,
+            };
+            let concept = engine.add_concept(tenant, &new, images)?;
+            print_concept(ctx, &concept, "added")
+        }
+        ConceptCommand::List => {
+            let concepts = engine.concepts(tenant)?;
+            if ctx.json {
+                return output::print_json(&concepts);
+            }
+            if concepts.is_empty() {
+                println!("no concepts yet: add one with `rap concept add NAME --image PATH`");
+                return Ok(());
+            }
+            let mut t = output::table(&["name", "category", "images", "aliases", "info"]);
+            for c in &concepts {
+                t.add_row(vec![
+                    format!("<{}>", c.name),
+                    c.category.clone(),
+                    c.images.len().to_string(),
+                    c.aliases.join(", "),
+                    truncate(&c.info, 60),
+                ]);
+            }
+            println!("{t}");
+            Ok(())
+        }
+        ConceptCommand::Show { name } => {
+            let concept = engine.concept(tenant, &name)?;
+            print_concept(ctx, &concept, "")
+        }
+        ConceptCommand::Edit {
+            name,
+            rename,
+            info,
+            category,
+            add_images,
+            remove_images,
+            aliases,
+            remove_aliases,
+        } => {
+            let add_images = add_images
+                .iter()
+                .map(|p| engine.read_image(p))
+                .collect::<rap_core::Result<Vec<_>>>()?;
+            let edit = ConceptEdit {
+                rename,
+                info,
+                category,
+                add_images,
+                remove_images,
+                add_aliases: aliases,
+                remove_aliases,
+            };
+            let concept = engine.edit_concept(tenant, &name, edit)?;
+            print_concept(ctx, &concept, "updated")
+        }
+        ConceptCommand::Rm { name } => {
+            let concept = engine.remove_concept(tenant, &name)?;
+            print_concept(ctx, &concept, "removed")
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let s = s.replace('\n', " ");
+    if s.chars().count() <= max {
+        s
+    } else {
+        format!("{}...", s.chars().take(max - 3).collect::<String>())
+    }
+}
+
+fn print_concept(ctx: &Context, c: &Concept, verb: &str) -> Result<()> {
+    if ctx.json {
+        return output::print_json(c);
+    }
+    if !verb.is_empty() {
+        println!("{verb} <{}>", c.name);
+    }
+    println!("id:       {}", c.id);
+    println!("name:     {}", c.name);
+    if !c.aliases.is_empty() {
+        println!("aliases:  {}", c.aliases.join(", "));
+    }
+    println!("category: {}", c.category);
+    println!("info:     {}", c.info);
+    println!("images:");
+    for i in &c.images {
+        println!(
+            "  {}  {}x{} {} {} bytes",
+            &i.id.0[..16],
+            i.width,
+            i.height,
+            i.format,
+            i.bytes
+        );
+    }
+    Ok(())
+}

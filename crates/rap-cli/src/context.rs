@@ -1,0 +1,67 @@
+//! Global options and what they resolve to: the data dir, the tenant, the engine.
+
+use anyhow::{Context as _, Result};
+use rap_core::Tenant;
+use rap_engine::{Engine, EngineConfig};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct GlobalArgs {
+    /// Where the memory lives [default: $RAP_DATA_DIR, else the XDG data dir]
+    #[arg(long, global = true, env = "RAP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Whose memory to use; tenants never see each other's concepts
+    #[arg(long, global = true, env = "RAP_TENANT", default_value = "default")]
+    pub tenant: String,
+    /// Machine-readable JSON output
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Largest image accepted, in pixels (width x height)
+    #[arg(long, global = true, env = "RAP_MAX_PIXELS", default_value_t = rap_image::DEFAULT_MAX_PIXELS)]
+    pub max_pixels: u64,
+}
+
+/// What every command gets.
+pub struct Context {
+    pub tenant: Tenant,
+    pub json: bool,
+    pub data_dir: PathBuf,
+    config: EngineConfig,
+    engine: std::sync::OnceLock<Engine>,
+}
+
+fn default_data_dir() -> Result<PathBuf> {
+    directories::ProjectDirs::from("", "", "rap")
+        .map(|d| d.data_dir().to_path_buf())
+        .context(
+            "cannot find a home directory for the data dir: pass --data-dir or set RAP_DATA_DIR",
+        )
+}
+
+impl Context {
+    pub fn new(args: GlobalArgs) -> Result<Self> {
+        let data_dir = match args.data_dir {
+            Some(d) => d,
+            None => default_data_dir()?,
+        };
+        let tenant = Tenant::new(args.tenant)?;
+        let mut config = EngineConfig::new(&data_dir);
+        config.limits.max_pixels = args.max_pixels;
+        Ok(Context {
+            tenant,
+            json: args.json,
+            data_dir,
+            config,
+            engine: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The engine, opened on first use.
+    pub fn engine(&self) -> Result<&Engine> {
+        if let Some(e) = self.engine.get() {
+            return Ok(e);
+        }
+        let engine = Engine::open(self.config.clone(), Box::new(|| Ok(None)))?;
+        Ok(self.engine.get_or_init(|| engine))
+    }
+}

@@ -1,0 +1,55 @@
+//! Output helpers: JSON or tables on stdout, one-line errors on stderr, logging, progress.
+
+use serde::Serialize;
+
+/// Logs go to stderr through tracing; `RUST_LOG` sets the level (default: warnings).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints an error as one line (`--json`: `{"error": {"message": ...}}` on stdout too).
+pub fn print_error(e: &anyhow::Error, json: bool) {
+    let message = e
+        .chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ");
+    if json {
+        println!("{}", serde_json::json!({ "error": { "message": message } }));
+    }
+    eprintln!("error: {message}");
+}
+
+pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A progress bar on a terminal; hidden with `--json` or when stderr is not a TTY.
+pub fn progress(len: u64, json: bool, message: &'static str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message);
+    bar
+}
+
+pub fn table(header: &[&str]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING);
+    t.set_header(header.iter().map(|h| h.to_uppercase()));
+    t
+}

@@ -1,0 +1,270 @@
+//! [`Engine`]: opens the memory, loads the encoder lazily, and runs Remember and indexing.
+
+use rap_core::{Concept, Error, ImageEncoder, ImageId, NewConcept, Region, Result, Tenant};
+use rap_image::Limits;
+use rap_memory::{ConceptEdit, ConceptStore, ImageInput, KeyIndex, SqliteStore, StoreStats};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Loads the image encoder on first use. `Ok(None)` means none is installed.
+pub type EncoderLoader = Box<dyn Fn() -> Result<Option<Arc<dyn ImageEncoder>>> + Send + Sync>;
+
+/// Where the engine keeps things and what it accepts.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The data dir: holds `memory.sqlite` (and, by default, `models/`).
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// The memory's SQLite file.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("memory.sqlite")
+    }
+}
+
+/// The pipeline over one memory (all its tenants).
+pub struct Engine {
+    config: EngineConfig,
+    store: Arc<dyn ConceptStore>,
+    loader: EncoderLoader,
+    encoder: OnceLock<Option<Arc<dyn ImageEncoder>>>,
+    indexes: Mutex<HashMap<(Tenant, String), KeyIndex>>,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the embedded memory in `config.data_dir`.
+    pub fn open(config: EngineConfig, loader: EncoderLoader) -> Result<Self> {
+        let store = Arc::new(SqliteStore::open(config.store_path())?);
+        Ok(Self::with_store(config, store, loader))
+    }
+
+    /// An engine over any store backend.
+    pub fn with_store(
+        config: EngineConfig,
+        store: Arc<dyn ConceptStore>,
+        loader: EncoderLoader,
+    ) -> Self {
+        Engine {
+            config,
+            store,
+            loader,
+            encoder: OnceLock::new(),
+            indexes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    pub fn store(&self) -> &dyn ConceptStore {
+        self.store.as_ref()
+    }
+
+    /// The installed encoder, loaded on first call; `Ok(None)` if none is installed.
+    pub fn encoder(&self) -> Result<Option<Arc<dyn ImageEncoder>>> {
+        if let Some(e) = self.encoder.get() {
+            return Ok(e.clone());
+        }
+        let loaded = (self.loader)()?;
+        Ok(self.encoder.get_or_init(|| loaded).clone())
+    }
+
+    /// Checks an image file and reads it for storing.
+    pub fn read_image(&self, path: &Path) -> Result<ImageInput> {
+        ImageInput::from_path(path, &self.config.limits)
+    }
+
+    /// Checks image bytes (an upload) for storing.
+    pub fn image_from_bytes(&self, bytes: Vec<u8>) -> Result<ImageInput> {
+        ImageInput::from_bytes(bytes, &self.config.limits)
+    }
+
+    // ---- Remember ----
+
+    /// Stores a new concept, then computes its keys if an encoder is installed (a failure
+    /// there leaves the concept stored; its keys are computed before the next search).
+    pub fn add_concept(
+        &self,
+        tenant: &Tenant,
+        new: &NewConcept,
+        images: Vec<ImageInput>,
+    ) -> Result<Concept> {
+        let concept = self.store.add_concept(tenant, new, images)?;
+        self.index_new_images(tenant);
+        Ok(concept)
+    }
+
+    /// Imports many concepts in one transaction.
+    pub fn add_concepts(
+        &self,
+        tenant: &Tenant,
+        concepts: Vec<(NewConcept, Vec<ImageInput>)>,
+    ) -> Result<Vec<Concept>> {
+        let added = self.store.add_concepts(tenant, concepts)?;
+        self.index_new_images(tenant);
+        Ok(added)
+    }
+
+    pub fn edit_concept(&self, tenant: &Tenant, name: &str, edit: ConceptEdit) -> Result<Concept> {
+        let adds_images = !edit.add_images.is_empty();
+        let concept = self.store.edit_concept(tenant, name, edit)?;
+        if adds_images {
+            self.index_new_images(tenant);
+        }
+        Ok(concept)
+    }
+
+    pub fn remove_concept(&self, tenant: &Tenant, name: &str) -> Result<Concept> {
+        self.store.remove_concept(tenant, name)
+    }
+
+    pub fn concept(&self, tenant: &Tenant, name: &str) -> Result<Concept> {
+        self.store.concept(tenant, name)
+    }
+
+    pub fn concepts(&self, tenant: &Tenant) -> Result<Vec<Concept>> {
+        self.store.concepts(tenant)
+    }
+
+    pub fn image_bytes(&self, tenant: &Tenant, image: &ImageId) -> Result<Vec<u8>> {
+        self.store.image_bytes(tenant, image)
+    }
+
+    pub fn stats(&self, tenant: &Tenant) -> Result<StoreStats> {
+        self.store.stats(tenant)
+    }
+
+    /// Imports a reference `database.json` (or its folder): all concepts or none.
+    pub fn import_reference(&self, tenant: &Tenant, path: &Path) -> Result<Vec<Concept>> {
+        let concepts = rap_memory::reference::read_reference(path, &self.config.limits)?;
+        self.add_concepts(tenant, concepts)
+    }
+
+    /// Exports the tenant's memory as a reference `database.json` with its images in `dir`.
+    pub fn export_reference(
+        &self,
+        tenant: &Tenant,
+        dir: &Path,
+        overwrite: bool,
+    ) -> Result<PathBuf> {
+        let concepts = self.store.concepts(tenant)?;
+        rap_memory::reference::write_reference(dir, &concepts, overwrite, |concept, i| {
+            self.store.image_bytes(tenant, &concept.images[i].id)
+        })
+    }
+
+    // ---- Keys ----
+
+    /// Best effort after a write: embed new images now so the first search is fast.
+    fn index_new_images(&self, tenant: &Tenant) {
+        match self.encoder() {
+            Ok(Some(encoder)) => {
+                if let Err(e) = self.compute_keys(tenant, encoder.as_ref(), &mut |_, _| {}) {
+                    tracing::warn!(
+                        "could not compute keys now (will retry before the next search): {e}"
+                    );
+                }
+            }
+            Ok(None) => tracing::debug!("no encoder installed; keys will be computed once one is"),
+            Err(e) => tracing::warn!("encoder did not load: {e}"),
+        }
+    }
+
+    /// Computes the keys of every image of the tenant that has none for `encoder`, one image
+    /// per transaction (so an interrupted run resumes where it stopped). `progress(done, total)`
+    /// is called after each image. Returns the number of images embedded.
+    pub fn compute_keys(
+        &self,
+        tenant: &Tenant,
+        encoder: &dyn ImageEncoder,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<usize> {
+        let missing = self.store.images_without_keys(tenant, &encoder.info().id)?;
+        let total = missing.len();
+        for (done, image) in missing.iter().enumerate() {
+            let bytes = match self.store.image_bytes(tenant, image) {
+                Ok(b) => b,
+                Err(Error::NotFound { .. }) => continue, // removed meanwhile
+                Err(e) => return Err(e),
+            };
+            let rgb = rap_image::decode(&bytes, &self.config.limits)?;
+            let region = Region::whole(rgb.width(), rgb.height());
+            let embedding = encoder
+                .embed(std::slice::from_ref(&rgb))?
+                .pop()
+                .ok_or_else(|| Error::Model("encoder returned no embedding".into()))?;
+            self.store.put_keys(
+                tenant,
+                &encoder.info().id,
+                &[(image.clone(), region, embedding)],
+            )?;
+            progress(done + 1, total);
+        }
+        Ok(total)
+    }
+
+    /// Makes sure every image has keys from the installed encoder. Errors clearly when no
+    /// encoder is installed.
+    pub fn reindex(
+        &self,
+        tenant: &Tenant,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<usize> {
+        let encoder = self.require_encoder()?;
+        self.compute_keys(tenant, encoder.as_ref(), progress)
+    }
+
+    /// The installed encoder, or an error that says how to install one.
+    pub fn require_encoder(&self) -> Result<Arc<dyn ImageEncoder>> {
+        self.encoder()?.ok_or_else(|| {
+            Error::Model(
+                "no image encoder is installed, so images cannot be searched yet: run `rap models install default`".into(),
+            )
+        })
+    }
+
+    /// Runs `f` with the tenant's up-to-date key index for the installed encoder (computing
+    /// missing keys and applying logged changes first).
+    pub fn with_key_index<T>(
+        &self,
+        tenant: &Tenant,
+        f: impl FnOnce(&KeyIndex) -> Result<T>,
+    ) -> Result<T> {
+        let encoder = self.require_encoder()?;
+        self.compute_keys(tenant, encoder.as_ref(), &mut |_, _| {})?;
+        let info = encoder.info().clone();
+        let mut indexes = self
+            .indexes
+            .lock()
+            .map_err(|_| Error::Storage("index lock poisoned".into()))?;
+        let key = (tenant.clone(), info.id.clone());
+        match indexes.get_mut(&key) {
+            Some(index) => {
+                index.refresh(self.store.as_ref())?;
+            }
+            None => {
+                let index = KeyIndex::build(self.store.as_ref(), tenant, &info.id, info.dim)?;
+                indexes.insert(key.clone(), index);
+            }
+        }
+        let index = indexes
+            .get(&key)
+            .ok_or_else(|| Error::Storage("index vanished".into()))?;
+        f(index)
+    }
+}

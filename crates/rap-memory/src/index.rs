@@ -1,0 +1,363 @@
+//! Vector indexes over the memory's keys, and [`KeyIndex`], which keeps one in step with the
+//! store.
+//!
+//! All vectors are unit length, so the score is the dot product (cosine similarity), higher
+//! is better. [`ExactIndex`] scans every key (exact, best while small); [`HnswIndex`] is an
+//! approximate HNSW graph (usearch) for large memories. Both take adds and removes one key at
+//! a time: nothing is rebuilt when a concept is added or removed.
+
+use crate::store::{ConceptStore, KeyChange, KeyEntry};
+use rap_core::{Embedding, Error, ImageId, Region, Result, Tenant};
+use std::collections::HashMap;
+
+/// A nearest-neighbour index of unit vectors under `u64` keys.
+pub trait VectorIndex: Send + Sync {
+    fn dim(&self) -> usize;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Adds a vector; a key that is present is replaced.
+    fn insert(&mut self, key: u64, vector: &[f32]) -> Result<()>;
+    /// Removes a key; removing an absent key is not an error.
+    fn remove(&mut self, key: u64) -> Result<()>;
+    /// The `k` best keys by dot product, best first.
+    fn search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>>;
+}
+
+fn check_dim(expected: usize, got: usize) -> Result<()> {
+    if expected != got {
+        return Err(Error::invalid(format!(
+            "vector has {got} dimensions, the index holds {expected}"
+        )));
+    }
+    Ok(())
+}
+
+/// Exact search by scanning every vector. Vectors are kept in one contiguous buffer.
+pub struct ExactIndex {
+    dim: usize,
+    keys: Vec<u64>,
+    vectors: Vec<f32>,
+    position: HashMap<u64, usize>,
+}
+
+impl ExactIndex {
+    pub fn new(dim: usize) -> Self {
+        ExactIndex {
+            dim,
+            keys: Vec::new(),
+            vectors: Vec::new(),
+            position: HashMap::new(),
+        }
+    }
+}
+
+impl VectorIndex for ExactIndex {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn insert(&mut self, key: u64, vector: &[f32]) -> Result<()> {
+        check_dim(self.dim, vector.len())?;
+        if let Some(&pos) = self.position.get(&key) {
+            self.vectors[pos * self.dim..(pos + 1) * self.dim].copy_from_slice(vector);
+            return Ok(());
+        }
+        self.position.insert(key, self.keys.len());
+        self.keys.push(key);
+        self.vectors.extend_from_slice(vector);
+        Ok(())
+    }
+
+    fn remove(&mut self, key: u64) -> Result<()> {
+        let Some(pos) = self.position.remove(&key) else {
+            return Ok(());
+        };
+        let last = self.keys.len() - 1;
+        if pos != last {
+            let moved = self.keys[last];
+            self.keys[pos] = moved;
+            self.vectors
+                .copy_within(last * self.dim..(last + 1) * self.dim, pos * self.dim);
+            self.position.insert(moved, pos);
+        }
+        self.keys.pop();
+        self.vectors.truncate(last * self.dim);
+        Ok(())
+    }
+
+    fn search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>> {
+        check_dim(self.dim, query.len())?;
+        let mut scored: Vec<(u64, f32)> = self
+            .vectors
+            .chunks_exact(self.dim)
+            .zip(&self.keys)
+            .map(|(v, &key)| (key, rap_core::dot(v, query)))
+            .collect();
+        let k = k.min(scored.len());
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let by_score = |a: &(u64, f32), b: &(u64, f32)| b.1.total_cmp(&a.1);
+        scored.select_nth_unstable_by(k - 1, by_score);
+        scored.truncate(k);
+        scored.sort_by(by_score);
+        Ok(scored)
+    }
+}
+
+/// Approximate search on an HNSW graph (usearch), inner-product metric.
+pub struct HnswIndex {
+    dim: usize,
+    index: usearch::Index,
+}
+
+fn usearch_err(e: impl std::fmt::Display) -> Error {
+    Error::Storage(format!("vector index: {e}"))
+}
+
+impl HnswIndex {
+    pub fn new(dim: usize) -> Result<Self> {
+        let options = usearch::IndexOptions {
+            dimensions: dim,
+            metric: usearch::MetricKind::IP,
+            quantization: usearch::ScalarKind::F32,
+            connectivity: 16,
+            expansion_add: 128,
+            expansion_search: 64,
+            multi: false,
+        };
+        let index = usearch::Index::new(&options).map_err(usearch_err)?;
+        Ok(HnswIndex { dim, index })
+    }
+
+    /// Sets the search breadth (higher: better recall, slower).
+    pub fn set_expansion_search(&self, n: usize) {
+        self.index.change_expansion_search(n);
+    }
+
+    fn ensure_capacity(&self, extra: usize) -> Result<()> {
+        let needed = self.index.size() + extra;
+        if needed > self.index.capacity() {
+            self.index
+                .reserve(needed.next_power_of_two().max(1024))
+                .map_err(usearch_err)?;
+        }
+        Ok(())
+    }
+}
+
+impl VectorIndex for HnswIndex {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn len(&self) -> usize {
+        self.index.size()
+    }
+
+    fn insert(&mut self, key: u64, vector: &[f32]) -> Result<()> {
+        check_dim(self.dim, vector.len())?;
+        if self.index.contains(key) {
+            self.index.remove(key).map_err(usearch_err)?;
+        }
+        self.ensure_capacity(1)?;
+        self.index.add(key, vector).map_err(usearch_err)
+    }
+
+    fn remove(&mut self, key: u64) -> Result<()> {
+        self.index.remove(key).map_err(usearch_err).map(|_| ())
+    }
+
+    fn search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>> {
+        check_dim(self.dim, query.len())?;
+        let m = self.index.search(query, k).map_err(usearch_err)?;
+        // usearch's inner-product distance is 1 - dot.
+        Ok(m.keys
+            .into_iter()
+            .zip(m.distances)
+            .map(|(key, d)| (key, 1.0 - d))
+            .collect())
+    }
+}
+
+/// Above this many keys a [`KeyIndex`] uses HNSW instead of exact search.
+pub const HNSW_THRESHOLD: usize = 50_000;
+
+/// One (tenant, encoder)'s keys in a vector index, with what each key points at.
+///
+/// Built from the store once, then kept current by [`KeyIndex::refresh`], which applies only
+/// the changes logged since (so another process's writes are seen too).
+pub struct KeyIndex {
+    tenant: Tenant,
+    encoder: String,
+    dim: usize,
+    version: u64,
+    index: Box<dyn VectorIndex>,
+    entries: HashMap<u64, (ImageId, Region)>,
+}
+
+impl KeyIndex {
+    /// Builds the index of every key the store holds for (tenant, encoder).
+    pub fn build(
+        store: &dyn ConceptStore,
+        tenant: &Tenant,
+        encoder: &str,
+        dim: usize,
+    ) -> Result<Self> {
+        let version = store.key_version(tenant, encoder)?;
+        let keys = store.keys(tenant, encoder)?;
+        let index: Box<dyn VectorIndex> = if keys.len() > HNSW_THRESHOLD {
+            Box::new(HnswIndex::new(dim)?)
+        } else {
+            Box::new(ExactIndex::new(dim))
+        };
+        let mut this = KeyIndex {
+            tenant: tenant.clone(),
+            encoder: encoder.to_owned(),
+            dim,
+            version,
+            index,
+            entries: HashMap::new(),
+        };
+        for entry in keys {
+            this.add_entry(entry)?;
+        }
+        Ok(this)
+    }
+
+    fn add_entry(&mut self, entry: KeyEntry) -> Result<()> {
+        if entry.embedding.dim() != self.dim {
+            return Err(Error::Storage(format!(
+                "key {} of encoder {} has {} dimensions, expected {}",
+                entry.key,
+                self.encoder,
+                entry.embedding.dim(),
+                self.dim
+            )));
+        }
+        self.index.insert(entry.key, entry.embedding.as_slice())?;
+        self.entries.insert(entry.key, (entry.image, entry.region));
+        Ok(())
+    }
+
+    /// Applies the store's changes since this index was last current. Returns how many.
+    pub fn refresh(&mut self, store: &dyn ConceptStore) -> Result<usize> {
+        let (changes, version) =
+            store.key_changes_since(&self.tenant, &self.encoder, self.version)?;
+        let mut added = Vec::new();
+        for change in &changes {
+            match *change {
+                KeyChange::Added(key) => added.push(key),
+                KeyChange::Removed(key) => {
+                    added.retain(|k| *k != key);
+                    self.index.remove(key)?;
+                    self.entries.remove(&key);
+                }
+            }
+        }
+        for entry in store.keys_by_id(&self.tenant, &self.encoder, &added)? {
+            self.add_entry(entry)?;
+        }
+        self.version = version;
+        Ok(changes.len())
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn encoder(&self) -> &str {
+        &self.encoder
+    }
+
+    /// The `k` nearest keys to `query`, best first, with the image and region each points at.
+    pub fn search(&self, query: &Embedding, k: usize) -> Result<Vec<(f32, &ImageId, &Region)>> {
+        Ok(self
+            .index
+            .search(query.as_slice(), k)?
+            .into_iter()
+            .filter_map(|(key, score)| self.entries.get(&key).map(|(i, r)| (score, i, r)))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn unit(rng: &mut impl Rng, dim: usize) -> Vec<f32> {
+        let v: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+        Embedding::normalized(v).unwrap().into_vec()
+    }
+
+    #[test]
+    fn exact_index_finds_inserted_and_forgets_removed() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut index = ExactIndex::new(16);
+        let vs: Vec<_> = (0..100).map(|_| unit(&mut rng, 16)).collect();
+        for (k, v) in vs.iter().enumerate() {
+            index.insert(k as u64, v).unwrap();
+        }
+        let top = index.search(&vs[42], 3).unwrap();
+        assert_eq!(top[0].0, 42);
+        assert!((top[0].1 - 1.0).abs() < 1e-5);
+        assert!(top[1].1 <= top[0].1 && top[2].1 <= top[1].1);
+        index.remove(42).unwrap();
+        index.remove(42).unwrap();
+        assert_eq!(index.len(), 99);
+        assert!(index
+            .search(&vs[42], 100)
+            .unwrap()
+            .iter()
+            .all(|(k, _)| *k != 42));
+        // The key moved into the freed slot is still found.
+        assert_eq!(index.search(&vs[99], 1).unwrap()[0].0, 99);
+        assert!(index.insert(1000, &[0.0; 3]).is_err());
+    }
+
+    #[test]
+    fn hnsw_agrees_with_exact_search() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let dim = 32;
+        let mut exact = ExactIndex::new(dim);
+        let mut hnsw = HnswIndex::new(dim).unwrap();
+        for k in 0..2000u64 {
+            let v = unit(&mut rng, dim);
+            exact.insert(k, &v).unwrap();
+            hnsw.insert(k, &v).unwrap();
+        }
+        for k in (0..2000u64).step_by(2) {
+            exact.remove(k).unwrap();
+            hnsw.remove(k).unwrap();
+        }
+        assert_eq!(hnsw.len(), 1000);
+        let mut hits = 0;
+        for _ in 0..50 {
+            let q = unit(&mut rng, dim);
+            let want: Vec<u64> = exact.search(&q, 10).unwrap().iter().map(|x| x.0).collect();
+            let got = hnsw.search(&q, 10).unwrap();
+            assert!(
+                got.iter().all(|(k, _)| k % 2 == 1),
+                "a removed key came back"
+            );
+            hits += got.iter().filter(|(k, _)| want.contains(k)).count();
+        }
+        let recall = hits as f32 / 500.0;
+        assert!(recall > 0.95, "recall@10 {recall}");
+    }
+}

@@ -1,0 +1,847 @@
+//! The embedded default store: one SQLite file (WAL, `synchronous = FULL`) in the data dir.
+//!
+//! # On-disk format (schema version 1) and its invariants
+//! - `concepts(id, tenant, name, category, info, created_at, updated_at)`: one row a concept.
+//! - `names(tenant, key, concept_id, display, is_alias)`: the concept's name and each alias;
+//!   `key` is the lowercase form, and `(tenant, key)` is the primary key, so a name or alias
+//!   is unique across both names and aliases of a tenant - the database enforces it.
+//! - `blobs(tenant, sha256, data, format, width, height)`: image bytes, once per tenant and
+//!   content (sha256 of the bytes). A blob exists exactly while some `concept_images` row of
+//!   its tenant refers to it: whoever deletes the last reference deletes the blob and its
+//!   embeddings in the same transaction.
+//! - `concept_images(concept_id, tenant, sha256, position)`: a concept's reference images in
+//!   order; every concept has at least one.
+//! - `embeddings(key, tenant, sha256, region, encoder, vector)`: keys per (image, region,
+//!   encoder); `vector` is little-endian f32, unit length. `key` is never reused
+//!   (AUTOINCREMENT), so an index entry can never point at a different embedding.
+//! - `key_log(seq, tenant, encoder, key, op)`: every key added (`+`) or removed (`-`), in
+//!   commit order; indexes catch up from it instead of rebuilding.
+//!
+//! Every public method runs in one `IMMEDIATE` transaction: all or nothing. Tenants are a
+//! column of every table and every statement filters by it.
+
+use crate::store::{ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, StoreStats};
+use rap_core::{
+    normalize_name_key, Concept, ConceptId, ConceptImage, Embedding, Error, ImageId, NewConcept,
+    Region, Result, Tenant,
+};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE concepts (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    category TEXT NOT NULL,
+    info TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX concepts_by_tenant ON concepts(tenant, name);
+CREATE TABLE names (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    concept_id TEXT NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+    display TEXT NOT NULL,
+    is_alias INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+CREATE INDEX names_by_concept ON names(concept_id);
+CREATE TABLE blobs (
+    tenant TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    data BLOB NOT NULL,
+    format TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    PRIMARY KEY (tenant, sha256)
+);
+CREATE TABLE concept_images (
+    concept_id TEXT NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+    tenant TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (concept_id, sha256),
+    FOREIGN KEY (tenant, sha256) REFERENCES blobs(tenant, sha256)
+);
+CREATE INDEX concept_images_by_blob ON concept_images(tenant, sha256);
+CREATE TABLE embeddings (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    region TEXT NOT NULL,
+    encoder TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    UNIQUE (tenant, sha256, region, encoder),
+    FOREIGN KEY (tenant, sha256) REFERENCES blobs(tenant, sha256)
+);
+CREATE INDEX embeddings_by_encoder ON embeddings(tenant, encoder);
+CREATE TABLE key_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    encoder TEXT NOT NULL,
+    key INTEGER NOT NULL,
+    op TEXT NOT NULL CHECK (op IN ('+', '-'))
+);
+CREATE INDEX key_log_by_encoder ON key_log(tenant, encoder, seq);
+";
+
+/// The SQLite-backed [`ConceptStore`].
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+fn db_err(e: rusqlite::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let conn = Connection::open(&path)
+            .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+        let store = SqliteStore {
+            path,
+            conn: Mutex::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&self) -> Result<()> {
+        self.write(|tx| {
+            let version: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(db_err)?;
+            match version {
+                0 => {
+                    tx.execute_batch(SCHEMA).map_err(db_err)?;
+                    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+                        .map_err(db_err)?;
+                    Ok(())
+                }
+                SCHEMA_VERSION => Ok(()),
+                v => Err(Error::Storage(format!(
+                    "the memory was written by a newer rap (schema version {v}, this build knows {SCHEMA_VERSION}); upgrade rap"
+                ))),
+            }
+        })
+    }
+
+    /// Runs `f` in an IMMEDIATE transaction, committing only when it succeeds.
+    fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| Error::Storage("store lock poisoned".into()))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a read transaction (a consistent snapshot).
+    fn read<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| Error::Storage("store lock poisoned".into()))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(db_err)?;
+        f(&tx)
+    }
+}
+
+// ---- helpers running inside a transaction ----
+
+fn find_concept_id(tx: &Transaction, tenant: &Tenant, name_or_alias: &str) -> Result<ConceptId> {
+    let key = normalize_name_key(name_or_alias)
+        .map_err(|_| Error::not_found("concept", name_or_alias))?;
+    tx.query_row(
+        "SELECT concept_id FROM names WHERE tenant = ?1 AND key = ?2",
+        params![tenant.as_str(), key],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()
+    .map_err(db_err)?
+    .map(ConceptId)
+    .ok_or_else(|| Error::not_found("concept", name_or_alias))
+}
+
+fn load_concept(tx: &Transaction, tenant: &Tenant, id: &ConceptId) -> Result<Concept> {
+    let row = tx
+        .query_row(
+            "SELECT name, category, info, created_at, updated_at FROM concepts WHERE tenant = ?1 AND id = ?2",
+            params![tenant.as_str(), id.0],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(db_err)?
+        .ok_or_else(|| Error::not_found("concept", id.0.clone()))?;
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT display FROM names WHERE concept_id = ?1 AND is_alias = 1 ORDER BY key",
+        )
+        .map_err(db_err)?;
+    let aliases = stmt
+        .query_map(params![id.0], |r| r.get::<_, String>(0))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)?;
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT b.sha256, b.width, b.height, b.format, length(b.data)
+             FROM concept_images ci JOIN blobs b ON b.tenant = ci.tenant AND b.sha256 = ci.sha256
+             WHERE ci.concept_id = ?1 ORDER BY ci.position",
+        )
+        .map_err(db_err)?;
+    let images = stmt
+        .query_map(params![id.0], |r| {
+            Ok(ConceptImage {
+                id: ImageId(r.get(0)?),
+                width: r.get(1)?,
+                height: r.get(2)?,
+                format: r.get(3)?,
+                bytes: r.get::<_, i64>(4)? as u64,
+            })
+        })
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)?;
+    let (name, category, info, created_at, updated_at) = row;
+    Ok(Concept {
+        id: id.clone(),
+        name,
+        aliases,
+        category,
+        info,
+        images,
+        created_at,
+        updated_at,
+    })
+}
+
+/// Registers a name or alias; a clash with any name or alias of the tenant is a conflict.
+fn claim_name(
+    tx: &Transaction,
+    tenant: &Tenant,
+    id: &ConceptId,
+    display: &str,
+    is_alias: bool,
+) -> Result<()> {
+    let key = normalize_name_key(display)?;
+    let display = rap_core::strip_brackets(display.trim());
+    let owner: Option<(String, String)> = tx
+        .query_row(
+            "SELECT c.name, n.concept_id FROM names n JOIN concepts c ON c.id = n.concept_id
+             WHERE n.tenant = ?1 AND n.key = ?2",
+            params![tenant.as_str(), key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db_err)?;
+    if let Some((owner_name, owner_id)) = owner {
+        let what = if is_alias { "alias" } else { "name" };
+        return Err(Error::Conflict(if owner_id == id.0 {
+            format!("{what} {display:?} is already used by this concept")
+        } else {
+            format!("{what} {display:?} is already used by concept {owner_name:?}")
+        }));
+    }
+    tx.execute(
+        "INSERT INTO names (tenant, key, concept_id, display, is_alias) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![tenant.as_str(), key, id.0, display, is_alias],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn attach_image(
+    tx: &Transaction,
+    tenant: &Tenant,
+    id: &ConceptId,
+    image: &ImageInput,
+    position: i64,
+) -> Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO blobs (tenant, sha256, data, format, width, height) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            tenant.as_str(),
+            image.id.0,
+            image.bytes,
+            image.meta.format,
+            image.meta.width,
+            image.meta.height
+        ],
+    )
+    .map_err(db_err)?;
+    let inserted = tx
+        .execute(
+            "INSERT OR IGNORE INTO concept_images (concept_id, tenant, sha256, position) VALUES (?1, ?2, ?3, ?4)",
+            params![id.0, tenant.as_str(), image.id.0, position],
+        )
+        .map_err(db_err)?;
+    if inserted == 0 {
+        return Err(Error::Conflict(format!(
+            "image {} is already a reference image of this concept",
+            short_id(&image.id)
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes a blob and its embeddings if no concept of the tenant uses it any more.
+fn collect_blob(tx: &Transaction, tenant: &Tenant, sha: &str) -> Result<()> {
+    let users: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM concept_images WHERE tenant = ?1 AND sha256 = ?2",
+            params![tenant.as_str(), sha],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    if users > 0 {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO key_log (tenant, encoder, key, op)
+         SELECT tenant, encoder, key, '-' FROM embeddings WHERE tenant = ?1 AND sha256 = ?2",
+        params![tenant.as_str(), sha],
+    )
+    .map_err(db_err)?;
+    tx.execute(
+        "DELETE FROM embeddings WHERE tenant = ?1 AND sha256 = ?2",
+        params![tenant.as_str(), sha],
+    )
+    .map_err(db_err)?;
+    tx.execute(
+        "DELETE FROM blobs WHERE tenant = ?1 AND sha256 = ?2",
+        params![tenant.as_str(), sha],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn short_id(id: &ImageId) -> &str {
+    &id.0[..id.0.len().min(12)]
+}
+
+fn insert_concept(
+    tx: &Transaction,
+    tenant: &Tenant,
+    new: &NewConcept,
+    images: &[ImageInput],
+) -> Result<ConceptId> {
+    if images.is_empty() {
+        return Err(Error::invalid(format!(
+            "concept {:?} needs at least one reference image",
+            new.name
+        )));
+    }
+    let id = ConceptId(uuid::Uuid::now_v7().to_string());
+    let now = now_ms();
+    let name = rap_core::strip_brackets(new.name.trim());
+    tx.execute(
+        "INSERT INTO concepts (id, tenant, name, category, info, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![id.0, tenant.as_str(), name, new.category.trim(), new.info, now],
+    )
+    .map_err(db_err)?;
+    claim_name(tx, tenant, &id, &new.name, false)?;
+    for alias in &new.aliases {
+        claim_name(tx, tenant, &id, alias, true)?;
+    }
+    let mut seen = HashSet::new();
+    for (pos, image) in images.iter().enumerate() {
+        if seen.insert(&image.id) {
+            attach_image(tx, tenant, &id, image, pos as i64)?;
+        }
+    }
+    Ok(id)
+}
+
+/// Resolves an image id or unique prefix among a concept's images.
+fn resolve_image(concept: &Concept, wanted: &str) -> Result<ImageId> {
+    let wanted = wanted.trim().to_ascii_lowercase();
+    if wanted.len() < 8 || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::invalid(format!(
+            "invalid image id {wanted:?}: give at least 8 hex characters of it"
+        )));
+    }
+    let matches: Vec<_> = concept
+        .images
+        .iter()
+        .filter(|i| i.id.0.starts_with(&wanted))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => Err(Error::not_found(
+            "image",
+            format!("{wanted} (of concept {:?})", concept.name),
+        )),
+        _ => Err(Error::invalid(format!(
+            "image id {wanted:?} is ambiguous: give more characters"
+        ))),
+    }
+}
+
+fn region_to_text(region: &Region) -> Result<String> {
+    serde_json::to_string(region).map_err(|e| Error::Storage(e.to_string()))
+}
+
+fn key_entry(row: &rusqlite::Row) -> rusqlite::Result<(u64, String, String, Vec<u8>)> {
+    Ok((
+        row.get::<_, i64>(0)? as u64,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+    ))
+}
+
+fn to_key_entry((key, sha, region, vector): (u64, String, String, Vec<u8>)) -> Result<KeyEntry> {
+    Ok(KeyEntry {
+        key,
+        image: ImageId(sha),
+        region: serde_json::from_str(&region)
+            .map_err(|e| Error::Storage(format!("stored region of key {key}: {e}")))?,
+        embedding: Embedding::from_le_bytes(&vector)?,
+    })
+}
+
+impl ConceptStore for SqliteStore {
+    fn add_concept(
+        &self,
+        tenant: &Tenant,
+        new: &NewConcept,
+        images: Vec<ImageInput>,
+    ) -> Result<Concept> {
+        self.write(|tx| {
+            let id = insert_concept(tx, tenant, new, &images)?;
+            load_concept(tx, tenant, &id)
+        })
+    }
+
+    fn add_concepts(
+        &self,
+        tenant: &Tenant,
+        concepts: Vec<(NewConcept, Vec<ImageInput>)>,
+    ) -> Result<Vec<Concept>> {
+        self.write(|tx| {
+            let mut out = Vec::with_capacity(concepts.len());
+            for (new, images) in &concepts {
+                let id = insert_concept(tx, tenant, new, images)?;
+                out.push(load_concept(tx, tenant, &id)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn concept(&self, tenant: &Tenant, name_or_alias: &str) -> Result<Concept> {
+        self.read(|tx| {
+            let id = find_concept_id(tx, tenant, name_or_alias)?;
+            load_concept(tx, tenant, &id)
+        })
+    }
+
+    fn concept_by_id(&self, tenant: &Tenant, id: &ConceptId) -> Result<Concept> {
+        self.read(|tx| load_concept(tx, tenant, id))
+    }
+
+    fn concepts(&self, tenant: &Tenant) -> Result<Vec<Concept>> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT id FROM concepts WHERE tenant = ?1 ORDER BY name COLLATE NOCASE")
+                .map_err(db_err)?;
+            let ids = stmt
+                .query_map(params![tenant.as_str()], |r| r.get::<_, String>(0))
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err)?;
+            ids.into_iter()
+                .map(|id| load_concept(tx, tenant, &ConceptId(id)))
+                .collect()
+        })
+    }
+
+    fn edit_concept(
+        &self,
+        tenant: &Tenant,
+        name_or_alias: &str,
+        edit: ConceptEdit,
+    ) -> Result<Concept> {
+        self.write(|tx| {
+            let id = find_concept_id(tx, tenant, name_or_alias)?;
+            let before = load_concept(tx, tenant, &id)?;
+            if let Some(new_name) = &edit.rename {
+                let new_key = normalize_name_key(new_name)?;
+                tx.execute(
+                    "DELETE FROM names WHERE concept_id = ?1 AND is_alias = 0",
+                    params![id.0],
+                )
+                .map_err(db_err)?;
+                // Renaming to one of its own aliases turns that alias into the name.
+                tx.execute(
+                    "DELETE FROM names WHERE concept_id = ?1 AND key = ?2",
+                    params![id.0, new_key],
+                )
+                .map_err(db_err)?;
+                claim_name(tx, tenant, &id, new_name, false)?;
+                tx.execute(
+                    "UPDATE concepts SET name = ?1 WHERE id = ?2",
+                    params![rap_core::strip_brackets(new_name.trim()), id.0],
+                )
+                .map_err(db_err)?;
+            }
+            if let Some(info) = &edit.info {
+                tx.execute("UPDATE concepts SET info = ?1 WHERE id = ?2", params![info, id.0])
+                    .map_err(db_err)?;
+            }
+            if let Some(category) = &edit.category {
+                tx.execute(
+                    "UPDATE concepts SET category = ?1 WHERE id = ?2",
+                    params![category.trim(), id.0],
+                )
+                .map_err(db_err)?;
+            }
+            for alias in &edit.remove_aliases {
+                let key = normalize_name_key(alias)?;
+                let removed = tx
+                    .execute(
+                        "DELETE FROM names WHERE concept_id = ?1 AND key = ?2 AND is_alias = 1",
+                        params![id.0, key],
+                    )
+                    .map_err(db_err)?;
+                if removed == 0 {
+                    return Err(Error::not_found(
+                        "alias",
+                        format!("{alias} (of concept {:?})", before.name),
+                    ));
+                }
+            }
+            for alias in &edit.add_aliases {
+                claim_name(tx, tenant, &id, alias, true)?;
+            }
+            let mut removed_blobs = Vec::new();
+            for wanted in &edit.remove_images {
+                let image = resolve_image(&before, wanted)?;
+                let n = tx
+                    .execute(
+                        "DELETE FROM concept_images WHERE concept_id = ?1 AND sha256 = ?2",
+                        params![id.0, image.0],
+                    )
+                    .map_err(db_err)?;
+                if n == 0 {
+                    return Err(Error::not_found("image", wanted.clone()));
+                }
+                removed_blobs.push(image);
+            }
+            let next_pos: i64 = tx
+                .query_row(
+                    "SELECT coalesce(max(position), -1) + 1 FROM concept_images WHERE concept_id = ?1",
+                    params![id.0],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            for (i, image) in edit.add_images.iter().enumerate() {
+                attach_image(tx, tenant, &id, image, next_pos + i as i64)?;
+            }
+            for image in &removed_blobs {
+                collect_blob(tx, tenant, &image.0)?;
+            }
+            let remaining: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM concept_images WHERE concept_id = ?1",
+                    params![id.0],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            if remaining == 0 {
+                return Err(Error::invalid(format!(
+                    "concept {:?} would have no reference image left; add one before removing the last",
+                    before.name
+                )));
+            }
+            tx.execute(
+                "UPDATE concepts SET updated_at = ?1 WHERE id = ?2",
+                params![now_ms().max(before.updated_at + 1), id.0],
+            )
+            .map_err(db_err)?;
+            load_concept(tx, tenant, &id)
+        })
+    }
+
+    fn remove_concept(&self, tenant: &Tenant, name_or_alias: &str) -> Result<Concept> {
+        self.write(|tx| {
+            let id = find_concept_id(tx, tenant, name_or_alias)?;
+            let concept = load_concept(tx, tenant, &id)?;
+            tx.execute(
+                "DELETE FROM concepts WHERE tenant = ?1 AND id = ?2",
+                params![tenant.as_str(), id.0],
+            )
+            .map_err(db_err)?;
+            for image in &concept.images {
+                collect_blob(tx, tenant, &image.id.0)?;
+            }
+            Ok(concept)
+        })
+    }
+
+    fn image_bytes(&self, tenant: &Tenant, image: &ImageId) -> Result<Vec<u8>> {
+        self.read(|tx| {
+            tx.query_row(
+                "SELECT data FROM blobs WHERE tenant = ?1 AND sha256 = ?2",
+                params![tenant.as_str(), image.0],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?
+            .ok_or_else(|| Error::not_found("image", image.0.clone()))
+        })
+    }
+
+    fn concepts_with_image(&self, tenant: &Tenant, image: &ImageId) -> Result<Vec<ConceptId>> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT concept_id FROM concept_images WHERE tenant = ?1 AND sha256 = ?2",
+                )
+                .map_err(db_err)?;
+            let ids = stmt
+                .query_map(params![tenant.as_str(), image.0], |r| {
+                    r.get::<_, String>(0).map(ConceptId)
+                })
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err)?;
+            Ok(ids)
+        })
+    }
+
+    fn images_without_keys(&self, tenant: &Tenant, encoder: &str) -> Result<Vec<ImageId>> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT b.sha256 FROM blobs b WHERE b.tenant = ?1 AND NOT EXISTS
+                     (SELECT 1 FROM embeddings e WHERE e.tenant = b.tenant AND e.sha256 = b.sha256 AND e.encoder = ?2)
+                     ORDER BY b.sha256",
+                )
+                .map_err(db_err)?;
+            let ids = stmt
+                .query_map(params![tenant.as_str(), encoder], |r| {
+                    r.get::<_, String>(0).map(ImageId)
+                })
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err)?;
+            Ok(ids)
+        })
+    }
+
+    fn put_keys(
+        &self,
+        tenant: &Tenant,
+        encoder: &str,
+        keys: &[(ImageId, Region, Embedding)],
+    ) -> Result<()> {
+        self.write(|tx| {
+            for (image, region, embedding) in keys {
+                let exists: bool = tx
+                    .query_row(
+                        "SELECT 1 FROM blobs WHERE tenant = ?1 AND sha256 = ?2",
+                        params![tenant.as_str(), image.0],
+                        |_| Ok(true),
+                    )
+                    .optional()
+                    .map_err(db_err)?
+                    .unwrap_or(false);
+                if !exists {
+                    continue; // deleted while it was being embedded
+                }
+                let region = region_to_text(region)?;
+                let old: Option<i64> = tx
+                    .query_row(
+                        "SELECT key FROM embeddings WHERE tenant = ?1 AND sha256 = ?2 AND region = ?3 AND encoder = ?4",
+                        params![tenant.as_str(), image.0, region, encoder],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db_err)?;
+                if let Some(old) = old {
+                    tx.execute("DELETE FROM embeddings WHERE key = ?1", params![old])
+                        .map_err(db_err)?;
+                    tx.execute(
+                        "INSERT INTO key_log (tenant, encoder, key, op) VALUES (?1, ?2, ?3, '-')",
+                        params![tenant.as_str(), encoder, old],
+                    )
+                    .map_err(db_err)?;
+                }
+                tx.execute(
+                    "INSERT INTO embeddings (tenant, sha256, region, encoder, vector) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![tenant.as_str(), image.0, region, encoder, embedding.to_le_bytes()],
+                )
+                .map_err(db_err)?;
+                let key = tx.last_insert_rowid();
+                tx.execute(
+                    "INSERT INTO key_log (tenant, encoder, key, op) VALUES (?1, ?2, ?3, '+')",
+                    params![tenant.as_str(), encoder, key],
+                )
+                .map_err(db_err)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn keys(&self, tenant: &Tenant, encoder: &str) -> Result<Vec<KeyEntry>> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT key, sha256, region, vector FROM embeddings WHERE tenant = ?1 AND encoder = ?2 ORDER BY key",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![tenant.as_str(), encoder], key_entry)
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err)?;
+            rows.into_iter().map(to_key_entry).collect()
+        })
+    }
+
+    fn keys_by_id(&self, tenant: &Tenant, encoder: &str, ids: &[u64]) -> Result<Vec<KeyEntry>> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT key, sha256, region, vector FROM embeddings WHERE tenant = ?1 AND encoder = ?2 AND key = ?3",
+                )
+                .map_err(db_err)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(row) = stmt
+                    .query_row(params![tenant.as_str(), encoder, *id as i64], key_entry)
+                    .optional()
+                    .map_err(db_err)?
+                {
+                    out.push(to_key_entry(row)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn key_version(&self, tenant: &Tenant, encoder: &str) -> Result<u64> {
+        self.read(|tx| {
+            tx.query_row(
+                "SELECT coalesce(max(seq), 0) FROM key_log WHERE tenant = ?1 AND encoder = ?2",
+                params![tenant.as_str(), encoder],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|v| v as u64)
+            .map_err(db_err)
+        })
+    }
+
+    fn key_changes_since(
+        &self,
+        tenant: &Tenant,
+        encoder: &str,
+        version: u64,
+    ) -> Result<(Vec<KeyChange>, u64)> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT seq, key, op FROM key_log WHERE tenant = ?1 AND encoder = ?2 AND seq > ?3 ORDER BY seq",
+                )
+                .map_err(db_err)?;
+            let mut last = version;
+            let changes = stmt
+                .query_map(params![tenant.as_str(), encoder, version as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        r.get::<_, i64>(1)? as u64,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(db_err)?
+                .map(|row| {
+                    let (seq, key, op) = row.map_err(db_err)?;
+                    last = seq;
+                    Ok(if op == "+" {
+                        KeyChange::Added(key)
+                    } else {
+                        KeyChange::Removed(key)
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((changes, last))
+        })
+    }
+
+    fn stats(&self, tenant: &Tenant) -> Result<StoreStats> {
+        self.read(|tx| {
+            let count = |sql: &str| -> Result<u64> {
+                tx.query_row(sql, params![tenant.as_str()], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u64)
+                    .map_err(db_err)
+            };
+            Ok(StoreStats {
+                concepts: count("SELECT count(*) FROM concepts WHERE tenant = ?1")?,
+                images: count("SELECT count(*) FROM blobs WHERE tenant = ?1")?,
+                embeddings: count("SELECT count(*) FROM embeddings WHERE tenant = ?1")?,
+            })
+        })
+    }
+
+    fn encoders(&self, tenant: &Tenant) -> Result<Vec<(String, u64)>> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT encoder, count(*) FROM embeddings WHERE tenant = ?1 GROUP BY encoder ORDER BY encoder",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![tenant.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err)?;
+            Ok(rows)
+        })
+    }
+}

@@ -1,0 +1,148 @@
+//! The store seam: what any backend of the concept memory (embedded SQLite now, PostgreSQL
+//! later) must do, and the value types it speaks.
+
+use rap_core::{Concept, ConceptId, Embedding, Error, ImageId, NewConcept, Region, Result, Tenant};
+use rap_image::{ImageMeta, Limits};
+use sha2::{Digest, Sha256};
+
+/// An image handed to the store: bytes already checked to decode, with their header facts.
+#[derive(Debug, Clone)]
+pub struct ImageInput {
+    pub id: ImageId,
+    pub bytes: Vec<u8>,
+    pub meta: ImageMeta,
+}
+
+impl ImageInput {
+    /// Checks that `bytes` is an image within `limits` that decodes completely (a truncated
+    /// or corrupt file is refused here, before anything is written), and content-addresses it.
+    pub fn from_bytes(bytes: Vec<u8>, limits: &Limits) -> Result<Self> {
+        let meta = rap_image::inspect(&bytes, limits)?;
+        rap_image::decode(&bytes, limits)?;
+        let id = ImageId(hex::encode(Sha256::digest(&bytes)));
+        Ok(ImageInput { id, bytes, meta })
+    }
+
+    /// Reads and checks an image file; errors name the file.
+    pub fn from_path(path: &std::path::Path, limits: &Limits) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(bytes, limits)
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+    }
+}
+
+/// A change to a concept; every field is optional and applied in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct ConceptEdit {
+    pub rename: Option<String>,
+    pub info: Option<String>,
+    pub category: Option<String>,
+    pub add_images: Vec<ImageInput>,
+    /// Image ids or unique prefixes of them (at least 8 hex characters).
+    pub remove_images: Vec<String>,
+    pub add_aliases: Vec<String>,
+    pub remove_aliases: Vec<String>,
+}
+
+/// One key of the vector index: an embedding of a region of a reference image.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    /// The store's id for this embedding; stable until the embedding is deleted.
+    pub key: u64,
+    pub image: ImageId,
+    pub region: Region,
+    pub embedding: Embedding,
+}
+
+/// A change to the keys of one (tenant, encoder), in commit order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyChange {
+    Added(u64),
+    Removed(u64),
+}
+
+/// Counts for a tenant (used by tests and `rap` status output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct StoreStats {
+    pub concepts: u64,
+    pub images: u64,
+    pub embeddings: u64,
+}
+
+/// The concept memory's storage. Every method is one transaction: it happens completely or
+/// not at all. Every method is scoped to one tenant; nothing crosses tenants.
+pub trait ConceptStore: Send + Sync {
+    /// Adds a concept with its reference images (at least one).
+    fn add_concept(
+        &self,
+        tenant: &Tenant,
+        new: &NewConcept,
+        images: Vec<ImageInput>,
+    ) -> Result<Concept>;
+
+    /// Adds many concepts at once, all or nothing (import).
+    fn add_concepts(
+        &self,
+        tenant: &Tenant,
+        concepts: Vec<(NewConcept, Vec<ImageInput>)>,
+    ) -> Result<Vec<Concept>>;
+
+    /// Finds a concept by name or alias (case-insensitive; `<name>` accepted).
+    fn concept(&self, tenant: &Tenant, name_or_alias: &str) -> Result<Concept>;
+
+    /// Finds a concept by id.
+    fn concept_by_id(&self, tenant: &Tenant, id: &ConceptId) -> Result<Concept>;
+
+    /// All concepts of the tenant, by name.
+    fn concepts(&self, tenant: &Tenant) -> Result<Vec<Concept>>;
+
+    fn edit_concept(
+        &self,
+        tenant: &Tenant,
+        name_or_alias: &str,
+        edit: ConceptEdit,
+    ) -> Result<Concept>;
+
+    /// Removes a concept, its embeddings and every image no other concept uses.
+    fn remove_concept(&self, tenant: &Tenant, name_or_alias: &str) -> Result<Concept>;
+
+    /// The stored bytes of an image of this tenant.
+    fn image_bytes(&self, tenant: &Tenant, image: &ImageId) -> Result<Vec<u8>>;
+
+    /// The concepts that use an image (usually one).
+    fn concepts_with_image(&self, tenant: &Tenant, image: &ImageId) -> Result<Vec<ConceptId>>;
+
+    /// Images of the tenant that have no embedding from `encoder` yet.
+    fn images_without_keys(&self, tenant: &Tenant, encoder: &str) -> Result<Vec<ImageId>>;
+
+    /// Stores embeddings of image regions for `encoder` (replacing any for the same
+    /// image, region and encoder). Images deleted meanwhile are skipped.
+    fn put_keys(
+        &self,
+        tenant: &Tenant,
+        encoder: &str,
+        keys: &[(ImageId, Region, Embedding)],
+    ) -> Result<()>;
+
+    /// Every key of the tenant for `encoder`.
+    fn keys(&self, tenant: &Tenant, encoder: &str) -> Result<Vec<KeyEntry>>;
+
+    /// Some keys by id (those that still exist).
+    fn keys_by_id(&self, tenant: &Tenant, encoder: &str, ids: &[u64]) -> Result<Vec<KeyEntry>>;
+
+    /// The position of the change log for (tenant, encoder): it grows with every change.
+    fn key_version(&self, tenant: &Tenant, encoder: &str) -> Result<u64>;
+
+    /// Changes to the keys after `version`, in order, and the version they bring it to.
+    fn key_changes_since(
+        &self,
+        tenant: &Tenant,
+        encoder: &str,
+        version: u64,
+    ) -> Result<(Vec<KeyChange>, u64)>;
+
+    fn stats(&self, tenant: &Tenant) -> Result<StoreStats>;
+
+    /// Encoders that have keys in this tenant, with their key counts.
+    fn encoders(&self, tenant: &Tenant) -> Result<Vec<(String, u64)>>;
+}
