@@ -93,6 +93,25 @@ fn push_concept(out: &mut PartsBuilder, number: usize, c: &LayoutConcept) {
     out.text(&format!("\n Name: <{name}>, Info: {info}\n"));
 }
 
+/// Removes `<image>` placeholders (and the newline after each) from a question written for the
+/// reference's scripts, e.g. `"<image>\nIs <bo> in this image?"` -> `"Is <bo> in this image?"`.
+/// Our layout places the images itself; left in, a placeholder would be neutralised as user text.
+pub fn strip_image_placeholders(question: &str) -> String {
+    question
+        .split(IMAGE_PLACEHOLDER)
+        .enumerate()
+        .map(|(i, piece)| {
+            if i == 0 {
+                piece
+            } else {
+                piece.strip_prefix('\n').unwrap_or(piece)
+            }
+        })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
 /// Renders parts as one string, each image as [`IMAGE_PLACEHOLDER`].
 pub fn render_parts(parts: &[Part]) -> String {
     render_parts_with(parts, IMAGE_PLACEHOLDER)
@@ -185,6 +204,17 @@ mod tests {
         assert_eq!(parts[1], Part::Text("\n[1.".into()));
         assert!(matches!(parts[2], Part::Image(_)));
         assert_eq!(parts.len(), 6);
+    }
+
+    #[test]
+    fn reference_questions_lose_their_placeholders() {
+        assert_eq!(
+            strip_image_placeholders(
+                "<image>\nIs <bo> in this image? Answer with a single word or phrase."
+            ),
+            "Is <bo> in this image? Answer with a single word or phrase."
+        );
+        assert_eq!(strip_image_placeholders("What is <bo>?"), "What is <bo>?");
     }
 
     #[test]

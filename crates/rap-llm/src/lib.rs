@@ -17,7 +17,10 @@ pub mod openai;
 pub mod template;
 
 pub use fit::{fit_concepts, Fit};
-pub use layout::{first_turn, render_parts, render_parts_with, LayoutConcept, IMAGE_PLACEHOLDER};
+pub use layout::{
+    first_turn, render_parts, render_parts_with, strip_image_placeholders, LayoutConcept,
+    IMAGE_PLACEHOLDER,
+};
 pub use neutralize::neutralize;
 pub use openai::{OpenAiConfig, OpenAiGenerator};
 pub use template::{JinjaTemplate, Template};
