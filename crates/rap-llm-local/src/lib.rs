@@ -1,0 +1,43 @@
+//! Local text generation for `rap`: quantized GGUF models run on this machine through candle.
+//!
+//! [`GgufGenerator`] implements [`rap_core::Generator`] for Llama-family (SmolLM2 included),
+//! Qwen2 and Gemma 3 GGUF files. Everything it needs comes from the one file: the weights
+//! ([`model`], candle-transformers' quantized models picked by `general.architecture`), the
+//! tokenizer ([`tokenizer`], rebuilt from `tokenizer.ggml.*`) and the chat template string
+//! (exposed as [`ChatTemplateMetadata`] for a Jinja renderer; the generator itself is handed a
+//! [`PromptRenderer`]). The model cannot see images: `info().accepts_images` is false and image
+//! parts are dropped, the engine passes retrieval results as text instead.
+//!
+//! ```no_run
+//! use rap_core::{GenerationParams, Generator, Message, Role};
+//! use rap_llm_local::GgufGenerator;
+//!
+//! let chatml = Box::new(|msgs: &[Message]| {
+//!     let mut s = String::new();
+//!     for m in msgs {
+//!         let role = match m.role { Role::System => "system", Role::User => "user", Role::Assistant => "assistant" };
+//!         let text: String = m.parts.iter().filter_map(|p| match p {
+//!             rap_core::Part::Text(t) => Some(t.as_str()), _ => None }).collect();
+//!         s.push_str(&format!("<|im_start|>{role}\n{text}<|im_end|>\n"));
+//!     }
+//!     s.push_str("<|im_start|>assistant\n");
+//!     Ok(s)
+//! });
+//! let gen = GgufGenerator::load("SmolLM2-135M-Instruct.Q4_1.gguf", chatml)?;
+//! let params = GenerationParams { temperature: 0.0, max_tokens: 64, ..Default::default() };
+//! let answer = gen.generate(&[Message::text(Role::User, "Hi!")], &params, &mut |t| {
+//!     print!("{t}");
+//!     true
+//! })?;
+//! # Ok::<(), rap_core::Error>(())
+//! ```
+
+mod generator;
+pub mod gguf;
+pub mod model;
+pub mod tokenizer;
+
+pub use generator::{ChatTemplateMetadata, GgufGenerator, PromptRenderer, TokenGeneration};
+pub use gguf::GgufFile;
+pub use model::Architecture;
+pub use tokenizer::{GgufTokenizer, Utf8Stream, VocabKind};
