@@ -13,8 +13,8 @@ It writes one JSON file with
   - `prompt` / `prompt_ids` / `greedy_ids`: a ChatML prompt, its tokens (with BOS when the model
     asks for it), and the first 32 tokens of greedy decoding (argmax of the logits, computed
     token by token with the KV cache), stopping early at an end-of-generation token,
-  - `greedy_margins`: the gap between the best and second-best logit at each step, which tells
-    whether a divergence sits on a near tie.
+  - `greedy_margins` / `greedy_top2`: the gap between the best and second-best logit at each
+    step and those two tokens, which tell whether a divergence sits on a near tie.
 If `transformers` is installed, it also tokenizes the cases with
 `AutoTokenizer.from_pretrained(dir, gguf_file=...)` and prints any disagreement with llama.cpp.
 """
@@ -95,12 +95,13 @@ def main():
     prompt_ids = llm.tokenize(PROMPT.encode("utf-8"), add_bos=True, special=True)
     llm.reset()
     llm.eval(prompt_ids)
-    greedy, margins = [], []
+    greedy, margins, top2 = [], [], []
     for _ in range(N_GREEDY):
         logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
         order = np.argsort(-logits)
         tok = int(order[0])
         margins.append(float(logits[order[0]] - logits[order[1]]))
+        top2.append([int(order[0]), int(order[1])])
         if llama_cpp.llama_vocab_is_eog(llm._model.vocab, tok):
             break
         greedy.append(tok)
@@ -116,6 +117,7 @@ def main():
         "greedy_ids": greedy,
         "greedy_text": llm.detokenize(greedy).decode("utf-8", errors="replace"),
         "greedy_margins": margins,
+        "greedy_top2": top2,
     }
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, indent=1)

@@ -71,6 +71,15 @@ impl Vocabulary {
         }
     }
 
+    /// The memory's concepts: each name with its aliases.
+    pub fn from_concepts<'a>(concepts: impl IntoIterator<Item = &'a rap_core::Concept>) -> Self {
+        let mut v = Vocabulary::new();
+        for c in concepts {
+            v.add(&c.name, &c.aliases);
+        }
+        v
+    }
+
     /// The canonical key of a name or alias, if known.
     pub fn canonical(&self, name: &str) -> Option<&str> {
         let k = key(name);

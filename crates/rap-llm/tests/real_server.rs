@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! RAP_TEST_OPENAI_URL=http://127.0.0.1:8765/v1 RAP_TEST_OPENAI_MODEL=smollm2 \
-//!     cargo test -p rap-llm --test real_server
+//!     cargo test -p rap-llm --test real_server -- --test-threads 1
 //! ```
+//!
+//! One test at a time: llama-cpp-python's server interrupts a running stream when another request
+//! arrives (its `interrupt_requests` setting), and the interrupted stream ends without a finish
+//! reason, which this client rightly reports as "ended the stream before the answer was finished".
 //!
 //! Written for llama.cpp's server (`python -m llama_cpp.server`, see
 //! `tools/golden/record_llamacpp.py`) serving a text-only GGUF (SmolLM2-135M-Instruct). Without
@@ -139,6 +143,22 @@ fn a_text_only_model_refuses_the_rap_layout_with_images() {
         2
     );
     let e = g
+        .generate(
+            &[Message {
+                role: Role::User,
+                parts,
+            }],
+            &greedy(16),
+            &mut |_| true,
+        )
+        .unwrap_err()
+        .to_string();
+    eprintln!("{e}");
+    assert!(e.contains("does not accept images"), "{e}");
+    // Without streaming llama-cpp-python answers HTTP 500; that is recognised too, and not retried.
+    let n = generator(false).unwrap();
+    let parts = first_turn(Some(&png), &[], "What is this?");
+    let e = n
         .generate(
             &[Message {
                 role: Role::User,

@@ -237,6 +237,17 @@ fn jinja_errors_are_reported_not_panics() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("no system role"), "{e}");
+    // Llama 3.x templates call strftime_now; Python string methods come from pycompat.
+    let t = JinjaTemplate::new(
+        "{{ bos_token }}{{ strftime_now('%Y')|length }}{% for m in messages %}{{ m.content.strip().upper() }}{% endfor %}{{ eos_token }}",
+        "<s>",
+        "</s>",
+    )
+    .unwrap();
+    let s = t
+        .render(&[Message::text(Role::User, "  hi ")], true)
+        .unwrap();
+    assert_eq!(s, "<s>4HI</s>");
 }
 
 #[test]
