@@ -287,7 +287,8 @@ impl OpenAiGenerator {
                         return Err(self.http_error(status, &msg, has_images));
                     }
                 }
-                Err(e) if e.is_timeout() => {
+                // A connect timeout is a connection failure (below); this is a slow answer.
+                Err(e) if e.is_timeout() && !e.is_connect() => {
                     return Err(Error::Model(format!(
                         "the generator at {} did not answer within {} s (timeout_secs): {}",
                         self.base,
