@@ -172,6 +172,64 @@ impl GgufGenerator {
         self.tokenizer.encode(&prompt, true)
     }
 
+    /// Diagnostic for comparing with a reference implementation: feeds `prompt`, then each
+    /// token of `forced` in turn (teacher forcing), and returns at every step the model's own
+    /// best token and the gap between its best and second-best logits. `forced.len()` steps.
+    pub fn greedy_trace(&self, prompt: &[u32], forced: &[u32]) -> Result<Vec<(u32, f32)>> {
+        if prompt.is_empty() {
+            return Err(Error::invalid("the prompt is empty"));
+        }
+        if prompt.len() + forced.len() > self.context_length {
+            return Err(Error::invalid(format!(
+                "{} tokens exceed the context of {}",
+                prompt.len() + forced.len(),
+                self.context_length
+            )));
+        }
+        let model_err = |e: candle_core::Error| Error::Model(format!("{}: {e}", self.info.model));
+        let mut model = self.weights.lock().unwrap_or_else(|p| p.into_inner());
+        model.clear_kv_cache();
+        let mut logits = None;
+        let mut pos = 0;
+        let chunk = if self.architecture.chunked_prefill() {
+            PREFILL_CHUNK
+        } else {
+            prompt.len()
+        };
+        for piece in prompt.chunks(chunk) {
+            let input = Tensor::new(piece, &self.device)
+                .and_then(|t| t.unsqueeze(0))
+                .map_err(model_err)?;
+            logits = Some(model.forward(&input, pos).map_err(model_err)?);
+            pos += piece.len();
+        }
+        let mut logits = logits.ok_or_else(|| Error::invalid("the prompt is empty"))?;
+        let mut out = Vec::with_capacity(forced.len());
+        for &tok in forced {
+            let v: Vec<f32> = logits
+                .squeeze(0)
+                .and_then(|l| l.to_dtype(candle_core::DType::F32))
+                .and_then(|l| l.to_vec1())
+                .map_err(model_err)?;
+            let (mut best, mut second) = ((0usize, f32::NEG_INFINITY), f32::NEG_INFINITY);
+            for (i, &x) in v.iter().enumerate() {
+                if x > best.1 {
+                    second = best.1;
+                    best = (i, x);
+                } else if x > second {
+                    second = x;
+                }
+            }
+            out.push((best.0 as u32, best.1 - second));
+            let input = Tensor::new(&[tok], &self.device)
+                .and_then(|t| t.unsqueeze(0))
+                .map_err(model_err)?;
+            logits = model.forward(&input, pos).map_err(model_err)?;
+            pos += 1;
+        }
+        Ok(out)
+    }
+
     /// Generates from already tokenized input; `on_text` streams the text as in
     /// [`Generator::generate`]. A prompt that does not leave room for one new token in the
     /// context is an error ([`Error::InvalidInput`]), not silently truncated: the caller

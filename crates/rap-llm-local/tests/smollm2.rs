@@ -24,6 +24,7 @@ struct Golden {
     greedy_ids: Vec<u32>,
     greedy_text: String,
     greedy_margins: Vec<f32>,
+    greedy_top2: Vec<[u32; 2]>,
 }
 
 fn golden() -> Golden {
@@ -124,29 +125,70 @@ fn prompt_renders_and_tokenizes_like_llama_cpp() {
     assert_eq!(gen.prompt_tokens(&conversation()).unwrap(), g.prompt_ids);
 }
 
+/// Below this gap between the two best logits, a different choice is rounding noise. Measured:
+/// llama.cpp alone moves these gaps by up to 0.06 when its KV cache is f32 instead of its
+/// default f16 (step 18: 0.0008 -> 0.061, step 27: 0.058 -> 0.006); candle keeps f32 and
+/// accumulates quantized dot products in another order.
+const NEAR_TIE: f32 = 0.1;
+
 #[test]
-fn greedy_decoding_matches_llama_cpp_first_32_tokens() {
+fn greedy_decoding_matches_llama_cpp_up_to_the_first_near_tie() {
     let Some(gen) = generator() else { return };
     let g = golden();
     assert_eq!(g.greedy_ids.len(), 32);
     let out = gen
         .generate_from_tokens(&g.prompt_ids, &greedy(32), &mut |_| true)
         .unwrap();
-    let first_diff = out
-        .tokens
-        .iter()
-        .zip(&g.greedy_ids)
-        .position(|(a, b)| a != b);
-    if let Some(i) = first_diff {
-        panic!(
-            "diverges from llama.cpp at token {i} (llama.cpp's top-2 logit margin there: {}):\n  ours     {:?}\n  llama.cpp {:?}",
-            g.greedy_margins[i], out.tokens, g.greedy_ids
-        );
-    }
-    assert_eq!(out.tokens, g.greedy_ids);
-    assert_eq!(out.generation.text, g.greedy_text);
     assert_eq!(out.generation.finish_reason, FinishReason::Length);
     assert_eq!(out.generation.completion_tokens, 32);
+    let first_tie = g
+        .greedy_margins
+        .iter()
+        .position(|m| *m < NEAR_TIE)
+        .unwrap_or(32);
+    assert!(
+        first_tie >= 16,
+        "the fixture has an early near tie at {first_tie}"
+    );
+    assert_eq!(
+        out.tokens[..first_tie],
+        g.greedy_ids[..first_tie],
+        "diverges from llama.cpp before its first near tie (token {first_tie})"
+    );
+    if first_tie < 32 {
+        // At the tie, either of llama.cpp's two best tokens is right.
+        assert!(g.greedy_top2[first_tie].contains(&out.tokens[first_tie]));
+    }
+}
+
+#[test]
+fn teacher_forced_argmax_matches_llama_cpp_at_all_32_steps() {
+    let Some(gen) = generator() else { return };
+    let g = golden();
+    let trace = gen.greedy_trace(&g.prompt_ids, &g.greedy_ids).unwrap();
+    assert_eq!(trace.len(), 32);
+    let mut exact = 0;
+    let mut ties = Vec::new();
+    for (i, ((ours, our_margin), theirs)) in trace.iter().zip(&g.greedy_ids).enumerate() {
+        if ours == theirs {
+            exact += 1;
+            continue;
+        }
+        ties.push(format!(
+            "step {i}: ours {ours} margin {our_margin}, llama.cpp {theirs} margin {}",
+            g.greedy_margins[i]
+        ));
+        // Only a near tie in both implementations may go the other way.
+        assert!(
+            g.greedy_margins[i] < NEAR_TIE
+                && *our_margin < NEAR_TIE
+                && g.greedy_top2[i].contains(ours),
+            "step {i}: ours {ours} (margin {our_margin}), llama.cpp {theirs} (margin {})",
+            g.greedy_margins[i]
+        );
+    }
+    eprintln!("{exact} of 32 steps match; near ties that went the other way: {ties:?}");
+    assert!(exact >= 30, "only {exact} of 32 steps match: {ties:?}");
 }
 
 #[test]
@@ -162,7 +204,11 @@ fn generate_streams_the_same_text_it_returns() {
         .unwrap();
     assert!(pieces.len() > 5, "streamed in pieces: {pieces:?}");
     assert_eq!(pieces.concat(), out.text);
-    assert_eq!(out.text, g.greedy_text);
+    let ids = gen
+        .generate_from_tokens(&g.prompt_ids, &greedy(32), &mut |_| true)
+        .unwrap();
+    assert_eq!(out.text, gen.tokenizer().decode(&ids.tokens));
+    assert!(out.text.starts_with("As the sun began to set"));
     assert_eq!(out.prompt_tokens, g.prompt_ids.len());
     assert_eq!(out.completion_tokens, 32);
     assert_eq!(out.finish_reason, FinishReason::Length);
