@@ -54,16 +54,12 @@ fn fold_bn(weight: Tensor, out_ch: usize, bn: VarBuilder) -> Result<(Tensor, Ten
     Ok((weight, bias))
 }
 
-fn relu6(x: &Tensor) -> Result<Tensor> {
-    x.clamp(0f32, 6f32)
-}
-
-/// A 1x1 convolution with folded batch norm, run as a batched matrix product.
+/// A 1x1 convolution with folded batch norm, run as one matrix product per image (candle's
+/// gemm), then bias and ReLU6 in one pass.
 struct Pointwise {
     /// (out, in)
     weight: Tensor,
-    /// (1, out, 1)
-    bias: Tensor,
+    bias: Vec<f32>,
     relu6: bool,
 }
 
@@ -73,20 +69,40 @@ impl Pointwise {
         let (w, b) = fold_bn(w, cout, bn)?;
         Ok(Pointwise {
             weight: w.reshape((cout, cin))?,
-            bias: b.reshape((1, cout, 1))?,
+            bias: b.to_vec1()?,
             relu6,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
-        let y = self
-            .weight
-            .broadcast_matmul(&x.reshape((n, c, h * w))?)?
-            .broadcast_add(&self.bias)?;
-        let y = if self.relu6 { relu6(&y)? } else { y };
-        y.reshape((n, (), h, w))
+        let x = x.reshape((n, c, h * w))?;
+        let per_image = (0..n)
+            .map(|i| self.weight.matmul(&x.get(i)?))
+            .collect::<Result<Vec<_>>>()?;
+        let y = Tensor::stack(&per_image, 0)?;
+        bias_act(&y, &self.bias, self.relu6)?.reshape((n, (), h, w))
     }
+}
+
+/// Adds a per-channel bias to (N, C, ...) and optionally applies ReLU6, in one pass. (candle's
+/// `clamp` and broadcast ops take several slow passes; this is the hot path of the network.)
+fn bias_act(y: &Tensor, bias: &[f32], relu6: bool) -> Result<Tensor> {
+    let dims = y.dims().to_vec();
+    let c = bias.len();
+    let plane = y.elem_count() / (dims[0] * c).max(1);
+    let mut data = y.flatten_all()?.to_vec1::<f32>()?;
+    data.par_chunks_mut(plane.max(1))
+        .enumerate()
+        .for_each(|(i, p)| {
+            let b = bias[i % c];
+            if relu6 {
+                p.iter_mut().for_each(|v| *v = (*v + b).clamp(0.0, 6.0));
+            } else {
+                p.iter_mut().for_each(|v| *v += b);
+            }
+        });
+    Tensor::from_vec(data, dims, y.device())
 }
 
 /// A depthwise k x k convolution (stride 1 or 2, padding k/2) with folded batch norm and ReLU6.
@@ -214,7 +230,7 @@ impl MbConvBlock {
 /// EfficientNet-Lite0: stem, 16 MBConv blocks, head, classifier.
 pub struct EfficientNetLite0 {
     stem_weight: Tensor,
-    stem_bias: Tensor,
+    stem_bias: Vec<f32>,
     blocks: Vec<MbConvBlock>,
     head: Pointwise,
     fc: candle_nn::Linear,
@@ -224,7 +240,7 @@ impl EfficientNetLite0 {
     pub fn new(vb: VarBuilder) -> Result<Self> {
         let w = vb.get((STEM_CHANNELS, 3, 3, 3), "_conv_stem.weight")?;
         let (stem_weight, b) = fold_bn(w, STEM_CHANNELS, vb.pp("_bn0"))?;
-        let stem_bias = b.reshape((1, STEM_CHANNELS, 1, 1))?;
+        let stem_bias = b.to_vec1()?;
         let mut blocks = Vec::new();
         let mut cin = STEM_CHANNELS;
         for (kernel, stride, expansion, cout, repeats) in STAGES {
@@ -248,10 +264,8 @@ impl EfficientNetLite0 {
 
     /// The final feature map, (N, 1280, H/32, W/32), after the head's ReLU6.
     pub fn forward_features(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x
-            .conv2d(&self.stem_weight, 1, 2, 1, 1)?
-            .broadcast_add(&self.stem_bias)?;
-        let mut x = relu6(&x)?;
+        let x = x.conv2d(&self.stem_weight, 1, 2, 1, 1)?;
+        let mut x = bias_act(&x, &self.stem_bias, true)?;
         for b in &self.blocks {
             x = b.forward(&x)?;
         }
