@@ -17,6 +17,9 @@ def main(out_dir):
     base = torch.arange(24, dtype=torch.float32).reshape(4, 6) / 8.0 - 1.0
     shared = torch.arange(10, dtype=torch.float32) * 0.5
     sd = collections.OrderedDict()
+    # A tensor the reader skips (inside a list), stored first: its storage must still be
+    # sized by its own element type for the storages after it to be found.
+    sd["skipped_list"] = [torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)]
     sd["f32"] = torch.randn(2, 3)
     sd["f16"] = torch.tensor([1.5, -2.25, 65504.0, 0.0009765625], dtype=torch.float16)
     sd["bf16"] = torch.tensor([[1.0, -3.5], [0.125, 1e10]], dtype=torch.bfloat16)

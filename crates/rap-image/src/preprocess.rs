@@ -5,6 +5,11 @@ use crate::transform::{center_crop, pad_to_square, resize, resize_shortest_edge,
 use image::RgbImage;
 use rap_core::Result;
 
+/// Longest accepted long-edge : short-edge ratio before a centre crop (see [`Preprocess::square`]).
+pub const MAX_ASPECT: u32 = 8;
+/// Largest padded square made at full resolution (see [`Preprocess::square`]).
+pub const MAX_PAD_PIXELS: u64 = 40_000_000;
+
 /// How the image is brought to the model's square input size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fit {
@@ -80,6 +85,30 @@ mod tests {
         let want = [-1.0, 1.0, 1.0, -1.0, 0.2 * 2.0 - 1.0, 0.4 * 2.0 - 1.0];
         for (a, b) in t.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn extreme_shapes_stay_bounded() {
+        let long = RgbImage::from_pixel(1, 3_000, image::Rgb([5, 6, 7]));
+        let wide = RgbImage::from_pixel(7_000, 2, image::Rgb([5, 6, 7]));
+        for img in [&long, &wide] {
+            for fit in [Fit::ShortestEdgeCenterCrop, Fit::PadToSquare([0, 0, 0])] {
+                let p = Preprocess {
+                    size: 64,
+                    fit,
+                    filter: Filter::Bilinear,
+                    mean: [0.0; 3],
+                    std: [1.0; 3],
+                };
+                let sq = p.square(img).unwrap();
+                assert_eq!(sq.dimensions(), (64, 64));
+                let inside = sq.pixels().filter(|px| px.0 == [5, 6, 7]).count();
+                match fit {
+                    Fit::PadToSquare(_) => assert!(inside < 64 * 8, "{inside}"),
+                    _ => assert_eq!(inside, 64 * 64),
+                }
+            }
         }
     }
 

@@ -102,6 +102,9 @@ impl EfficientNetLite0Encoder {
 
     /// Embeddings of images with an explicit pooling (for comparing poolings).
     pub fn embed_with(&self, images: &[RgbImage], pooling: Pooling) -> Result<Vec<Embedding>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::with_capacity(images.len());
         for chunk in images.chunks(MAX_BATCH) {
             let input = self.input_tensor(chunk)?;
@@ -126,6 +129,9 @@ impl EfficientNetLite0Encoder {
     /// ImageNet-1k class probabilities of each image, the `k` best as (class index, probability),
     /// best first. Index 967 is "espresso".
     pub fn classify(&self, images: &[RgbImage], k: usize) -> Result<Vec<Vec<(usize, f32)>>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::with_capacity(images.len());
         for chunk in images.chunks(MAX_BATCH) {
             let input = self.input_tensor(chunk)?;

@@ -408,6 +408,8 @@ fn install_with(
     out.as_file()
         .sync_all()
         .map_err(|e| Error::io(out.path(), e))?;
+    // Temporary files are private (0600); an installed model is shared by every memory.
+    make_readable(out.path())?;
     out.persist(&path).map_err(|e| Error::io(&path, e.error))?;
     write_manifest(models_dir, entry)?;
     progress(Progress::Done {
@@ -440,8 +442,22 @@ fn write_manifest(models_dir: &Path, entry: &ModelEntry) -> Result<()> {
     let json =
         serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Model(format!("manifest: {e}")))?;
     tmp.write_all(&json).map_err(|e| Error::io(tmp.path(), e))?;
+    make_readable(tmp.path())?;
     tmp.persist(&mpath)
         .map_err(|e| Error::io(&mpath, e.error))?;
+    Ok(())
+}
+
+/// Gives a file the usual 0644 permissions (on Unix).
+fn make_readable(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(path, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
     Ok(())
 }
 
@@ -641,6 +657,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"abcabc");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
         let manifest: Manifest =
             serde_json::from_slice(&std::fs::read(manifest_path(&models, &entry)).unwrap())
                 .unwrap();

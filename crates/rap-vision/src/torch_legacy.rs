@@ -146,6 +146,8 @@ struct Machine<'r, 'a> {
     stack: Vec<Value>,
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
+    /// Storage key -> storage class of every storage persistent id seen.
+    storages: &'r mut HashMap<String, String>,
 }
 
 impl<'r, 'a> Machine<'r, 'a> {
@@ -377,6 +379,15 @@ impl<'r, 'a> Machine<'r, 'a> {
                 }
                 b'Q' => {
                     let pid = self.pop()?;
+                    if let Value::Tuple(t) = &pid {
+                        if let [Value::Str(tag), Value::Global(_, class), Value::Str(key), ..] =
+                            &t[..]
+                        {
+                            if &**tag == "storage" {
+                                self.storages.insert(key.to_string(), class.to_string());
+                            }
+                        }
+                    }
                     self.stack.push(Value::PersistentId(Rc::new(pid)))
                 }
                 b'R' | 0x81 => {
@@ -500,12 +511,13 @@ fn long_value(b: &[u8]) -> Value {
     }
 }
 
-fn run_pickle(r: &mut Reader) -> Result<Value> {
+fn run_pickle(r: &mut Reader, storages: &mut HashMap<String, String>) -> Result<Value> {
     Machine {
         r,
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
+        storages,
     }
     .run()
 }
@@ -560,15 +572,16 @@ pub fn parse_legacy_pth(bytes: &[u8], name: &str) -> Result<HashMap<String, Tens
         pos: 0,
         name,
     };
-    match run_pickle(&mut r)? {
+    let mut classes = HashMap::new();
+    match run_pickle(&mut r, &mut classes)? {
         Value::BigInt(b) if *b == MAGIC => {}
         _ => return Err(bad(name, "wrong magic number")),
     }
-    match run_pickle(&mut r)? {
+    match run_pickle(&mut r, &mut classes)? {
         Value::Int(PROTOCOL_VERSION) => {}
         v => return Err(bad(name, format!("unsupported protocol version {v:?}"))),
     }
-    if let Value::Dict(info) = run_pickle(&mut r)? {
+    if let Value::Dict(info) = run_pickle(&mut r, &mut classes)? {
         for (k, v) in info.borrow().iter() {
             if matches!(k, Value::Str(s) if &**s == "little_endian")
                 && matches!(v, Value::Bool(false))
@@ -579,8 +592,8 @@ pub fn parse_legacy_pth(bytes: &[u8], name: &str) -> Result<HashMap<String, Tens
     } else {
         return Err(bad(name, "sys_info is not a dict"));
     }
-    let root = run_pickle(&mut r)?;
-    let keys = match run_pickle(&mut r)? {
+    let root = run_pickle(&mut r, &mut classes)?;
+    let keys = match run_pickle(&mut r, &mut classes)? {
         Value::List(l) => l
             .borrow()
             .iter()
@@ -597,22 +610,16 @@ pub fn parse_legacy_pth(bytes: &[u8], name: &str) -> Result<HashMap<String, Tens
     if tensors.is_empty() {
         return Err(bad(name, "the checkpoint holds no tensors"));
     }
-    // Element size of each storage, from the tensors that use it.
-    let mut elem_size: HashMap<&str, usize> = HashMap::new();
-    for (_, t) in &tensors {
-        let (size, _) = storage_dtype(&t.storage_class).ok_or_else(|| {
-            bad(
-                name,
-                format!("unsupported storage type {}", t.storage_class),
-            )
-        })?;
-        elem_size.insert(&t.storage_key, size);
-    }
     // The raw storages follow, in key order: numel (i64), then numel * element size bytes.
+    // Every storage's element size must be known to find the next one.
     let mut storages: HashMap<&str, (&[u8], u64)> = HashMap::new();
     for key in &keys {
+        let class = classes
+            .get(key)
+            .ok_or_else(|| bad(name, format!("storage {key} is listed but never described")))?;
+        let (size, _) = storage_dtype(class)
+            .ok_or_else(|| bad(name, format!("storage {key}: unsupported type {class}")))?;
         let numel = r.u64()?;
-        let size = *elem_size.get(key.as_str()).unwrap_or(&1);
         let nbytes = numel
             .checked_mul(size as u64)
             .and_then(|n| usize::try_from(n).ok())
@@ -692,6 +699,12 @@ fn materialise(t: &TensorRef, data: &[u8], numel: u64) -> std::result::Result<Te
         if last >= numel {
             return Err(format!(
                 "view reaches element {last} of a storage of {numel} elements"
+            ));
+        }
+        // Zero strides (expanded views) could make a tiny storage claim a huge tensor.
+        if count > numel.saturating_mul(64).max(1 << 20) {
+            return Err(format!(
+                "view of {count} elements over a storage of {numel} elements"
             ));
         }
     }
