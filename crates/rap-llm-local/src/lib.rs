@@ -8,6 +8,13 @@
 //! [`PromptRenderer`]). The model cannot see images: `info().accepts_images` is false and image
 //! parts are dropped, the engine passes retrieval results as text instead.
 //!
+//! Correctness is pinned against llama.cpp on SmolLM2-135M-Instruct Q4_1 (`tests/smollm2.rs`,
+//! fixtures from `tools/golden/gguf_llamacpp.py`): identical tokenization, identical greedy
+//! tokens up to the first near tie. Speed: candle 0.11 has no SIMD kernel for Q4_1 and enables
+//! its AVX kernels (Q4_0, Q8_0, K-quants) only when built with `-C target-cpu=native` (or
+//! `target-feature=+avx`); `examples/bench_gguf.rs` measures it next to
+//! `tools/golden/bench_llamacpp.py`.
+//!
 //! ```no_run
 //! use rap_core::{GenerationParams, Generator, Message, Role};
 //! use rap_llm_local::GgufGenerator;
