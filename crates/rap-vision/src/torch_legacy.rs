@@ -194,7 +194,7 @@ impl<'r, 'a> Machine<'r, 'a> {
         Ok(())
     }
     fn add_items(&mut self, items: Vec<Value>) -> Result<()> {
-        if items.len() % 2 != 0 {
+        if items.len() % 2 == 1 {
             return Err(self.err("SETITEMS with an odd number of values"));
         }
         let target = self.top()?.clone();
