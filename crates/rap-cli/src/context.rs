@@ -1,9 +1,11 @@
 //! Global options and what they resolve to: the data dir, the tenant, the engine.
 
 use anyhow::{Context as _, Result};
+use rap_core::ImageEncoder;
 use rap_core::Tenant;
-use rap_engine::{Engine, EngineConfig};
+use rap_engine::{EncoderLoader, Engine, EngineConfig};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct GlobalArgs {
@@ -56,12 +58,31 @@ impl Context {
         })
     }
 
-    /// The engine, opened on first use.
+    /// Where models are installed: `$RAP_MODELS_DIR`, else `DATA_DIR/models`.
+    pub fn models_dir(&self) -> PathBuf {
+        rap_vision::models_dir(&self.data_dir)
+    }
+
+    /// The engine, opened on first use. Its encoder is the installed default, loaded only
+    /// when a command needs it.
     pub fn engine(&self) -> Result<&Engine> {
         if let Some(e) = self.engine.get() {
             return Ok(e);
         }
-        let engine = Engine::open(self.config.clone(), Box::new(|| Ok(None)))?;
+        let models_dir = self.models_dir();
+        let loader: EncoderLoader = Box::new(move || {
+            let installed = rap_vision::models::list(&models_dir).into_iter().any(|m| {
+                m.name == "efficientnet-lite0"
+                    && m.state == rap_vision::models::InstallState::Installed
+            });
+            if !installed {
+                return Ok(None);
+            }
+            let encoder: Arc<dyn ImageEncoder> =
+                Arc::from(rap_vision::load_default_encoder(&models_dir)?);
+            Ok(Some(encoder))
+        });
+        let engine = Engine::open(self.config.clone(), loader)?;
         Ok(self.engine.get_or_init(|| engine))
     }
 }

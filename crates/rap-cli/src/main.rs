@@ -33,6 +33,14 @@ enum Command {
     Reindex(commands::transfer::ReindexArgs),
     /// Counts of what the memory holds.
     Status,
+    /// List and install models.
+    #[command(subcommand)]
+    Models(commands::models::ModelsCommand),
+    /// Find the concepts in an image and/or named in a text.
+    Retrieve(commands::retrieve::RetrieveArgs),
+    /// Evaluate: the paper's metrics and the retriever.
+    #[command(subcommand)]
+    Eval(commands::eval::EvalCommand),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +53,9 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::transfer::export(&ctx, args),
         Command::Reindex(args) => commands::transfer::reindex(&ctx, args),
         Command::Status => commands::transfer::status(&ctx),
+        Command::Models(cmd) => commands::models::run(&ctx, cmd),
+        Command::Retrieve(args) => commands::retrieve::run(&ctx, args),
+        Command::Eval(cmd) => commands::eval::run(&ctx, cmd),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

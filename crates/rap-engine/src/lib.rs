@@ -5,7 +5,10 @@
 //!   store transaction and is visible to the very next search.
 //! - Keys ([`Engine::reindex`]): embeddings of reference images, computed with the memory's
 //!   encoder when one is installed; remembering never needs a model.
+//! - Retrieve ([`Engine::retrieve`]): regions of the query image and mentions in its text.
 
 mod engine;
+pub mod retrieve;
 
 pub use engine::{EncoderLoader, Engine, EngineConfig};
+pub use retrieve::{Retrieval, RetrieveOptions, DEFAULT_THRESHOLD};

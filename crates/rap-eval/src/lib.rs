@@ -6,6 +6,8 @@
 //! - [`recognition`]: yes/no answers to "Is <c> in this image?", positive, negative and weighted
 //!   accuracy by `correct_answer`.
 //! - [`qa`]: multiple-choice and short-answer exact match after normalisation.
+//! - [`retrieval`]: top-1, recall@5, MRR and thresholded recognition of the retriever on a
+//!   folder-per-subject photo collection.
 //!
 //! Each module has pure scoring functions and a reader for its predictions file; reports are
 //! serde-serialisable (totals plus one entry per item) so a CLI can print a table or JSON.
@@ -14,6 +16,7 @@ pub mod caption;
 mod io;
 pub mod qa;
 pub mod recognition;
+pub mod retrieval;
 
 pub use caption::{
     read_caption_predictions, score_captions, CaptionItem, CaptionReport, Vocabulary,

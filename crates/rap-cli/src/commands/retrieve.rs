@@ -1,0 +1,75 @@
+//! `rap retrieve`: which concepts are in this image or named in this text.
+
+use crate::context::Context;
+use crate::output;
+use anyhow::{Context as _, Result};
+use rap_engine::RetrieveOptions;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct RetrieveArgs {
+    /// The query image
+    pub image: Option<PathBuf>,
+    /// Text to look for concept names and aliases in
+    #[arg(long)]
+    pub text: Option<String>,
+    /// At most this many concepts
+    #[arg(long, default_value_t = 2)]
+    pub top_k: usize,
+    /// Image hits scoring below this are left out [default: the calibrated threshold]
+    #[arg(long)]
+    pub threshold: Option<f32>,
+}
+
+pub fn run(ctx: &Context, args: RetrieveArgs) -> Result<()> {
+    if args.image.is_none() && args.text.is_none() {
+        anyhow::bail!("give an image, --text, or both");
+    }
+    let engine = ctx.engine()?;
+    let bytes = match &args.image {
+        Some(p) => Some(std::fs::read(p).with_context(|| p.display().to_string())?),
+        None => None,
+    };
+    let options = RetrieveOptions {
+        top_k: args.top_k,
+        threshold: args.threshold.unwrap_or(rap_engine::DEFAULT_THRESHOLD),
+        ..RetrieveOptions::default()
+    };
+    let retrieval = engine
+        .retrieve(
+            &ctx.tenant,
+            bytes.as_deref(),
+            args.text.as_deref(),
+            &options,
+        )
+        .with_context(|| match &args.image {
+            Some(p) => p.display().to_string(),
+            None => "retrieval".to_string(),
+        })?;
+    if ctx.json {
+        return output::print_json(&serde_json::json!({ "hits": retrieval.hits }));
+    }
+    if retrieval.hits.is_empty() {
+        println!("no concept found (threshold {:.2})", options.threshold);
+        return Ok(());
+    }
+    let mut t = output::table(&["name", "score", "via", "box"]);
+    for h in &retrieval.hits {
+        let bbox = h
+            .bbox
+            .map(|b| format!("[{:.0}, {:.0}, {:.0}, {:.0}]", b.x1, b.y1, b.x2, b.y2))
+            .unwrap_or_default();
+        let via = serde_json::to_value(h.via)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        t.add_row(vec![
+            format!("<{}>", h.name),
+            format!("{:.3}", h.score),
+            via,
+            bbox,
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! Retrieval evaluation on a folder-per-subject photo collection (like dreambooth-dev).
+//!
+//! For each subject the first `refs` photos (sorted by file name) become one concept in a
+//! fresh temporary memory; every other photo is a query against the memory of all subjects.
+//! Reported: top-1 accuracy, recall@5, MRR, and recognition at a threshold - positive accuracy
+//! (the right subject scores at or above it), negative accuracy (each wrong subject stays
+//! below it), weighted = their mean - in total and per subject, plus time per query. The
+//! scores are kept so a threshold can be calibrated ([`best_threshold`]).
+
+use rap_core::{Error, ImageEncoder, NewConcept, Result, Tenant};
+use rap_engine::{Engine, EngineConfig};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How to run the evaluation.
+#[derive(Debug, Clone)]
+pub struct RetrievalEvalConfig {
+    pub dataset: PathBuf,
+    /// Photos per subject that become the concept's reference images.
+    pub refs: usize,
+    pub threshold: f32,
+    pub window_scales: Vec<f32>,
+}
+
+/// Figures over a set of queries.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Figures {
+    pub queries: usize,
+    pub top1: f64,
+    pub recall_at_5: f64,
+    pub mrr: f64,
+    pub positive_accuracy: f64,
+    pub negative_accuracy: f64,
+    pub weighted: f64,
+}
+
+/// One query's outcome: the rank of the true subject (1-based; `None` if never retrieved),
+/// its score, and the scores of the other subjects.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueryOutcome {
+    pub subject: String,
+    pub photo: String,
+    pub rank: Option<usize>,
+    pub positive_score: f32,
+    pub negative_scores: Vec<f32>,
+}
+
+/// The whole evaluation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RetrievalReport {
+    pub encoder: String,
+    pub subjects: usize,
+    pub refs: usize,
+    pub threshold: f32,
+    #[serde(flatten)]
+    pub totals: Figures,
+    pub ms_per_query: f64,
+    /// The threshold that maximises the weighted recognition accuracy on this data, and that
+    /// accuracy (for calibration; not used for the figures above).
+    pub best_threshold: (f32, f64),
+    pub per_subject: BTreeMap<String, Figures>,
+    #[serde(skip)]
+    pub outcomes: Vec<QueryOutcome>,
+}
+
+const PHOTO_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp"];
+
+/// The subjects of a dataset folder: (name, photos sorted by file name).
+pub fn subjects(dataset: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dataset).map_err(|e| Error::io(dataset, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dataset, e))?.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let mut photos: Vec<PathBuf> = std::fs::read_dir(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| PHOTO_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
+            })
+            .collect();
+        photos.sort();
+        if !photos.is_empty() {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push((name, photos));
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        return Err(Error::invalid(format!(
+            "{} has no subject folders with photos",
+            dataset.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// Figures of a set of outcomes at `threshold`.
+pub fn figures(outcomes: &[&QueryOutcome], threshold: f32) -> Figures {
+    let n = outcomes.len();
+    if n == 0 {
+        return Figures::default();
+    }
+    let mean =
+        |f: &dyn Fn(&QueryOutcome) -> f64| outcomes.iter().map(|o| f(o)).sum::<f64>() / n as f64;
+    let top1 = mean(&|o| (o.rank == Some(1)) as u8 as f64);
+    let recall_at_5 = mean(&|o| o.rank.is_some_and(|r| r <= 5) as u8 as f64);
+    let mrr = mean(&|o| o.rank.map_or(0.0, |r| 1.0 / r as f64));
+    let positive_accuracy = mean(&|o| (o.positive_score >= threshold) as u8 as f64);
+    let (neg_right, neg_total) = outcomes.iter().fold((0usize, 0usize), |(r, t), o| {
+        (
+            r + o.negative_scores.iter().filter(|s| **s < threshold).count(),
+            t + o.negative_scores.len(),
+        )
+    });
+    let negative_accuracy = if neg_total == 0 {
+        1.0
+    } else {
+        neg_right as f64 / neg_total as f64
+    };
+    Figures {
+        queries: n,
+        top1,
+        recall_at_5,
+        mrr,
+        positive_accuracy,
+        negative_accuracy,
+        weighted: (positive_accuracy + negative_accuracy) / 2.0,
+    }
+}
+
+/// The threshold (midway between two observed scores) that maximises the weighted
+/// recognition accuracy, with that accuracy.
+pub fn best_threshold(outcomes: &[QueryOutcome]) -> (f32, f64) {
+    let all: Vec<&QueryOutcome> = outcomes.iter().collect();
+    let mut scores: Vec<f32> = outcomes
+        .iter()
+        .flat_map(|o| std::iter::once(o.positive_score).chain(o.negative_scores.iter().copied()))
+        .filter(|s| s.is_finite())
+        .collect();
+    scores.sort_by(f32::total_cmp);
+    scores.dedup();
+    let mut best = (0.5, f64::MIN);
+    for pair in scores.windows(2) {
+        let t = (pair[0] + pair[1]) / 2.0;
+        let w = figures(&all, t).weighted;
+        if w > best.1 {
+            best = (t, w);
+        }
+    }
+    best
+}
+
+/// Runs the evaluation with `encoder` in a temporary memory.
+pub fn run(
+    config: &RetrievalEvalConfig,
+    encoder: Arc<dyn ImageEncoder>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<RetrievalReport> {
+    if config.refs == 0 {
+        return Err(Error::invalid("--refs must be at least 1"));
+    }
+    let subjects = subjects(&config.dataset)?;
+    let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let loader_encoder = encoder.clone();
+    let engine = Engine::open(
+        EngineConfig::new(scratch.path()),
+        Box::new(move || Ok(Some(loader_encoder.clone()))),
+    )?;
+    let tenant = Tenant::new("eval")?;
+    let mut queries = Vec::new();
+    for (name, photos) in &subjects {
+        if photos.len() <= config.refs {
+            return Err(Error::invalid(format!(
+                "subject {name} has {} photos: nothing left to query with --refs {}",
+                photos.len(),
+                config.refs
+            )));
+        }
+        let images = photos[..config.refs]
+            .iter()
+            .map(|p| engine.read_image(p))
+            .collect::<Result<Vec<_>>>()?;
+        let new = NewConcept {
+            name: name.clone(),
+            ..Default::default()
+        };
+        engine.add_concept(&tenant, &new, images)?;
+        queries.extend(
+            photos[config.refs..]
+                .iter()
+                .map(|p| (name.clone(), p.clone())),
+        );
+    }
+    let total = queries.len();
+    let mut outcomes = Vec::with_capacity(total);
+    let started = Instant::now();
+    for (i, (subject, photo)) in queries.iter().enumerate() {
+        let bytes = std::fs::read(photo).map_err(|e| Error::io(photo, e))?;
+        let mut timings = rap_engine::retrieve::Timings::default();
+        let scored = engine.score_image(&tenant, &bytes, &config.window_scales, &mut timings)?;
+        let names: Vec<String> = scored
+            .iter()
+            .map(|(id, ..)| engine.store().concept_by_id(&tenant, id).map(|c| c.name))
+            .collect::<Result<_>>()?;
+        let rank = names.iter().position(|n| n == subject).map(|p| p + 1);
+        let score_of = |s: &str| {
+            names
+                .iter()
+                .position(|n| n == s)
+                .map_or(f32::NEG_INFINITY, |p| scored[p].1)
+        };
+        outcomes.push(QueryOutcome {
+            subject: subject.clone(),
+            photo: photo
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            rank,
+            positive_score: score_of(subject),
+            negative_scores: subjects
+                .iter()
+                .filter(|(n, _)| n != subject)
+                .map(|(n, _)| score_of(n))
+                .collect(),
+        });
+        progress(i + 1, total);
+    }
+    let ms_per_query = started.elapsed().as_secs_f64() * 1000.0 / total.max(1) as f64;
+    let all: Vec<&QueryOutcome> = outcomes.iter().collect();
+    let per_subject = subjects
+        .iter()
+        .map(|(name, _)| {
+            let mine: Vec<&QueryOutcome> = outcomes.iter().filter(|o| &o.subject == name).collect();
+            (name.clone(), figures(&mine, config.threshold))
+        })
+        .collect();
+    Ok(RetrievalReport {
+        encoder: encoder.info().id.clone(),
+        subjects: subjects.len(),
+        refs: config.refs,
+        threshold: config.threshold,
+        totals: figures(&all, config.threshold),
+        ms_per_query,
+        best_threshold: best_threshold(&outcomes),
+        per_subject,
+        outcomes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(rank: Option<usize>, pos: f32, neg: &[f32]) -> QueryOutcome {
+        QueryOutcome {
+            subject: "s".into(),
+            photo: "p".into(),
+            rank,
+            positive_score: pos,
+            negative_scores: neg.to_vec(),
+        }
+    }
+
+    #[test]
+    fn figures_by_hand() {
+        let os = [
+            outcome(Some(1), 0.9, &[0.3, 0.6]),
+            outcome(Some(2), 0.55, &[0.7, 0.2]),
+            outcome(None, f32::NEG_INFINITY, &[0.4, 0.1]),
+            outcome(Some(6), 0.4, &[0.45, 0.5]),
+        ];
+        let refs: Vec<&QueryOutcome> = os.iter().collect();
+        let f = figures(&refs, 0.5);
+        assert_eq!(f.queries, 4);
+        assert_eq!(f.top1, 0.25);
+        assert_eq!(f.recall_at_5, 0.5);
+        assert!((f.mrr - (1.0 + 0.5 + 0.0 + 1.0 / 6.0) / 4.0).abs() < 1e-12);
+        assert_eq!(f.positive_accuracy, 0.5); // 0.9 and 0.55
+        assert_eq!(f.negative_accuracy, 5.0 / 8.0); // 0.6, 0.7 and 0.5 are not below 0.5
+        assert_eq!(f.weighted, (0.5 + 0.625) / 2.0);
+    }
+
+    #[test]
+    fn best_threshold_separates_when_it_can() {
+        let os = vec![
+            outcome(Some(1), 0.8, &[0.3, 0.5]),
+            outcome(Some(1), 0.7, &[0.6]),
+        ];
+        let (t, w) = best_threshold(&os);
+        assert!(t > 0.6 && t < 0.7, "{t}");
+        assert_eq!(w, 1.0);
+    }
+}
