@@ -6,9 +6,15 @@
 //! - Keys ([`Engine::reindex`]): embeddings of reference images, computed with the memory's
 //!   encoder when one is installed; remembering never needs a model.
 //! - Retrieve ([`Engine::retrieve`]): regions of the query image and mentions in its text.
+//! - Generate ([`Engine::conversation`], [`Engine::answer`]): the RAP prompt for a question and
+//!   a generator's answer to it.
 
+pub mod answer;
 mod engine;
 pub mod retrieve;
 
+pub use answer::{
+    Answer, ConceptVia, Conversation, Mode, PromptImage, Question, Target, UsedConcept,
+};
 pub use engine::{EncoderLoader, Engine, EngineConfig};
 pub use retrieve::{Retrieval, RetrieveOptions, DEFAULT_THRESHOLD};
