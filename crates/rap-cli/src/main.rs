@@ -41,6 +41,11 @@ enum Command {
     /// Evaluate: the paper's metrics and the retriever.
     #[command(subcommand)]
     Eval(commands::eval::EvalCommand),
+    /// Show exactly the prompt a model would get for a question (no model runs).
+    Prompt(commands::prompt::PromptArgs),
+    /// Show the configuration (DATA_DIR/config.toml plus RAP_* environment overrides).
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +61,8 @@ fn main() -> ExitCode {
         Command::Models(cmd) => commands::models::run(&ctx, cmd),
         Command::Retrieve(args) => commands::retrieve::run(&ctx, args),
         Command::Eval(cmd) => commands::eval::run(&ctx, cmd),
+        Command::Prompt(args) => commands::prompt::run(&ctx, args),
+        Command::Config(cmd) => commands::config::run(&ctx, cmd),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,9 @@
 //! One module per group of subcommands.
 
 pub mod concept;
+pub mod config;
 pub mod eval;
 pub mod models;
+pub mod prompt;
 pub mod retrieve;
 pub mod transfer;

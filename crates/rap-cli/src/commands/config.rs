@@ -1,0 +1,254 @@
+//! The configuration: `DATA_DIR/config.toml`, overridden by environment variables, and
+//! `rap config show`.
+//!
+//! ```toml
+//! [generator]
+//! kind = "local"                    # or "openai"
+//! model = "smollm2-135m-instruct"   # catalogue name of the local GGUF model
+//! template = "vicuna_v1"            # template for `rap prompt` (local models use their own)
+//! temperature = 0.2
+//!
+//! [generator.openai]                # any OpenAI-compatible server (rap_llm::OpenAiConfig)
+//! base_url = "http://127.0.0.1:8000/v1"
+//! model = "rap-llava"
+//! api_key_env = "MY_KEY_VARIABLE"
+//!
+//! [retrieval]
+//! top_k = 2
+//! threshold = 0.5
+//! ```
+//!
+//! Environment overrides: `RAP_GENERATOR` (`local` or `openai`), `RAP_OPENAI_BASE_URL`,
+//! `RAP_OPENAI_MODEL`, `RAP_OPENAI_API_KEY_ENV`, `RAP_TEMPLATE`, `RAP_TOP_K`, `RAP_THRESHOLD`.
+
+use crate::context::Context;
+use crate::output;
+use anyhow::{bail, Context as _, Result};
+use rap_llm::OpenAiConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The config file's name in the data dir.
+pub const FILE_NAME: &str = "config.toml";
+/// The local model used when the config names none.
+pub const DEFAULT_LOCAL_MODEL: &str = "smollm2-135m-instruct";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GeneratorKind {
+    Local,
+    Openai,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneratorConfig {
+    pub kind: GeneratorKind,
+    /// Catalogue name of the local GGUF model.
+    pub model: String,
+    /// Template for `rap prompt` (a built-in name).
+    pub template: String,
+    pub temperature: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub openai: Option<OpenAiConfig>,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        GeneratorConfig {
+            kind: GeneratorKind::Local,
+            model: DEFAULT_LOCAL_MODEL.to_string(),
+            template: "vicuna_v1".to_string(),
+            temperature: 0.2,
+            openai: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrievalConfig {
+    pub top_k: usize,
+    pub threshold: f32,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        RetrievalConfig {
+            top_k: 2,
+            threshold: rap_engine::DEFAULT_THRESHOLD,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub generator: GeneratorConfig,
+    pub retrieval: RetrievalConfig,
+}
+
+impl Config {
+    /// Reads `DATA_DIR/config.toml` (defaults when it does not exist), then applies the
+    /// environment overrides.
+    pub fn load(data_dir: &Path) -> Result<Config> {
+        let path = data_dir.join(FILE_NAME);
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(text) => parse(&text, &path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(e) => return Err(e).with_context(|| path.display().to_string()),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(v) = var("RAP_GENERATOR") {
+            self.generator.kind = match v.trim() {
+                "local" => GeneratorKind::Local,
+                "openai" => GeneratorKind::Openai,
+                other => bail!("RAP_GENERATOR={other:?}: use local or openai"),
+            };
+        }
+        let base = var("RAP_OPENAI_BASE_URL");
+        let model = var("RAP_OPENAI_MODEL");
+        let key = var("RAP_OPENAI_API_KEY_ENV");
+        if base.is_some() || model.is_some() || key.is_some() {
+            let o = self
+                .generator
+                .openai
+                .get_or_insert_with(|| OpenAiConfig::new("", ""));
+            if let Some(b) = base {
+                o.base_url = b;
+            }
+            if let Some(m) = model {
+                o.model = m;
+            }
+            if let Some(k) = key {
+                o.api_key_env = Some(k);
+            }
+        }
+        if let Some(t) = var("RAP_TEMPLATE") {
+            self.generator.template = t;
+        }
+        if let Some(k) = var("RAP_TOP_K") {
+            self.retrieval.top_k = k
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("RAP_TOP_K={k:?}: not a whole number"))?;
+        }
+        if let Some(t) = var("RAP_THRESHOLD") {
+            self.retrieval.threshold = t
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("RAP_THRESHOLD={t:?}: not a number"))?;
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<()> {
+        rap_llm::Template::builtin(&self.generator.template)
+            .context("generator.template (or RAP_TEMPLATE)")?;
+        if self.retrieval.top_k == 0 {
+            bail!("retrieval.top_k (or RAP_TOP_K) must be at least 1");
+        }
+        if !self.retrieval.threshold.is_finite() {
+            bail!("retrieval.threshold (or RAP_THRESHOLD) must be a number");
+        }
+        if self.generator.kind == GeneratorKind::Openai {
+            match &self.generator.openai {
+                Some(o) if !o.base_url.trim().is_empty() && !o.model.trim().is_empty() => {}
+                _ => bail!(
+                    "generator.kind is openai but [generator.openai] has no base_url and model \
+                     (or set RAP_OPENAI_BASE_URL and RAP_OPENAI_MODEL)"
+                ),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse(text: &str, path: &Path) -> Result<Config> {
+    toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| {
+            text.as_bytes()[..s.start.min(text.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1
+        });
+        let msg = e.message().trim().to_string();
+        match line {
+            Some(l) => anyhow::anyhow!("{}, line {l}: {msg}", path.display()),
+            None => anyhow::anyhow!("{}: {msg}", path.display()),
+        }
+    })
+}
+
+#[derive(clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (the file plus environment overrides).
+    Show,
+    /// Print where the config file is.
+    Path,
+}
+
+pub fn path(ctx: &Context) -> PathBuf {
+    ctx.data_dir.join(FILE_NAME)
+}
+
+pub fn run(ctx: &Context, cmd: ConfigCommand) -> Result<()> {
+    match cmd {
+        ConfigCommand::Show => {
+            let config = Config::load(&ctx.data_dir)?;
+            if ctx.json {
+                output::print_json(&config)
+            } else {
+                print!("{}", toml::to_string_pretty(&config)?);
+                Ok(())
+            }
+        }
+        ConfigCommand::Path => {
+            let p = path(ctx);
+            if ctx.json {
+                output::print_json(&serde_json::json!({ "path": p }))
+            } else {
+                println!("{}", p.display());
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_overrides_and_reports_lines() {
+        let text = "[generator]\nkind = \"openai\"\n[generator.openai]\nbase_url = \"http://x/v1\"\nmodel = \"m\"\n[retrieval]\ntop_k = 3\n";
+        let mut c = parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.generator.kind, GeneratorKind::Openai);
+        assert_eq!(c.retrieval.top_k, 3);
+        assert_eq!(c.generator.model, DEFAULT_LOCAL_MODEL);
+        c.apply_env(|k| match k {
+            "RAP_TOP_K" => Some("5".into()),
+            "RAP_OPENAI_MODEL" => Some("other".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.retrieval.top_k, 5);
+        assert_eq!(c.generator.openai.as_ref().unwrap().model, "other");
+        c.check().unwrap();
+
+        let e = parse("[retrieval]\ntop_k = 2\nbogus = 1\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml, line 3:"), "{e}");
+        let e = parse("[generator]\nkind = \"cloud\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+}

@@ -1,0 +1,102 @@
+//! `rap prompt`, `rap config show` and `rap ask` on a temporary data dir.
+
+mod common;
+use common::*;
+
+const SYSTEM: &str = "A chat between a curious user and an artificial intelligence assistant. \
+                      The assistant gives helpful, detailed, and polite answers to the user's questions.";
+
+fn memory() -> Rap {
+    let rap = Rap::new();
+    let a = rap.write("bo.png", &png(1, 16, 16));
+    let b = rap.write("dug.png", &png(2, 16, 16));
+    rap.ok(&[
+        "concept",
+        "add",
+        "bo",
+        "--image",
+        s(&a),
+        "--info",
+        "<bo> is a Shiba Inu.",
+    ]);
+    rap.ok(&[
+        "concept",
+        "add",
+        "dug",
+        "--image",
+        s(&b),
+        "--info",
+        "<dug> is a golden retriever.",
+    ]);
+    rap
+}
+
+#[test]
+fn prompt_json_with_explicit_concepts_in_order() {
+    let rap = memory();
+    let q = rap.write("q.png", &png(9, 20, 10));
+    let v = rap.json(&[
+        "prompt",
+        "--image",
+        s(&q),
+        "--concept",
+        "dug",
+        "--concept",
+        "bo",
+        "What are they doing?",
+    ]);
+    assert_eq!(v["template"], "vicuna_v1");
+    assert_eq!(
+        v["prompt"],
+        format!(
+            "{SYSTEM} USER: <image>\n[1.<image>\n Name: <dug>, Info: <dug> is a golden retriever.\n\
+             2.<image>\n Name: <bo>, Info: <bo> is a Shiba Inu.\n]What are they doing? ASSISTANT:"
+        )
+    );
+    let images = v["images"].as_array().unwrap();
+    assert_eq!(images.len(), 3);
+    assert_eq!(images[0], s(&q));
+    let dug = rap.json(&["concept", "show", "dug"]);
+    let dug_image = dug["images"][0]["id"].as_str().unwrap();
+    assert_eq!(images[1], format!("image:{dug_image}"));
+    assert_eq!(v["concepts"][0]["name"], "dug");
+    assert_eq!(v["concepts"][1]["via"], "explicit");
+    assert_eq!(v["mode"], "multimodal");
+
+    // Plain output is the prompt itself; a text mention retrieves without an encoder.
+    let out = rap.ok(&["prompt", "--template", "chatml", "Is <bo> here?"]);
+    assert_eq!(
+        out,
+        "<|im_start|>user\n0.<image>\n Name: <bo>, Info: <bo> is a Shiba Inu.\nIs <bo> here?<|im_end|>\n<|im_start|>assistant\n\n"
+    );
+    let e = rap.fails(&["prompt", "--concept", "rex", "Who?"]);
+    assert!(e.contains("rex"), "{e}");
+    let e = rap.fails(&["prompt", " "]);
+    assert!(e.contains("question is empty"), "{e}");
+}
+
+#[test]
+fn config_show_defaults_file_env_and_errors() {
+    let rap = Rap::new();
+    let v = rap.json(&["config", "show"]);
+    assert_eq!(v["generator"]["kind"], "local");
+    assert_eq!(v["generator"]["model"], "smollm2-135m-instruct");
+    assert_eq!(v["retrieval"]["top_k"], 2);
+    std::fs::create_dir_all(rap.data_dir()).unwrap();
+    let cfg = rap.data_dir().join("config.toml");
+    std::fs::write(&cfg, "[retrieval]\ntop_k = 3\n").unwrap();
+    let out = rap
+        .command()
+        .args(["config", "show"])
+        .env("RAP_TEMPLATE", "phi3_instruct")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("top_k = 3") && text.contains("template = \"phi3_instruct\""),
+        "{text}"
+    );
+    std::fs::write(&cfg, "[retrieval]\ntop_k = 3\ncolour = 1\n").unwrap();
+    let e = rap.fails(&["config", "show"]);
+    assert!(e.contains("config.toml, line 3"), "{e}");
+}
