@@ -6,13 +6,40 @@ use std::process::{Command, Output};
 
 pub struct Rap {
     pub dir: tempfile::TempDir,
+    pub models_dir: PathBuf,
 }
 
 impl Rap {
+    /// A fresh data dir with no models installed.
     pub fn new() -> Self {
-        Rap {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        let dir = tempfile::tempdir().unwrap();
+        let models_dir = dir.path().join("no-models");
+        Rap { dir, models_dir }
+    }
+
+    /// A fresh data dir using the default encoder, installed once per test binary into a
+    /// models dir shared by the tests (through `rap models install`, i.e. pip).
+    pub fn with_default_encoder() -> Self {
+        static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        let models = INSTALLED.get_or_init(|| {
+            let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+            let models = tmp.join("test-models");
+            let out = Command::new(env!("CARGO_BIN_EXE_rap"))
+                .args(["models", "install", "efficientnet-lite0"])
+                .env("RAP_MODELS_DIR", &models)
+                .env("RAP_DATA_DIR", tmp.join("unused-data"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "installing the default encoder failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            models
+        });
+        let mut rap = Rap::new();
+        rap.models_dir = models.clone();
+        rap
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -23,7 +50,7 @@ impl Rap {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rap"));
         cmd.env("RAP_DATA_DIR", self.data_dir())
             .env_remove("RAP_TENANT")
-            .env("RAP_MODELS_DIR", self.dir.path().join("no-models"));
+            .env("RAP_MODELS_DIR", &self.models_dir);
         cmd
     }
 

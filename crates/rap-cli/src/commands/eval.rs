@@ -20,6 +20,10 @@ pub enum EvalCommand {
         /// Recognition threshold [default: the calibrated threshold]
         #[arg(long)]
         threshold: Option<f32>,
+        /// Window sizes for region proposals, as fractions of the shorter side
+        /// (comma-separated; `none` = the whole image only) [default: as `rap retrieve`]
+        #[arg(long, value_delimiter = ',')]
+        scales: Option<Vec<String>>,
     },
 }
 
@@ -29,13 +33,26 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<()> {
             dataset,
             refs,
             threshold,
+            scales,
         } => {
+            let window_scales = match scales {
+                None => rap_engine::RetrieveOptions::default().window_scales,
+                Some(list) if list.iter().any(|s| s == "none") => Vec::new(),
+                Some(list) => list
+                    .iter()
+                    .map(|s| {
+                        s.trim()
+                            .parse::<f32>()
+                            .map_err(|_| anyhow::anyhow!("--scales: {s:?} is not a number"))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            };
             let encoder = ctx.engine()?.require_encoder()?;
             let config = RetrievalEvalConfig {
                 dataset,
                 refs,
                 threshold: threshold.unwrap_or(rap_engine::DEFAULT_THRESHOLD),
-                window_scales: rap_engine::RetrieveOptions::default().window_scales,
+                window_scales,
             };
             let bar = output::progress(0, ctx.json, "querying");
             let report = retrieval::run(&config, encoder, &mut |done, total| {

@@ -17,7 +17,7 @@ pub struct RetrieveArgs {
     #[arg(long, default_value_t = 2)]
     pub top_k: usize,
     /// Image hits scoring below this are left out [default: the calibrated threshold]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f32>,
 }
 

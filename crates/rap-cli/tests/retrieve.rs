@@ -1,0 +1,180 @@
+//! `rap retrieve` and `rap eval retrieval` with the real default encoder: concepts are found
+//! in new photos, edits take effect at the very next search, and without an encoder the
+//! error says how to install one.
+
+mod common;
+use common::{s, shared, Rap};
+
+fn dreambooth(rel: &str) -> std::path::PathBuf {
+    shared("dreambooth-dev").join(rel)
+}
+
+#[test]
+fn without_an_encoder_images_say_how_to_install_and_text_still_works() {
+    let rap = Rap::new();
+    rap.ok(&["import", s(&shared("rap-example/example_database"))]);
+    let line = rap.fails(&["retrieve", s(&dreambooth("dog/00.jpg"))]);
+    assert!(line.contains("rap models install default"), "{line}");
+    let hits = rap.json(&["retrieve", "--text", "Is <bo> playing with Dug?"]);
+    let hits = hits["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 2);
+    assert_eq!(
+        (hits[0]["name"].as_str(), hits[0]["via"].as_str()),
+        (Some("bo"), Some("text"))
+    );
+    assert_eq!(hits[1]["name"], "dug");
+    assert!(hits[0]["box"].is_null());
+    assert!(rap.fails(&["retrieve"]).contains("give an image"));
+}
+
+#[test]
+fn finds_a_concept_in_a_new_photo_and_follows_edits_at_once() {
+    let rap = Rap::with_default_encoder();
+    rap.ok(&["import", s(&shared("rap-example/example_database"))]);
+    rap.ok(&[
+        "concept",
+        "add",
+        "rex",
+        "--image",
+        s(&dreambooth("dog/00.jpg")),
+        "--category",
+        "dog",
+    ]);
+    rap.ok(&[
+        "concept",
+        "add",
+        "tin",
+        "--image",
+        s(&dreambooth("can/00.jpg")),
+        "--category",
+        "can",
+    ]);
+
+    let hits = rap.json(&["retrieve", s(&dreambooth("dog/02.jpg")), "--top-k", "3"]);
+    let top = &hits["hits"][0];
+    assert_eq!(top["name"], "rex", "{hits}");
+    assert_eq!(top["via"], "image");
+    let score = top["score"].as_f64().unwrap();
+    assert!(
+        score >= rap_engine::DEFAULT_THRESHOLD as f64 && score <= 1.0001,
+        "{score}"
+    );
+    let bbox: Vec<f64> = serde_json::from_value(top["box"].clone()).unwrap();
+    assert!(
+        bbox.len() == 4 && bbox[2] > bbox[0] && bbox[3] > bbox[1],
+        "{bbox:?}"
+    );
+    // Descending relevance, all at or above the threshold.
+    let scores: Vec<f64> = hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+
+    // A text mention comes first and counts towards top-k.
+    let hits = rap.json(&[
+        "retrieve",
+        s(&dreambooth("dog/02.jpg")),
+        "--text",
+        "is tin here?",
+        "--top-k",
+        "2",
+    ]);
+    let names: Vec<&str> = hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["tin", "rex"]);
+
+    // A very high threshold leaves out every image hit.
+    let hits = rap.json(&[
+        "retrieve",
+        s(&dreambooth("dog/02.jpg")),
+        "--threshold",
+        "0.999",
+    ]);
+    assert_eq!(hits["hits"], serde_json::json!([]));
+
+    // Removed: never found again, with no rebuild step in between.
+    rap.ok(&["concept", "rm", "rex"]);
+    let hits = rap.json(&[
+        "retrieve",
+        s(&dreambooth("dog/02.jpg")),
+        "--top-k",
+        "20",
+        "--threshold",
+        "-1",
+    ]);
+    assert!(
+        hits["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["name"] != "rex"),
+        "{hits}"
+    );
+    // Added back under another name with another photo: found by the very next search.
+    rap.ok(&[
+        "concept",
+        "add",
+        "buddy",
+        "--image",
+        s(&dreambooth("dog/01.jpg")),
+    ]);
+    let hits = rap.json(&["retrieve", s(&dreambooth("dog/02.jpg"))]);
+    assert_eq!(hits["hits"][0]["name"], "buddy", "{hits}");
+    let keys = rap.json(&["status"]);
+    assert_eq!(keys["keys"], keys["images"], "one key per stored image");
+}
+
+#[test]
+fn eval_retrieval_reports_totals_and_per_subject_figures() {
+    let rap = Rap::with_default_encoder();
+    // Three subjects that are easy to tell apart, linked into a small dataset.
+    let dataset = rap.dir.path().join("dataset");
+    std::fs::create_dir_all(&dataset).unwrap();
+    for subject in ["can", "cat", "clock"] {
+        std::os::unix::fs::symlink(dreambooth(subject), dataset.join(subject)).unwrap();
+    }
+    let report = rap.json(&[
+        "eval",
+        "retrieval",
+        "--dataset",
+        s(&dataset),
+        "--refs",
+        "2",
+        "--scales",
+        "none",
+    ]);
+    assert_eq!(report["subjects"], 3);
+    assert_eq!(report["refs"], 2);
+    let queries = report["queries"].as_u64().unwrap();
+    assert!(queries >= 6, "{report}");
+    for field in [
+        "top1",
+        "recall_at_5",
+        "mrr",
+        "positive_accuracy",
+        "negative_accuracy",
+        "weighted",
+        "ms_per_query",
+    ] {
+        assert!(report[field].is_number(), "{field} missing: {report}");
+    }
+    assert!(report["top1"].as_f64().unwrap() >= 0.8, "{report}");
+    assert_eq!(report["recall_at_5"], 1.0, "only three subjects");
+    let per_subject = report["per_subject"].as_object().unwrap();
+    assert_eq!(per_subject.len(), 3);
+    let sum: u64 = per_subject
+        .values()
+        .map(|f| f["queries"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, queries);
+    assert!(rap
+        .fails(&["eval", "retrieval", "--dataset", s(&dataset), "--refs", "9"])
+        .contains("nothing left to query"));
+}
