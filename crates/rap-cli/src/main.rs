@@ -33,6 +33,8 @@ enum Command {
     Reindex(commands::transfer::ReindexArgs),
     /// Counts of what the memory holds.
     Status,
+    /// The main job end to end: remember concepts from photos, then find them in new ones.
+    Demo(commands::demo::DemoArgs),
     /// List and install models.
     #[command(subcommand)]
     Models(commands::models::ModelsCommand),
@@ -46,6 +48,8 @@ enum Command {
     /// Show the configuration (DATA_DIR/config.toml plus RAP_* environment overrides).
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
+    /// Ask a question: retrieve, lay out, generate (streams the answer).
+    Ask(commands::ask::AskArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,11 +62,13 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::transfer::export(&ctx, args),
         Command::Reindex(args) => commands::transfer::reindex(&ctx, args),
         Command::Status => commands::transfer::status(&ctx),
+        Command::Demo(args) => commands::demo::run(&ctx, args),
         Command::Models(cmd) => commands::models::run(&ctx, cmd),
         Command::Retrieve(args) => commands::retrieve::run(&ctx, args),
         Command::Eval(cmd) => commands::eval::run(&ctx, cmd),
         Command::Prompt(args) => commands::prompt::run(&ctx, args),
         Command::Config(cmd) => commands::config::run(&ctx, cmd),
+        Command::Ask(args) => commands::ask::run(&ctx, args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

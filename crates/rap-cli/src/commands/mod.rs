@@ -1,7 +1,9 @@
 //! One module per group of subcommands.
 
+pub mod ask;
 pub mod concept;
 pub mod config;
+pub mod demo;
 pub mod eval;
 pub mod models;
 pub mod prompt;

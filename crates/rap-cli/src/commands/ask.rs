@@ -1,0 +1,196 @@
+//! `rap ask`: the whole pipeline - retrieve, lay out, generate - with the configured generator,
+//! streaming the answer to the terminal, then listing the concepts used with their scores.
+//!
+//! The local generator (the default) is a text-only GGUF model from the models dir, prompted
+//! with its own Jinja chat template; it cannot see images, so it gets the retrieved concepts as
+//! text and the answer is marked `[text-only]` (`"mode": "text-only"` in JSON). An
+//! OpenAI-compatible server that takes images gets the RAP layout with the images.
+
+use crate::commands::config::{Config, GeneratorKind};
+use crate::context::Context;
+use anyhow::{bail, Context as _, Result};
+use rap_core::{GenerationParams, Generator, Message};
+use rap_engine::{Question, RetrieveOptions};
+use rap_llm::{JinjaTemplate, OpenAiGenerator};
+use rap_llm_local::GgufGenerator;
+use rap_vision::models::{self, InstallState};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct AskArgs {
+    /// The question
+    pub question: String,
+    /// The query image
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Local model (catalogue name) [default: the config's, else smollm2-135m-instruct]
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Use this concept (repeat for several, in prompt order); skips retrieval
+    #[arg(long = "concept", value_name = "NAME")]
+    pub concepts: Vec<String>,
+    /// Most tokens in the answer
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 is greedy [default: the config's, else 0.2]
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Random seed for sampling
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// Loads the local GGUF model `name` from the models dir, with its own chat template.
+fn load_local(ctx: &Context, name: &str) -> Result<(GgufGenerator, Vec<String>)> {
+    let dir = ctx.models_dir();
+    let entry = models::find(name).with_context(|| {
+        format!("unknown model {name:?}: `rap models list` shows the catalogue")
+    })?;
+    if entry.kind != models::ModelKind::Llm {
+        bail!("model {name} is not a text generator");
+    }
+    let state = models::list(&dir)
+        .into_iter()
+        .find(|m| m.name == entry.name)
+        .map(|m| m.state);
+    if state != Some(InstallState::Installed) {
+        bail!(
+            "model {name} is not installed in {}: run `rap models install {name}` (or `rap models install default`)",
+            dir.display()
+        );
+    }
+    let path = models::model_path(&dir, entry);
+    let mut generator = GgufGenerator::load(
+        &path,
+        Box::new(|_| Err(rap_core::Error::Model("no chat template yet".into()))),
+    )
+    .with_context(|| path.display().to_string())?;
+    let meta = generator.metadata_chat_template().clone();
+    let source = meta.template.clone().with_context(|| {
+        format!(
+            "{}: the model has no chat template in its metadata",
+            path.display()
+        )
+    })?;
+    let template = JinjaTemplate::new(
+        source,
+        meta.bos_token.clone().unwrap_or_default(),
+        meta.eos_token.clone().unwrap_or_default(),
+    )?;
+    let stop = template.stop_strings();
+    generator.set_renderer(Box::new(move |m: &[Message]| template.render(m, true)));
+    Ok((generator, stop))
+}
+
+pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
+    let config = Config::load(&ctx.data_dir)?;
+    let mut stop = Vec::new();
+    let local: GgufGenerator;
+    let remote;
+    let mut local_ref: Option<&GgufGenerator> = None;
+    let generator: &dyn Generator = match (config.generator.kind, &args.model) {
+        (GeneratorKind::Local, _) | (_, Some(_)) => {
+            let name = args.model.as_deref().unwrap_or(&config.generator.model);
+            let (g, s) = load_local(ctx, name)?;
+            local = g;
+            stop = s;
+            local_ref = Some(&local);
+            &local
+        }
+        (GeneratorKind::Openai, None) => {
+            let cfg = config
+                .generator
+                .openai
+                .clone()
+                .context("[generator.openai] is missing")?;
+            remote = OpenAiGenerator::new(cfg)?;
+            &remote
+        }
+    };
+    let image = match &args.image {
+        Some(p) => Some(std::fs::read(p).with_context(|| p.display().to_string())?),
+        None => None,
+    };
+    let question = Question {
+        text: &args.question,
+        image: image.as_deref(),
+        concepts: args.concepts.clone(),
+        retrieve: RetrieveOptions {
+            top_k: config.retrieval.top_k,
+            threshold: config.retrieval.threshold,
+            ..RetrieveOptions::default()
+        },
+    };
+    let params = GenerationParams {
+        max_tokens: args.max_tokens,
+        temperature: args.temperature.unwrap_or(config.generator.temperature),
+        seed: args.seed,
+        stop,
+        ..GenerationParams::default()
+    };
+    let engine = ctx.engine()?;
+    let json = ctx.json;
+    let mut stdout = std::io::stdout();
+    let mut on_text = |t: &str| {
+        if !json {
+            // A closed stdout (the reader went away) cancels generation.
+            return stdout
+                .write_all(t.as_bytes())
+                .and_then(|_| stdout.flush())
+                .is_ok();
+        }
+        true
+    };
+    let count = |m: &[Message]| -> rap_core::Result<usize> {
+        match local_ref {
+            Some(g) => g.prompt_tokens(m).map(|t| t.len()),
+            None => Ok(rap_engine::answer::estimate_tokens(m)),
+        }
+    };
+    let answer = engine.answer(
+        &ctx.tenant,
+        &question,
+        generator,
+        Some(&count),
+        &params,
+        &mut on_text,
+    )?;
+    for w in &answer.warnings {
+        eprintln!("warning: {w}");
+    }
+    if json {
+        return crate::output::print_json(&serde_json::json!({
+            "answer": answer.text.trim(),
+            "mode": answer.mode.as_str(),
+            "concepts": answer.concepts.iter().map(|c| serde_json::json!({
+                "name": c.name, "score": c.score, "via": c.via,
+            })).collect::<Vec<_>>(),
+            "model": answer.model,
+            "finish_reason": answer.finish_reason,
+        }));
+    }
+    println!();
+    let mode = if answer.mode == rap_engine::Mode::TextOnly {
+        " [text-only]"
+    } else {
+        ""
+    };
+    if answer.concepts.is_empty() {
+        println!("-- {}{mode}: no concept used", answer.model);
+    } else {
+        let list: Vec<String> = answer
+            .concepts
+            .iter()
+            .map(|c| {
+                let via = serde_json::to_value(c.via)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                format!("<{}> {:.3} ({via})", c.name, c.score)
+            })
+            .collect();
+        println!("-- {}{mode}: {}", answer.model, list.join(", "));
+    }
+    Ok(())
+}
