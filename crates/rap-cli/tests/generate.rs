@@ -100,3 +100,58 @@ fn config_show_defaults_file_env_and_errors() {
     let e = rap.fails(&["config", "show"]);
     assert!(e.contains("config.toml, line 3"), "{e}");
 }
+
+#[test]
+fn ask_without_the_model_says_how_to_install_it() {
+    let rap = memory();
+    let e = rap.fails(&["ask", "What breed is <bo>?"]);
+    assert!(
+        e.contains("rap models install smollm2-135m-instruct"),
+        "{e}"
+    );
+    let e = rap.fails(&["ask", "--model", "nope", "Hi"]);
+    assert!(e.contains("nope"), "{e}");
+}
+
+/// The real SmolLM2 (installed once per build into the target dir): text-only, greedy.
+#[test]
+fn ask_json_with_the_local_model_is_text_only() {
+    let models = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("models-smollm2");
+    let rap = memory();
+    let install = rap
+        .command()
+        .env("RAP_MODELS_DIR", &models)
+        .args(["models", "install", "smollm2-135m-instruct"])
+        .output()
+        .unwrap();
+    assert!(
+        install.status.success(),
+        "{}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    let out = rap
+        .command()
+        .env("RAP_MODELS_DIR", &models)
+        .args([
+            "ask",
+            "--json",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "12",
+            "What breed is <bo>?",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "text-only");
+    assert!(!v["answer"].as_str().unwrap().trim().is_empty(), "{v}");
+    assert_eq!(v["concepts"][0]["name"], "bo");
+    assert_eq!(v["concepts"][0]["via"], "text");
+    assert!(v["model"].as_str().is_some());
+}
