@@ -35,6 +35,9 @@ enum Command {
     Status,
     /// The main job end to end: remember concepts from photos, then find them in new ones.
     Demo(commands::demo::DemoArgs),
+    /// Performance figures (memory: store open, add/remove and search latency).
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
     /// List and install models.
     #[command(subcommand)]
     Models(commands::models::ModelsCommand),
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Reindex(args) => commands::transfer::reindex(&ctx, args),
         Command::Status => commands::transfer::status(&ctx),
         Command::Demo(args) => commands::demo::run(&ctx, args),
+        Command::Bench(cmd) => commands::bench::run(json, cmd),
         Command::Models(cmd) => commands::models::run(&ctx, cmd),
         Command::Retrieve(args) => commands::retrieve::run(&ctx, args),
         Command::Eval(cmd) => commands::eval::run(&ctx, cmd),

@@ -1,6 +1,7 @@
 //! One module per group of subcommands.
 
 pub mod ask;
+pub mod bench;
 pub mod concept;
 pub mod config;
 pub mod demo;

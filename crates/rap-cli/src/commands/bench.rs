@@ -1,0 +1,168 @@
+//! `rap bench`: performance figures, each with its unit, measured on this machine.
+//!
+//! `rap bench memory`: the embedded store with N concepts (one small distinct image and one
+//! key each): time to open the store, to build the key index for the first search, single
+//! add and remove latency (each one durable transaction), and exact search latency.
+
+use crate::output;
+use anyhow::Result;
+use clap::Subcommand;
+use rap_core::{Embedding, NewConcept, Region, Tenant};
+use rap_image::Limits;
+use rap_memory::{ConceptStore, ImageInput, KeyIndex, SqliteStore};
+use std::time::Instant;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Store open time, add/remove latency and search latency at N concepts.
+    Memory {
+        #[arg(long, default_value_t = 100_000)]
+        concepts: usize,
+        /// Key dimension (1280 = the default encoder)
+        #[arg(long, default_value_t = 1280)]
+        dim: usize,
+        /// How many single adds and removes to time
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+    },
+}
+
+fn tiny_png(n: u64) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(4, 4, |x, y| {
+        let b = n.to_le_bytes();
+        image::Rgb([
+            b[(x as usize) % 8],
+            b[(y as usize + 3) % 8],
+            (x * 4 + y) as u8,
+        ])
+    });
+    let mut out = Vec::new();
+    let _ = img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png);
+    out
+}
+
+fn key(n: u64, dim: usize) -> Embedding {
+    // A cheap deterministic pseudo-random vector (splitmix64).
+    let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    let v = (0..dim)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) as f64 / u64::MAX as f64 - 0.5) as f32
+        })
+        .collect();
+    Embedding::normalized(v).unwrap_or_else(|_| Embedding::from_unit(vec![1.0; 1]))
+}
+
+fn concept(n: u64, dim: usize) -> Result<(NewConcept, ImageInput, Embedding)> {
+    let image = ImageInput::from_bytes(tiny_png(n), &Limits::default())?;
+    let new = NewConcept {
+        name: format!("concept-{n}"),
+        info: format!("<concept-{n}> is benchmark concept number {n}."),
+        category: "thing".into(),
+        aliases: vec![],
+    };
+    Ok((new, image, key(n, dim)))
+}
+
+fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
+    if sorted_ms.is_empty() {
+        return 0.0;
+    }
+    sorted_ms[((sorted_ms.len() - 1) as f64 * p).round() as usize]
+}
+
+fn summary(mut ms: Vec<f64>) -> serde_json::Value {
+    ms.sort_by(f64::total_cmp);
+    serde_json::json!({ "p50_ms": percentile(&ms, 0.5), "p95_ms": percentile(&ms, 0.95), "samples": ms.len() })
+}
+
+pub fn run(json: bool, cmd: BenchCommand) -> Result<()> {
+    let BenchCommand::Memory {
+        concepts,
+        dim,
+        samples,
+    } = cmd;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("memory.sqlite");
+    let tenant = Tenant::default();
+    let encoder = "bench@1";
+    let bar = output::progress(concepts as u64, json, "filling");
+    let started = Instant::now();
+    {
+        let store = SqliteStore::open(&path)?;
+        for chunk_start in (0..concepts as u64).step_by(1000) {
+            let end = (chunk_start + 1000).min(concepts as u64);
+            let mut batch = Vec::new();
+            let mut keys = Vec::new();
+            for n in chunk_start..end {
+                let (new, image, k) = concept(n, dim)?;
+                keys.push((image.id.clone(), Region::whole(4, 4), k));
+                batch.push((new, vec![image]));
+            }
+            store.add_concepts(&tenant, batch)?;
+            store.put_keys(&tenant, encoder, &keys)?;
+            bar.set_position(end);
+        }
+    }
+    bar.finish_and_clear();
+    let fill_s = started.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let store = SqliteStore::open(&path)?;
+    let first = store.concept(&tenant, "concept-0")?;
+    let open_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
+    let mut index = KeyIndex::build(&store, &tenant, encoder, dim)?;
+    let index_ms = t.elapsed().as_secs_f64() * 1000.0;
+
+    let mut add_ms = Vec::new();
+    let mut remove_ms = Vec::new();
+    let mut search_ms = Vec::new();
+    for i in 0..samples as u64 {
+        let n = concepts as u64 + i;
+        let (new, image, k) = concept(n, dim)?;
+        let id = image.id.clone();
+        let t = Instant::now();
+        store.add_concept(&tenant, &new, vec![image])?;
+        store.put_keys(&tenant, encoder, &[(id, Region::whole(4, 4), k.clone())])?;
+        add_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        index.refresh(&store)?;
+        let found = index.search(&k, 5)?;
+        search_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(
+            found.first().is_some_and(|f| f.0 > 0.999),
+            "a new key was not found first"
+        );
+    }
+    for i in 0..samples as u64 {
+        let t = Instant::now();
+        store.remove_concept(&tenant, &format!("concept-{}", concepts as u64 + i))?;
+        remove_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let db_bytes = std::fs::metadata(&path)?.len()
+        + std::fs::metadata(dir.path().join("memory.sqlite-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    let report = serde_json::json!({
+        "machine": format!("{} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        "concepts": concepts,
+        "dim": dim,
+        "fill_seconds": fill_s,
+        "open_ms": open_ms,
+        "first_index_build_ms": index_ms,
+        "add_concept_with_key": summary(add_ms),
+        "refresh_and_exact_search": summary(search_ms),
+        "remove_concept": summary(remove_ms),
+        "database_bytes": db_bytes,
+        "checked_concept": first.name,
+    });
+    if json {
+        return output::print_json(&report);
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
