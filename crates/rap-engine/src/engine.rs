@@ -30,6 +30,11 @@ impl EngineConfig {
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join("memory.sqlite")
     }
+
+    /// Where large vector indexes are saved between processes (a cache of the store).
+    pub fn index_dir(&self) -> PathBuf {
+        self.data_dir.join("index")
+    }
 }
 
 /// The pipeline over one memory (all its tenants).
@@ -258,7 +263,14 @@ impl Engine {
                 index.refresh(self.store.as_ref())?;
             }
             None => {
-                let index = KeyIndex::build(self.store.as_ref(), tenant, &info.id, info.dim)?;
+                let (index, origin) = KeyIndex::open(
+                    self.store.as_ref(),
+                    tenant,
+                    &info.id,
+                    info.dim,
+                    &self.config.index_dir(),
+                )?;
+                tracing::debug!(?origin, keys = index.len(), "key index ready");
                 indexes.insert(key.clone(), index);
             }
         }

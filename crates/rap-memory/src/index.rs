@@ -1,14 +1,13 @@
-//! Vector indexes over the memory's keys, and [`KeyIndex`], which keeps one in step with the
-//! store.
+//! Vector indexes over unit vectors (the memory's keys).
 //!
 //! All vectors are unit length, so the score is the dot product (cosine similarity), higher
 //! is better. [`ExactIndex`] scans every key (exact, best while small); [`HnswIndex`] is an
 //! approximate HNSW graph (usearch) for large memories. Both take adds and removes one key at
 //! a time: nothing is rebuilt when a concept is added or removed.
 
-use crate::store::{ConceptStore, KeyChange, KeyEntry};
-use rap_core::{Embedding, Error, ImageId, Region, Result, Tenant};
+use rap_core::{Error, Result};
 use std::collections::HashMap;
+use std::path::Path;
 
 /// A nearest-neighbour index of unit vectors under `u64` keys.
 pub trait VectorIndex: Send + Sync {
@@ -136,6 +135,57 @@ impl HnswIndex {
         Ok(HnswIndex { dim, index })
     }
 
+    /// Writes the graph to `path` (usearch's own file format).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        self.index.save(path_str(path)?).map_err(usearch_err)
+    }
+
+    /// Reads a graph written by [`HnswIndex::save`]; its dimension must be `dim`.
+    pub fn load(path: &Path, dim: usize) -> Result<Self> {
+        let this = Self::new(dim)?;
+        this.index.load(path_str(path)?).map_err(usearch_err)?;
+        if this.index.dimensions() != dim {
+            return Err(Error::Storage(format!(
+                "{}: saved index has {} dimensions, expected {dim}",
+                path.display(),
+                this.index.dimensions()
+            )));
+        }
+        Ok(this)
+    }
+
+    /// Adds many new keys at once, on every core (usearch's graph takes concurrent adds once
+    /// its capacity is reserved). Building a large graph one key at a time takes minutes.
+    pub fn insert_batch(&mut self, items: &[(u64, &[f32])]) -> Result<()> {
+        for (_, v) in items {
+            check_dim(self.dim, v.len())?;
+        }
+        self.ensure_capacity(items.len())?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = items.len().div_ceil(threads).max(1);
+        let index = &self.index;
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = items
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || -> Result<()> {
+                        for (key, v) in part {
+                            if index.contains(*key) {
+                                index.remove(*key).map_err(usearch_err)?;
+                            }
+                            index.add(*key, v).map_err(usearch_err)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join()
+                    .map_err(|_| Error::Storage("vector index worker panicked".into()))?
+            })
+        })
+    }
+
     /// Sets the search breadth (higher: better recall, slower).
     pub fn set_expansion_search(&self, n: usize) {
         self.index.change_expansion_search(n);
@@ -150,6 +200,11 @@ impl HnswIndex {
         }
         Ok(())
     }
+}
+
+fn path_str(path: &Path) -> Result<&str> {
+    path.to_str()
+        .ok_or_else(|| Error::invalid(format!("{}: index path is not UTF-8", path.display())))
 }
 
 impl VectorIndex for HnswIndex {
@@ -186,119 +241,11 @@ impl VectorIndex for HnswIndex {
     }
 }
 
-/// Above this many keys a [`KeyIndex`] uses HNSW instead of exact search.
-pub const HNSW_THRESHOLD: usize = 50_000;
-
-/// One (tenant, encoder)'s keys in a vector index, with what each key points at.
-///
-/// Built from the store once, then kept current by [`KeyIndex::refresh`], which applies only
-/// the changes logged since (so another process's writes are seen too).
-pub struct KeyIndex {
-    tenant: Tenant,
-    encoder: String,
-    dim: usize,
-    version: u64,
-    index: Box<dyn VectorIndex>,
-    entries: HashMap<u64, (ImageId, Region)>,
-}
-
-impl KeyIndex {
-    /// Builds the index of every key the store holds for (tenant, encoder).
-    pub fn build(
-        store: &dyn ConceptStore,
-        tenant: &Tenant,
-        encoder: &str,
-        dim: usize,
-    ) -> Result<Self> {
-        let version = store.key_version(tenant, encoder)?;
-        let keys = store.keys(tenant, encoder)?;
-        let index: Box<dyn VectorIndex> = if keys.len() > HNSW_THRESHOLD {
-            Box::new(HnswIndex::new(dim)?)
-        } else {
-            Box::new(ExactIndex::new(dim))
-        };
-        let mut this = KeyIndex {
-            tenant: tenant.clone(),
-            encoder: encoder.to_owned(),
-            dim,
-            version,
-            index,
-            entries: HashMap::new(),
-        };
-        for entry in keys {
-            this.add_entry(entry)?;
-        }
-        Ok(this)
-    }
-
-    fn add_entry(&mut self, entry: KeyEntry) -> Result<()> {
-        if entry.embedding.dim() != self.dim {
-            return Err(Error::Storage(format!(
-                "key {} of encoder {} has {} dimensions, expected {}",
-                entry.key,
-                self.encoder,
-                entry.embedding.dim(),
-                self.dim
-            )));
-        }
-        self.index.insert(entry.key, entry.embedding.as_slice())?;
-        self.entries.insert(entry.key, (entry.image, entry.region));
-        Ok(())
-    }
-
-    /// Applies the store's changes since this index was last current. Returns how many.
-    pub fn refresh(&mut self, store: &dyn ConceptStore) -> Result<usize> {
-        let (changes, version) =
-            store.key_changes_since(&self.tenant, &self.encoder, self.version)?;
-        let mut added = Vec::new();
-        for change in &changes {
-            match *change {
-                KeyChange::Added(key) => added.push(key),
-                KeyChange::Removed(key) => {
-                    added.retain(|k| *k != key);
-                    self.index.remove(key)?;
-                    self.entries.remove(&key);
-                }
-            }
-        }
-        for entry in store.keys_by_id(&self.tenant, &self.encoder, &added)? {
-            self.add_entry(entry)?;
-        }
-        self.version = version;
-        Ok(changes.len())
-    }
-
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
-    pub fn encoder(&self) -> &str {
-        &self.encoder
-    }
-
-    /// The `k` nearest keys to `query`, best first, with the image and region each points at.
-    pub fn search(&self, query: &Embedding, k: usize) -> Result<Vec<(f32, &ImageId, &Region)>> {
-        Ok(self
-            .index
-            .search(query.as_slice(), k)?
-            .into_iter()
-            .filter_map(|(key, score)| self.entries.get(&key).map(|(i, r)| (score, i, r)))
-            .collect())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+    use rap_core::Embedding;
 
     fn unit(rng: &mut impl Rng, dim: usize) -> Vec<f32> {
         let v: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();

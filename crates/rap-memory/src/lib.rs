@@ -2,17 +2,22 @@
 //!
 //! - [`store`]: the [`ConceptStore`] trait (concepts, aliases, reference images, embeddings,
 //!   per tenant, every call one transaction) and [`SqliteStore`], the embedded default.
-//! - [`index`]: the [`VectorIndex`] trait with an exact index and an HNSW index, and
-//!   [`KeyIndex`], which keeps one up to date with the store incrementally.
+//! - [`index`]: the [`VectorIndex`] trait with an exact index and an HNSW index.
+//! - [`key_index`]: [`KeyIndex`], which keeps one up to date with the store incrementally
+//!   (and keeps a large one saved beside the store, so a new process need not rebuild it).
 //! - [`reference`]: import and export of the reference implementation's `database.json`.
 //!
 //! The store is the source of truth; an index can always be rebuilt from it.
 
 pub mod index;
+pub mod key_index;
 pub mod reference;
 mod sqlite;
 pub mod store;
 
-pub use index::{ExactIndex, HnswIndex, KeyIndex, VectorIndex};
+pub use index::{ExactIndex, HnswIndex, VectorIndex};
+pub use key_index::{IndexOrigin, KeyIndex, HNSW_THRESHOLD};
 pub use sqlite::SqliteStore;
-pub use store::{ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, StoreStats};
+pub use store::{
+    ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyLocation, StoreStats,
+};

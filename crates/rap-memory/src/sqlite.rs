@@ -20,7 +20,9 @@
 //! Every public method runs in one `IMMEDIATE` transaction: all or nothing. Tenants are a
 //! column of every table and every statement filters by it.
 
-use crate::store::{ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, StoreStats};
+use crate::store::{
+    ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyLocation, StoreStats,
+};
 use rap_core::{
     normalize_name_key, Concept, ConceptId, ConceptImage, Embedding, Error, ImageId, NewConcept,
     Region, Result, Tenant,
@@ -434,12 +436,16 @@ fn key_entry(row: &rusqlite::Row) -> rusqlite::Result<(u64, String, String, Vec<
     ))
 }
 
+fn parse_region(key: u64, region: &str) -> Result<Region> {
+    serde_json::from_str(region)
+        .map_err(|e| Error::Storage(format!("stored region of key {key}: {e}")))
+}
+
 fn to_key_entry((key, sha, region, vector): (u64, String, String, Vec<u8>)) -> Result<KeyEntry> {
     Ok(KeyEntry {
         key,
         image: ImageId(sha),
-        region: serde_json::from_str(&region)
-            .map_err(|e| Error::Storage(format!("stored region of key {key}: {e}")))?,
+        region: parse_region(key, &region)?,
         embedding: Embedding::from_le_bytes(&vector)?,
     })
 }
@@ -740,6 +746,36 @@ impl ConceptStore for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(db_err)?;
             rows.into_iter().map(to_key_entry).collect()
+        })
+    }
+
+    fn key_locations(&self, tenant: &Tenant, encoder: &str) -> Result<Vec<KeyLocation>> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT key, sha256, region FROM embeddings WHERE tenant = ?1 AND encoder = ?2 ORDER BY key",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![tenant.as_str(), encoder], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)? as u64,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err)?;
+            rows.into_iter()
+                .map(|(key, sha, region)| {
+                    Ok(KeyLocation {
+                        key,
+                        image: ImageId(sha),
+                        region: parse_region(key, &region)?,
+                    })
+                })
+                .collect()
         })
     }
 

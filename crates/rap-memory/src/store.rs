@@ -54,6 +54,14 @@ pub struct KeyEntry {
     pub embedding: Embedding,
 }
 
+/// Where a key points: the image and region it is an embedding of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyLocation {
+    pub key: u64,
+    pub image: ImageId,
+    pub region: Region,
+}
+
 /// A change to the keys of one (tenant, encoder), in commit order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyChange {
@@ -126,6 +134,10 @@ pub trait ConceptStore: Send + Sync {
 
     /// Every key of the tenant for `encoder`.
     fn keys(&self, tenant: &Tenant, encoder: &str) -> Result<Vec<KeyEntry>>;
+
+    /// Every key of the tenant for `encoder`, without its vector: what each key points at.
+    /// (Enough to reattach a saved vector index to the store.)
+    fn key_locations(&self, tenant: &Tenant, encoder: &str) -> Result<Vec<KeyLocation>>;
 
     /// Some keys by id (those that still exist).
     fn keys_by_id(&self, tenant: &Tenant, encoder: &str, ids: &[u64]) -> Result<Vec<KeyEntry>>;
