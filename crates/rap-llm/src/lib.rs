@@ -9,8 +9,10 @@
 //! - [`neutralize`] keeps user text (concept info, names, turns) from forging template markers.
 //! - [`fit`] drops the lowest-scored concepts until a prompt fits the model's context.
 //! - [`openai`] is a [`rap_core::Generator`] for any OpenAI-compatible chat server.
+//! - [`http`] sets up TLS for HTTP clients (rustls with the `ring` provider).
 
 pub mod fit;
+pub mod http;
 pub mod layout;
 pub mod neutralize;
 pub mod openai;

@@ -159,6 +159,7 @@ impl OpenAiGenerator {
                 }
             },
         };
+        crate::http::install_tls_provider();
         let client = reqwest::blocking::Client::builder()
             .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs.max(1)))
             .timeout(Duration::from_secs(cfg.timeout_secs.max(1)))

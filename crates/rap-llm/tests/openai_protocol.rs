@@ -453,6 +453,31 @@ fn a_closed_port_says_it_cannot_reach_the_server() {
 }
 
 #[test]
+fn an_https_server_that_does_not_speak_tls_is_a_clear_error() {
+    // A plain TCP peer that answers the TLS handshake with HTTP text: the client must have a
+    // TLS provider (no panic) and report a failed connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            use std::io::Write;
+            let mut stream = stream;
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        }
+    });
+    let mut cfg = config(&format!("https://127.0.0.1:{port}/v1"));
+    cfg.max_retries = 0;
+    let g = OpenAiGenerator::new(cfg).unwrap();
+    let e = ask(&g, "hi").unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "cannot reach the generator at https://127.0.0.1:{port}/v1: "
+        )),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_stream_cut_before_the_end_is_an_error() {
     // Ends cleanly but without finish_reason or [DONE].
     let app = Router::new().route(
