@@ -5,16 +5,19 @@
 //! - [`index`]: the [`VectorIndex`] trait with an exact index and an HNSW index.
 //! - [`key_index`]: [`KeyIndex`], which keeps one up to date with the store incrementally
 //!   (and keeps a large one saved beside the store, so a new process need not rebuild it).
+//! - [`api_keys`]: server API keys ([`ApiKeyStore`]; only their hashes are stored).
 //! - [`reference`]: import and export of the reference implementation's `database.json`.
 //!
 //! The store is the source of truth; an index can always be rebuilt from it.
 
+pub mod api_keys;
 pub mod index;
 pub mod key_index;
 pub mod reference;
 mod sqlite;
 pub mod store;
 
+pub use api_keys::{ApiKeyInfo, ApiKeyStore, NewApiKey};
 pub use index::{ExactIndex, HnswIndex, VectorIndex};
 pub use key_index::{IndexOrigin, KeyIndex, HNSW_THRESHOLD};
 pub use sqlite::SqliteStore;

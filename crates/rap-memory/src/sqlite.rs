@@ -1,6 +1,6 @@
 //! The embedded default store: one SQLite file (WAL, `synchronous = FULL`) in the data dir.
 //!
-//! # On-disk format (schema version 1) and its invariants
+//! # On-disk format (schema version 2) and its invariants
 //! - `concepts(id, tenant, name, category, info, created_at, updated_at)`: one row a concept.
 //! - `names(tenant, key, concept_id, display, is_alias)`: the concept's name and each alias;
 //!   `key` is the lowercase form, and `(tenant, key)` is the primary key, so a name or alias
@@ -16,10 +16,18 @@
 //!   (AUTOINCREMENT), so an index entry can never point at a different embedding.
 //! - `key_log(seq, tenant, encoder, key, op)`: every key added (`+`) or removed (`-`), in
 //!   commit order; indexes catch up from it instead of rebuilding.
+//! - `api_keys(id, tenant, hash, created_at, revoked_at)` (since version 2): server API keys;
+//!   `hash` is the sha256 of the whole key (the key itself is never stored), unique; a row
+//!   with `revoked_at` set authenticates nothing. Keys are the one table not scoped to a
+//!   tenant: a key is how a request gets its tenant.
+//!
+//! Versions: `PRAGMA user_version`. A version-1 file is upgraded in place on open (one
+//! transaction adding `api_keys`); a file from a newer `rap` is refused.
 //!
 //! Every public method runs in one `IMMEDIATE` transaction: all or nothing. Tenants are a
 //! column of every table and every statement filters by it.
 
+use crate::api_keys::{ApiKeyInfo, ApiKeyStore, NewApiKey};
 use crate::store::{
     ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyLocation, StoreStats,
 };
@@ -32,7 +40,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE concepts (
@@ -93,6 +101,17 @@ CREATE TABLE key_log (
 CREATE INDEX key_log_by_encoder ON key_log(tenant, encoder, seq);
 ";
 
+/// Version 1 -> 2: API keys.
+const SCHEMA_V2: &str = "
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+";
+
 /// The SQLite-backed [`ConceptStore`].
 pub struct SqliteStore {
     path: PathBuf,
@@ -143,8 +162,11 @@ impl SqliteStore {
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .map_err(db_err)?;
             match version {
-                0 => {
-                    tx.execute_batch(SCHEMA).map_err(db_err)?;
+                0 | 1 => {
+                    if version == 0 {
+                        tx.execute_batch(SCHEMA).map_err(db_err)?;
+                    }
+                    tx.execute_batch(SCHEMA_V2).map_err(db_err)?;
                     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                         .map_err(db_err)?;
                     Ok(())
@@ -878,6 +900,106 @@ impl ConceptStore for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(db_err)?;
             Ok(rows)
+        })
+    }
+
+    fn api_key_store(&self) -> Option<&dyn ApiKeyStore> {
+        Some(self)
+    }
+}
+
+fn api_key_row(r: &rusqlite::Row) -> rusqlite::Result<(String, String, i64, Option<i64>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn to_api_key(
+    (id, tenant, created_at, revoked_at): (String, String, i64, Option<i64>),
+) -> Result<ApiKeyInfo> {
+    Ok(ApiKeyInfo {
+        id,
+        tenant: Tenant::new(tenant)?,
+        created_at,
+        revoked_at,
+    })
+}
+
+impl ApiKeyStore for SqliteStore {
+    fn add_api_key(&self, tenant: &Tenant, key: &NewApiKey) -> Result<ApiKeyInfo> {
+        let created_at = now_ms();
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO api_keys (id, tenant, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![key.id, tenant.as_str(), key.hash, created_at],
+            )
+            .map_err(db_err)?;
+            Ok(ApiKeyInfo {
+                id: key.id.clone(),
+                tenant: tenant.clone(),
+                created_at,
+                revoked_at: None,
+            })
+        })
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT id, tenant, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], api_key_row)
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err)?;
+            rows.into_iter().map(to_api_key).collect()
+        })
+    }
+
+    fn revoke_api_key(&self, id: &str) -> Result<ApiKeyInfo> {
+        let id = crate::api_keys::key_id(id)?;
+        self.write(|tx| {
+            let row = tx
+                .query_row(
+                    "SELECT id, tenant, created_at, revoked_at FROM api_keys WHERE id = ?1",
+                    params![id],
+                    api_key_row,
+                )
+                .optional()
+                .map_err(db_err)?
+                .ok_or_else(|| Error::not_found("API key", id.clone()))?;
+            if row.3.is_some() {
+                return Err(Error::Conflict(format!("API key {id} is already revoked")));
+            }
+            let now = now_ms();
+            tx.execute(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )
+            .map_err(db_err)?;
+            to_api_key((row.0, row.1, row.2, Some(now)))
+        })
+    }
+
+    fn tenant_for_key_hash(&self, hash: &str) -> Result<Option<Tenant>> {
+        self.read(|tx| {
+            let tenant: Option<String> = tx
+                .prepare_cached(
+                    "SELECT tenant FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL",
+                )
+                .and_then(|mut s| s.query_row(params![hash], |r| r.get(0)).optional())
+                .map_err(db_err)?;
+            tenant.map(Tenant::new).transpose()
+        })
+    }
+
+    fn has_active_api_keys(&self) -> Result<bool> {
+        self.read(|tx| {
+            tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL)",
+                [],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(db_err)
         })
     }
 }

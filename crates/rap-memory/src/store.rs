@@ -157,4 +157,9 @@ pub trait ConceptStore: Send + Sync {
 
     /// Encoders that have keys in this tenant, with their key counts.
     fn encoders(&self, tenant: &Tenant) -> Result<Vec<(String, u64)>>;
+
+    /// Where this backend keeps server API keys, if it keeps them at all.
+    fn api_key_store(&self) -> Option<&dyn crate::ApiKeyStore> {
+        None
+    }
 }

@@ -1,0 +1,124 @@
+//! The bounded worker pool: model work (decoding and embedding images, generating text) runs
+//! on a fixed set of OS threads, never on the async runtime. Jobs wait in a queue of fixed
+//! length; when every worker is busy and the queue is full, [`WorkerPool::run`] fails at once
+//! with [`ApiError::busy`] (503 with `Retry-After`) instead of queueing without limit.
+
+use crate::ApiError;
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A fixed number of worker threads with a bounded queue in front of them.
+pub struct WorkerPool {
+    tx: SyncSender<Job>,
+    workers: usize,
+    queue: usize,
+}
+
+impl WorkerPool {
+    /// `workers` threads (at least one) and room for `queue` waiting jobs.
+    pub fn new(workers: usize, queue: usize) -> Self {
+        let workers = workers.max(1);
+        let (tx, rx) = sync_channel::<Job>(queue);
+        let rx: Arc<Mutex<Receiver<Job>>> = Arc::new(Mutex::new(rx));
+        for i in 0..workers {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("rap-worker-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return, // the pool is gone
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("could not start worker thread {i}: {e}");
+            }
+        }
+        WorkerPool { tx, workers, queue }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    pub fn queue(&self) -> usize {
+        self.queue
+    }
+
+    /// Queues `f` on a worker without waiting for it: `Err(busy)` when the pool is full.
+    pub fn spawn(&self, f: impl FnOnce() + Send + 'static) -> Result<(), ApiError> {
+        let job: Job = Box::new(move || {
+            if std::panic::catch_unwind(AssertUnwindSafe(f)).is_err() {
+                tracing::error!("a worker job panicked");
+            }
+        });
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(ApiError::busy()),
+            Err(TrySendError::Disconnected(_)) => {
+                Err(ApiError::internal("the worker pool stopped"))
+            }
+        }
+    }
+
+    /// Runs `f` on a worker and waits for its result. A panic in `f` becomes a 500.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.spawn(move || {
+            let _ = done.send(f());
+        })?;
+        result.await.map_err(|_| {
+            ApiError::internal("the request's work failed unexpectedly (see the server log)")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_pool_refuses_at_once_and_recovers() {
+        let pool = WorkerPool::new(1, 1);
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        // Occupy the worker, then the one queue slot.
+        pool.spawn(move || {
+            started_tx.send(()).unwrap();
+            wait.recv().unwrap();
+        })
+        .unwrap();
+        started.recv().unwrap();
+        pool.spawn(|| {}).unwrap();
+        let e = pool.spawn(|| {}).unwrap_err();
+        assert_eq!(e.status.as_u16(), 503);
+        assert_eq!(e.retry_after, Some(1));
+        release.send(()).unwrap();
+        // Once the worker is free again, work runs.
+        let mut n = None;
+        for _ in 0..100 {
+            match pool.run(|| 41 + 1).await {
+                Ok(v) => {
+                    n = Some(v);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+        assert_eq!(n, Some(42));
+        // A panicking job is a 500, and the worker survives it.
+        let e = pool.run(|| -> u8 { panic!("boom") }).await.unwrap_err();
+        assert_eq!(e.status.as_u16(), 500);
+        assert_eq!(pool.run(|| 7).await.unwrap(), 7);
+    }
+}

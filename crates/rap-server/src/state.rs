@@ -1,0 +1,108 @@
+//! [`AppState`]: what every handler shares - the engine, the worker pool, the generator and
+//! the server's settings.
+
+use crate::pool::WorkerPool;
+use rap_core::{Generator, Message, Result, Tenant};
+use rap_engine::{Engine, RetrieveOptions};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Counts the tokens of a conversation as the generator will see it.
+pub type TokenCount = Arc<dyn Fn(&[Message]) -> Result<usize> + Send + Sync>;
+
+/// The generator behind `/v1/chat/completions`.
+#[derive(Clone)]
+pub struct ChatGenerator {
+    pub generator: Arc<dyn Generator>,
+    /// Stop strings of the model's chat template.
+    pub stop: Vec<String>,
+    /// The model's own token counter, when it has one (otherwise an estimate is used).
+    pub count_tokens: Option<TokenCount>,
+    /// Sampling temperature when the request gives none.
+    pub temperature: f32,
+}
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub addr: SocketAddr,
+    /// The tenant of every request when no API key is configured.
+    pub default_tenant: Tenant,
+    /// Largest request body, in bytes (uploads, JSON with data URLs).
+    pub max_body_bytes: usize,
+    /// Time limit for a request that does no model work.
+    pub request_timeout: Duration,
+    /// Time limit for a request that does (retrieval, adding images, a non-streamed answer).
+    pub model_timeout: Duration,
+    /// Worker threads for model work, and how many jobs may wait for one.
+    pub workers: usize,
+    pub queue: usize,
+    /// Whether `image_url` parts may be http(s) URLs that the server fetches.
+    pub allow_image_urls: bool,
+    /// Retrieval settings for chat (and the defaults of `/v1/retrieve`).
+    pub retrieve: RetrieveOptions,
+    /// Largest answer when a request asks for none.
+    pub default_max_tokens: usize,
+}
+
+impl ServerConfig {
+    pub fn new(addr: SocketAddr) -> Self {
+        ServerConfig {
+            addr,
+            default_tenant: Tenant::default(),
+            max_body_bytes: 32 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            model_timeout: Duration::from_secs(300),
+            workers: 2,
+            queue: 32,
+            allow_image_urls: false,
+            retrieve: RetrieveOptions::default(),
+            default_max_tokens: 512,
+        }
+    }
+}
+
+struct Inner {
+    engine: Arc<Engine>,
+    pool: WorkerPool,
+    generator: std::result::Result<ChatGenerator, String>,
+    config: ServerConfig,
+}
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    /// `generator` is `Err(why)` when none could be loaded: chat then answers 503 with `why`.
+    pub fn new(
+        engine: Arc<Engine>,
+        generator: std::result::Result<ChatGenerator, String>,
+        config: ServerConfig,
+    ) -> Self {
+        let pool = WorkerPool::new(config.workers, config.queue);
+        AppState(Arc::new(Inner {
+            engine,
+            pool,
+            generator,
+            config,
+        }))
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.0.engine
+    }
+
+    pub fn pool(&self) -> &WorkerPool {
+        &self.0.pool
+    }
+
+    pub fn generator(&self) -> std::result::Result<&ChatGenerator, &str> {
+        self.0.generator.as_ref().map_err(|s| s.as_str())
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.0.config
+    }
+}
