@@ -58,6 +58,11 @@ impl Context {
         })
     }
 
+    /// The image limits from `--max-pixels`.
+    pub fn limits(&self) -> &rap_image::Limits {
+        &self.config.limits
+    }
+
     /// Where models are installed: `$RAP_MODELS_DIR`, else `DATA_DIR/models`.
     pub fn models_dir(&self) -> PathBuf {
         rap_vision::models_dir(&self.data_dir)

@@ -35,7 +35,7 @@ enum Command {
     Status,
     /// The main job end to end: remember concepts from photos, then find them in new ones.
     Demo(commands::demo::DemoArgs),
-    /// Performance figures (memory: store open, add/remove and search latency).
+    /// Performance figures (memory, retrieval), measured on this machine.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
     /// List and install models.
@@ -53,6 +53,8 @@ enum Command {
     Config(commands::config::ConfigCommand),
     /// Ask a question: retrieve, lay out, generate (streams the answer).
     Ask(commands::ask::AskArgs),
+    /// A multi-turn conversation (`/image PATH`, `/concepts`, `/reset`, `/quit`).
+    Chat(commands::chat::ChatArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,13 +68,14 @@ fn main() -> ExitCode {
         Command::Reindex(args) => commands::transfer::reindex(&ctx, args),
         Command::Status => commands::transfer::status(&ctx),
         Command::Demo(args) => commands::demo::run(&ctx, args),
-        Command::Bench(cmd) => commands::bench::run(json, cmd),
+        Command::Bench(cmd) => commands::bench::run(&ctx, cmd),
         Command::Models(cmd) => commands::models::run(&ctx, cmd),
         Command::Retrieve(args) => commands::retrieve::run(&ctx, args),
         Command::Eval(cmd) => commands::eval::run(&ctx, cmd),
         Command::Prompt(args) => commands::prompt::run(&ctx, args),
         Command::Config(cmd) => commands::config::run(&ctx, cmd),
         Command::Ask(args) => commands::ask::run(&ctx, args),
+        Command::Chat(args) => commands::chat::run(&ctx, args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

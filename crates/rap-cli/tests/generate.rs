@@ -1,4 +1,4 @@
-//! `rap prompt`, `rap config show` and `rap ask` on a temporary data dir.
+//! `rap prompt`, `rap config show`, `rap ask` and `rap chat` on a temporary data dir.
 
 mod common;
 use common::*;
@@ -113,25 +113,34 @@ fn ask_without_the_model_says_how_to_install_it() {
     assert!(e.contains("nope"), "{e}");
 }
 
-/// The real SmolLM2 (installed once per build into the target dir): text-only, greedy.
+/// The real SmolLM2, installed once per test binary into the target dir.
+fn smollm2() -> &'static std::path::Path {
+    static INSTALLED: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let models = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("models-smollm2");
+        let install = Rap::new()
+            .command()
+            .env("RAP_MODELS_DIR", &models)
+            .args(["models", "install", "smollm2-135m-instruct"])
+            .output()
+            .unwrap();
+        assert!(
+            install.status.success(),
+            "{}",
+            String::from_utf8_lossy(&install.stderr)
+        );
+        models
+    })
+}
+
+/// The real SmolLM2: text-only, greedy.
 #[test]
 fn ask_json_with_the_local_model_is_text_only() {
-    let models = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("models-smollm2");
+    let models = smollm2();
     let rap = memory();
-    let install = rap
-        .command()
-        .env("RAP_MODELS_DIR", &models)
-        .args(["models", "install", "smollm2-135m-instruct"])
-        .output()
-        .unwrap();
-    assert!(
-        install.status.success(),
-        "{}",
-        String::from_utf8_lossy(&install.stderr)
-    );
     let out = rap
         .command()
-        .env("RAP_MODELS_DIR", &models)
+        .env("RAP_MODELS_DIR", models)
         .args([
             "ask",
             "--json",
@@ -154,4 +163,49 @@ fn ask_json_with_the_local_model_is_text_only() {
     assert_eq!(v["concepts"][0]["name"], "bo");
     assert_eq!(v["concepts"][0]["via"], "text");
     assert!(v["model"].as_str().is_some());
+}
+
+/// `rap chat` with the real SmolLM2: turns, `/concepts`, a bad `/image` that does not end the
+/// chat, `/reset`, one JSON object per line.
+#[test]
+fn chat_keeps_turns_and_survives_bad_commands() {
+    use std::io::Write;
+    let models = smollm2();
+    let rap = memory();
+    let mut child = rap
+        .command()
+        .env("RAP_MODELS_DIR", models)
+        .args(["chat", "--json", "--temperature", "0", "--max-tokens", "8"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"What breed is <bo>?\n/concepts\nAnd what colour is he?\n/image missing.png\n/fly\n/reset\nHi\n/quit\nnever asked\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[0]["turn"], 1);
+    assert_eq!(lines[0]["mode"], "text-only");
+    assert_eq!(lines[0]["concepts"][0]["name"], "bo");
+    assert!(!lines[0]["answer"].as_str().unwrap().trim().is_empty());
+    assert_eq!(lines[1]["concepts"][0]["name"], "bo");
+    assert_eq!(lines[2]["turn"], 2);
+    assert_eq!(lines[3]["reset"], true);
+    assert_eq!(lines[4]["turn"], 1);
+    assert!(stderr.contains("missing.png"), "{stderr}");
+    assert!(stderr.contains("unknown command /fly"), "{stderr}");
 }

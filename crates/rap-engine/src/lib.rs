@@ -7,11 +7,12 @@
 //!   encoder when one is installed; remembering never needs a model.
 //! - Retrieve ([`Engine::retrieve`]): regions of the query image and mentions in its text.
 //! - Generate ([`Engine::conversation`], [`Engine::answer`]): the RAP prompt for a question and
-//!   a generator's answer to it.
+//!   a generator's answer to it; [`ChatSession`] for several turns.
 //! - API keys ([`Engine::create_api_key`], [`Engine::authenticate`]): server API keys, each bound
 //!   to one tenant, stored only as hashes.
 
 pub mod answer;
+mod chat;
 mod engine;
 mod keys;
 pub mod retrieve;
@@ -19,6 +20,7 @@ pub mod retrieve;
 pub use answer::{
     Answer, ConceptVia, Conversation, Mode, PromptImage, Question, Target, UsedConcept,
 };
+pub use chat::ChatSession;
 pub use engine::{EncoderLoader, Engine, EngineConfig};
 pub use rap_memory::{ApiKeyInfo, ConceptEdit, ImageInput};
 pub use retrieve::{Retrieval, RetrieveOptions, DEFAULT_THRESHOLD};

@@ -42,7 +42,7 @@ pub struct AskArgs {
 }
 
 /// Loads the local GGUF model `name` from the models dir, with its own chat template.
-fn load_local(ctx: &Context, name: &str) -> Result<(GgufGenerator, Vec<String>)> {
+pub(crate) fn load_local(ctx: &Context, name: &str) -> Result<(GgufGenerator, Vec<String>)> {
     let dir = ctx.models_dir();
     let entry = models::find(name).with_context(|| {
         format!("unknown model {name:?}: `rap models list` shows the catalogue")
@@ -83,31 +83,103 @@ fn load_local(ctx: &Context, name: &str) -> Result<(GgufGenerator, Vec<String>)>
     Ok((generator, stop))
 }
 
+/// The generator a command runs: the configured one, or the local model `--model` names.
+pub(crate) enum LoadedGenerator {
+    /// A local GGUF model and its template's stop strings.
+    Local(Box<GgufGenerator>, Vec<String>),
+    Remote(OpenAiGenerator),
+}
+
+impl LoadedGenerator {
+    /// Loads the local model `model` if given, else what the config selects.
+    pub(crate) fn load(ctx: &Context, config: &Config, model: Option<&str>) -> Result<Self> {
+        match (config.generator.kind, model) {
+            (GeneratorKind::Local, _) | (_, Some(_)) => {
+                let name = model.unwrap_or(&config.generator.model);
+                let (g, stop) = load_local(ctx, name)?;
+                Ok(LoadedGenerator::Local(Box::new(g), stop))
+            }
+            (GeneratorKind::Openai, None) => {
+                let cfg = config
+                    .generator
+                    .openai
+                    .clone()
+                    .context("[generator.openai] is missing")?;
+                Ok(LoadedGenerator::Remote(OpenAiGenerator::new(cfg)?))
+            }
+        }
+    }
+
+    pub(crate) fn generator(&self) -> &dyn Generator {
+        match self {
+            LoadedGenerator::Local(g, _) => g.as_ref(),
+            LoadedGenerator::Remote(g) => g,
+        }
+    }
+
+    /// Stop strings the caller must pass (a local model's template's end markers).
+    pub(crate) fn stop(&self) -> Vec<String> {
+        match self {
+            LoadedGenerator::Local(_, stop) => stop.clone(),
+            LoadedGenerator::Remote(_) => Vec::new(),
+        }
+    }
+
+    /// Counts a conversation's tokens: exactly for a local model, estimated for a server.
+    pub(crate) fn count_tokens(&self, messages: &[Message]) -> rap_core::Result<usize> {
+        match self {
+            LoadedGenerator::Local(g, _) => g.prompt_tokens(messages).map(|t| t.len()),
+            LoadedGenerator::Remote(_) => Ok(rap_engine::answer::estimate_tokens(messages)),
+        }
+    }
+}
+
+/// Writes streamed text to stdout (nothing with `--json`); a closed stdout (the reader went
+/// away) returns `false`, which cancels generation.
+pub(crate) fn stream_to_stdout(json: bool) -> impl FnMut(&str) -> bool {
+    let mut stdout = std::io::stdout();
+    move |t: &str| {
+        if json {
+            return true;
+        }
+        stdout
+            .write_all(t.as_bytes())
+            .and_then(|_| stdout.flush())
+            .is_ok()
+    }
+}
+
+/// `<bo> 0.812 (image), <dug> 1.000 (text)`.
+pub(crate) fn concept_list(concepts: &[rap_engine::UsedConcept]) -> String {
+    concepts
+        .iter()
+        .map(|c| {
+            let via = serde_json::to_value(c.via)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            format!("<{}> {:.3} ({via})", c.name, c.score)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `--json` form of an answer.
+pub(crate) fn answer_json(answer: &rap_engine::Answer) -> serde_json::Value {
+    serde_json::json!({
+        "answer": answer.text.trim(),
+        "mode": answer.mode.as_str(),
+        "concepts": answer.concepts.iter().map(|c| serde_json::json!({
+            "name": c.name, "score": c.score, "via": c.via,
+        })).collect::<Vec<_>>(),
+        "model": answer.model,
+        "finish_reason": answer.finish_reason,
+    })
+}
+
 pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
     let config = Config::load(&ctx.data_dir)?;
-    let mut stop = Vec::new();
-    let local: GgufGenerator;
-    let remote;
-    let mut local_ref: Option<&GgufGenerator> = None;
-    let generator: &dyn Generator = match (config.generator.kind, &args.model) {
-        (GeneratorKind::Local, _) | (_, Some(_)) => {
-            let name = args.model.as_deref().unwrap_or(&config.generator.model);
-            let (g, s) = load_local(ctx, name)?;
-            local = g;
-            stop = s;
-            local_ref = Some(&local);
-            &local
-        }
-        (GeneratorKind::Openai, None) => {
-            let cfg = config
-                .generator
-                .openai
-                .clone()
-                .context("[generator.openai] is missing")?;
-            remote = OpenAiGenerator::new(cfg)?;
-            &remote
-        }
-    };
+    let loaded = LoadedGenerator::load(ctx, &config, args.model.as_deref())?;
     let image = match &args.image {
         Some(p) => Some(std::fs::read(p).with_context(|| p.display().to_string())?),
         None => None,
@@ -126,49 +198,24 @@ pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
         max_tokens: args.max_tokens,
         temperature: args.temperature.unwrap_or(config.generator.temperature),
         seed: args.seed,
-        stop,
+        stop: loaded.stop(),
         ..GenerationParams::default()
     };
     let engine = ctx.engine()?;
-    let json = ctx.json;
-    let mut stdout = std::io::stdout();
-    let mut on_text = |t: &str| {
-        if !json {
-            // A closed stdout (the reader went away) cancels generation.
-            return stdout
-                .write_all(t.as_bytes())
-                .and_then(|_| stdout.flush())
-                .is_ok();
-        }
-        true
-    };
-    let count = |m: &[Message]| -> rap_core::Result<usize> {
-        match local_ref {
-            Some(g) => g.prompt_tokens(m).map(|t| t.len()),
-            None => Ok(rap_engine::answer::estimate_tokens(m)),
-        }
-    };
+    let count = |m: &[Message]| loaded.count_tokens(m);
     let answer = engine.answer(
         &ctx.tenant,
         &question,
-        generator,
+        loaded.generator(),
         Some(&count),
         &params,
-        &mut on_text,
+        &mut stream_to_stdout(ctx.json),
     )?;
     for w in &answer.warnings {
         eprintln!("warning: {w}");
     }
-    if json {
-        return crate::output::print_json(&serde_json::json!({
-            "answer": answer.text.trim(),
-            "mode": answer.mode.as_str(),
-            "concepts": answer.concepts.iter().map(|c| serde_json::json!({
-                "name": c.name, "score": c.score, "via": c.via,
-            })).collect::<Vec<_>>(),
-            "model": answer.model,
-            "finish_reason": answer.finish_reason,
-        }));
+    if ctx.json {
+        return crate::output::print_json(&answer_json(&answer));
     }
     println!();
     let mode = if answer.mode == rap_engine::Mode::TextOnly {
@@ -179,18 +226,11 @@ pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
     if answer.concepts.is_empty() {
         println!("-- {}{mode}: no concept used", answer.model);
     } else {
-        let list: Vec<String> = answer
-            .concepts
-            .iter()
-            .map(|c| {
-                let via = serde_json::to_value(c.via)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                format!("<{}> {:.3} ({via})", c.name, c.score)
-            })
-            .collect();
-        println!("-- {}{mode}: {}", answer.model, list.join(", "));
+        println!(
+            "-- {}{mode}: {}",
+            answer.model,
+            concept_list(&answer.concepts)
+        );
     }
     Ok(())
 }

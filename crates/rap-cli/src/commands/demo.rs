@@ -1,11 +1,15 @@
-//! `rap demo`: the main job end to end on the embedded default - install the default encoder,
-//! remember a few concepts from one photo each, then find them in photos it has not seen.
+//! `rap demo`: the main job end to end on the embedded default - install the default models,
+//! remember a few concepts from one photo each, find them in photos it has not seen, and ask
+//! the configured generator (the local text model by default) about one of those photos.
 
+use super::ask::{answer_json, concept_list, stream_to_stdout, LoadedGenerator};
+use super::config::{Config, GeneratorKind};
 use crate::context::Context;
 use crate::output;
 use anyhow::{bail, Context as _, Result};
+use rap_core::GenerationParams;
 use rap_core::{NewConcept, Tenant};
-use rap_engine::RetrieveOptions;
+use rap_engine::{Question, RetrieveOptions};
 use rap_vision::models::{self, Progress};
 use std::path::PathBuf;
 
@@ -34,15 +38,25 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
             println!("{line}");
         }
     };
-    say("1. Installing the default image encoder (once)...".into());
-    let bar = output::progress(0, ctx.json, "installing");
-    models::install("efficientnet-lite0", &ctx.models_dir(), false, &mut |p| {
-        if let Progress::Writing { done, total, .. } = p {
-            bar.set_length(total);
-            bar.set_position(done);
-        }
-    })?;
-    bar.finish_and_clear();
+    let config = Config::load(&ctx.data_dir)?;
+    let mut needed = vec!["efficientnet-lite0".to_string()];
+    if config.generator.kind == GeneratorKind::Local {
+        needed.push(config.generator.model.clone());
+    }
+    say(format!(
+        "1. Installing the default models (once): {}...",
+        needed.join(", ")
+    ));
+    for name in &needed {
+        let bar = output::progress(0, ctx.json, "installing");
+        models::install(name, &ctx.models_dir(), false, &mut |p| {
+            if let Progress::Writing { done, total, .. } = p {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+        })?;
+        bar.finish_and_clear();
+    }
 
     let engine = ctx.engine()?;
     let tenant = Tenant::new(DEMO_TENANT)?;
@@ -98,13 +112,56 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
             "found": found.as_ref().map(|f| &f.0), "score": found.as_ref().map(|f| f.1),
         }));
     }
-    if ctx.json {
-        return output::print_json(
-            &serde_json::json!({ "tenant": DEMO_TENANT, "results": results }),
-        );
+
+    // Ask about the first query photo: retrieval, the RAP prompt, the generator's answer.
+    let asked = &subjects[0].1[1];
+    let question = "Who is in this photo, and what do you know about them?";
+    say(format!("4. Asking about {}: {question}", asked.display()));
+    let generator = LoadedGenerator::load(ctx, &config, None)?;
+    let bytes = std::fs::read(asked).with_context(|| asked.display().to_string())?;
+    let params = GenerationParams {
+        max_tokens: 96,
+        temperature: 0.0,
+        stop: generator.stop(),
+        ..GenerationParams::default()
+    };
+    let count = |m: &[rap_core::Message]| generator.count_tokens(m);
+    if !ctx.json {
+        print!("   ");
     }
+    let answer = engine.answer(
+        &tenant,
+        &Question {
+            text: question,
+            image: Some(&bytes),
+            concepts: Vec::new(),
+            retrieve: options,
+        },
+        generator.generator(),
+        Some(&count),
+        &params,
+        &mut stream_to_stdout(ctx.json),
+    )?;
+    if ctx.json {
+        return output::print_json(&serde_json::json!({
+            "tenant": DEMO_TENANT,
+            "results": results,
+            "asked": { "photo": asked, "question": question, "answer": answer_json(&answer) },
+        }));
+    }
+    println!();
     println!(
-        "Next: `rap --tenant {DEMO_TENANT} concept list`, `rap --tenant {DEMO_TENANT} retrieve PHOTO`, or remember your own with `rap concept add NAME --image PHOTO`."
+        "   -- {}{}: {}",
+        answer.model,
+        if answer.mode == rap_engine::Mode::TextOnly {
+            " [text-only]"
+        } else {
+            ""
+        },
+        concept_list(&answer.concepts)
+    );
+    println!(
+        "Next: `rap --tenant {DEMO_TENANT} concept list`, `rap --tenant {DEMO_TENANT} retrieve PHOTO`, `rap --tenant {DEMO_TENANT} chat --image PHOTO`, or remember your own with `rap concept add NAME --image PHOTO`."
     );
     Ok(())
 }

@@ -35,18 +35,7 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<()> {
             threshold,
             scales,
         } => {
-            let window_scales = match scales {
-                None => rap_engine::RetrieveOptions::default().window_scales,
-                Some(list) if list.iter().any(|s| s == "none") => Vec::new(),
-                Some(list) => list
-                    .iter()
-                    .map(|s| {
-                        s.trim()
-                            .parse::<f32>()
-                            .map_err(|_| anyhow::anyhow!("--scales: {s:?} is not a number"))
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-            };
+            let window_scales = super::window_scales(scales)?;
             let encoder = ctx.engine()?.require_encoder()?;
             let config = RetrievalEvalConfig {
                 dataset,

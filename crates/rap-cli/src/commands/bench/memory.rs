@@ -1,31 +1,26 @@
-//! `rap bench`: performance figures, each with its unit, measured on this machine.
-//!
 //! `rap bench memory`: the embedded store with N concepts (one small distinct image and one
 //! key each): time to open the store, to build the key index for the first search and to
 //! open it again in the next process (from its saved copy when large), single add and
 //! remove latency (each one durable transaction), and search latency right after an add.
 
+use super::summary;
 use crate::output;
 use anyhow::Result;
-use clap::Subcommand;
 use rap_core::{Embedding, NewConcept, Region, Tenant};
 use rap_image::Limits;
 use rap_memory::{ConceptStore, ImageInput, IndexOrigin, KeyIndex, SqliteStore};
 use std::time::Instant;
 
-#[derive(Subcommand)]
-pub enum BenchCommand {
-    /// Store open time, add/remove latency and search latency at N concepts.
-    Memory {
-        #[arg(long, default_value_t = 100_000)]
-        concepts: usize,
-        /// Key dimension (1280 = the default encoder)
-        #[arg(long, default_value_t = 1280)]
-        dim: usize,
-        /// How many single adds and removes to time
-        #[arg(long, default_value_t = 200)]
-        samples: usize,
-    },
+#[derive(clap::Args)]
+pub struct MemoryArgs {
+    #[arg(long, default_value_t = 100_000)]
+    concepts: usize,
+    /// Key dimension (1280 = the default encoder)
+    #[arg(long, default_value_t = 1280)]
+    dim: usize,
+    /// How many single adds and removes to time
+    #[arg(long, default_value_t = 200)]
+    samples: usize,
 }
 
 fn tiny_png(n: u64) -> Vec<u8> {
@@ -68,24 +63,12 @@ fn concept(n: u64, dim: usize) -> Result<(NewConcept, ImageInput, Embedding)> {
     Ok((new, image, key(n, dim)))
 }
 
-fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
-    if sorted_ms.is_empty() {
-        return 0.0;
-    }
-    sorted_ms[((sorted_ms.len() - 1) as f64 * p).round() as usize]
-}
-
-fn summary(mut ms: Vec<f64>) -> serde_json::Value {
-    ms.sort_by(f64::total_cmp);
-    serde_json::json!({ "p50_ms": percentile(&ms, 0.5), "p95_ms": percentile(&ms, 0.95), "samples": ms.len() })
-}
-
-pub fn run(json: bool, cmd: BenchCommand) -> Result<()> {
-    let BenchCommand::Memory {
+pub fn run(json: bool, args: MemoryArgs) -> Result<()> {
+    let MemoryArgs {
         concepts,
         dim,
         samples,
-    } = cmd;
+    } = args;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("memory.sqlite");
     let tenant = Tenant::default();
@@ -178,9 +161,5 @@ pub fn run(json: bool, cmd: BenchCommand) -> Result<()> {
         "database_bytes": db_bytes,
         "checked_concept": first.name,
     });
-    if json {
-        return output::print_json(&report);
-    }
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
+    super::print(json, &report)
 }

@@ -1,0 +1,177 @@
+//! `rap bench retrieval`: the Retrieve step on real photos at full size with the installed
+//! default encoder, in a fresh temporary memory:
+//! - add-concept latency (one photo: check, store, embed its key);
+//! - retrieve latency (p50/p95) and where its time goes: decode, crop + resize of the region
+//!   proposals, encode, search;
+//! - encoder throughput (images/s at batch 1 and batch 16, on already-resized inputs);
+//! - decoding a 12-megapixel JPEG (made from one of the photos), against a whole query.
+
+use super::{percentile, summary};
+use crate::context::Context;
+use crate::output;
+use anyhow::{bail, Context as _, Result};
+use rap_core::{ImageEncoder, NewConcept, Tenant};
+use rap_engine::{Engine, EngineConfig, RetrieveOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct RetrievalArgs {
+    /// A folder with one folder of photos per subject: the first photo of each is remembered,
+    /// the others are the queries
+    #[arg(long, default_value = "../shared/datasets/dreambooth-dev")]
+    dataset: PathBuf,
+    /// Window sizes for region proposals, as fractions of the shorter side
+    /// (comma-separated; `none` = the whole image only) [default: as `rap retrieve`]
+    #[arg(long, value_delimiter = ',')]
+    scales: Option<Vec<String>>,
+    /// Queries to time at most (0 = every photo that is not a reference)
+    #[arg(long, default_value_t = 0)]
+    queries: usize,
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+pub fn run(ctx: &Context, args: RetrievalArgs) -> Result<()> {
+    let window_scales = super::super::window_scales(args.scales)?;
+    let subjects = rap_eval::retrieval::subjects(&args.dataset)?;
+    if subjects.is_empty() {
+        bail!("{}: no subject folders with photos", args.dataset.display());
+    }
+    let encoder: Arc<dyn ImageEncoder> =
+        Arc::from(rap_vision::load_default_encoder(&ctx.models_dir())?);
+    let dir = tempfile::tempdir()?;
+    let mut config = EngineConfig::new(dir.path());
+    config.limits = ctx.limits().clone();
+    let loader_encoder = encoder.clone();
+    let engine = Engine::open(config, Box::new(move || Ok(Some(loader_encoder.clone()))))?;
+    let tenant = Tenant::default();
+
+    // Warm up (first-call allocations, page-in of the weights).
+    let first_photo = &subjects[0].1[0];
+    let warm = engine.read_image(first_photo)?;
+    let warm_rgb = rap_image::decode(&warm.bytes, engine.limits())?;
+    encoder.embed(std::slice::from_ref(&warm_rgb))?;
+
+    // Remember: one photo per subject, each a full add (check, store, embed).
+    let bar = output::progress(subjects.len() as u64, ctx.json, "remembering");
+    let mut add_ms = Vec::new();
+    for (name, photos) in &subjects {
+        let t = Instant::now();
+        let image = engine.read_image(&photos[0])?;
+        let new = NewConcept {
+            name: name.clone(),
+            ..Default::default()
+        };
+        engine.add_concept(&tenant, &new, vec![image])?;
+        add_ms.push(ms_since(t));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    // Retrieve: every other photo, at full size, read into memory first.
+    let mut queries: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    for (_, photos) in &subjects {
+        for photo in photos.iter().skip(1) {
+            let bytes = std::fs::read(photo).with_context(|| photo.display().to_string())?;
+            queries.push((photo.clone(), bytes));
+        }
+    }
+    if args.queries > 0 {
+        queries.truncate(args.queries);
+    }
+    let options = RetrieveOptions {
+        window_scales: window_scales.clone(),
+        ..RetrieveOptions::default()
+    };
+    // The first search opens the key index; time it apart from the queries.
+    let t = Instant::now();
+    engine.retrieve(&tenant, Some(&queries[0].1), None, &options)?;
+    let first_query_ms = ms_since(t);
+
+    let preprocess = rap_vision::EFFICIENTNET_LITE0_PREPROCESS;
+    let bar = output::progress(queries.len() as u64, ctx.json, "querying");
+    let (mut total, mut decode, mut embed, mut resize, mut search) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut regions = 0;
+    let mut pixels = 0u64;
+    for (_, bytes) in &queries {
+        let t = Instant::now();
+        let retrieval = engine.retrieve(&tenant, Some(bytes), None, &options)?;
+        total.push(ms_since(t));
+        decode.push(retrieval.timings.decode_ms);
+        embed.push(retrieval.timings.embed_ms);
+        search.push(retrieval.timings.search_ms);
+        regions = retrieval.timings.regions;
+
+        // The crop + resize share of `embed`, measured apart on the same regions.
+        let rgb = rap_image::decode(bytes, engine.limits())?;
+        pixels += u64::from(rgb.width()) * u64::from(rgb.height());
+        let t = Instant::now();
+        for region in rap_engine::retrieve::proposals(rgb.width(), rgb.height(), &window_scales) {
+            let crop = rap_image::crop_box(&rgb, &region.bbox)?;
+            preprocess.square(&crop)?;
+        }
+        resize.push(ms_since(t));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let encode: Vec<f64> = embed
+        .iter()
+        .zip(&resize)
+        .map(|(e, r)| (e - r).max(0.0))
+        .collect();
+
+    // Encoder throughput on inputs already at its size (so it is the network alone).
+    let square = preprocess.square(&warm_rgb)?;
+    let batch: Vec<_> = (0..16).map(|_| square.clone()).collect();
+    let images_per_second = |n: usize, rounds: usize| -> Result<f64> {
+        let t = Instant::now();
+        for _ in 0..rounds {
+            encoder.embed(&batch[..n])?;
+        }
+        Ok((n * rounds) as f64 / t.elapsed().as_secs_f64())
+    };
+    let batch1 = images_per_second(1, 16)?;
+    let batch16 = images_per_second(16, 2)?;
+
+    // A 12-megapixel JPEG made from the first photo.
+    let big = image::imageops::resize(&warm_rgb, 4000, 3000, image::imageops::FilterType::Triangle);
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode_image(&big)
+        .context("encoding the 12-megapixel test JPEG")?;
+    let mut decode_12mp = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        rap_image::decode(&jpeg, engine.limits())?;
+        decode_12mp.push(ms_since(t));
+    }
+    decode_12mp.sort_by(f64::total_cmp);
+
+    let report = serde_json::json!({
+        "machine": format!("{} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        "encoder": encoder.info().id,
+        "dataset": args.dataset,
+        "concepts": subjects.len(),
+        "queries": queries.len(),
+        "mean_query_megapixels": pixels as f64 / queries.len() as f64 / 1e6,
+        "window_scales": window_scales,
+        "regions_per_query": regions,
+        "add_concept_one_photo": summary(add_ms),
+        "first_query_with_index_open_ms": first_query_ms,
+        "retrieve": summary(total),
+        "retrieve_breakdown": {
+            "decode": summary(decode),
+            "crop_and_resize": summary(resize),
+            "encode": summary(encode),
+            "search": summary(search),
+        },
+        "encoder_images_per_second": { "batch_1": batch1, "batch_16": batch16 },
+        "decode_12_megapixel_jpeg_ms": percentile(&decode_12mp, 0.5),
+    });
+    super::print(ctx.json, &report)
+}
