@@ -1,6 +1,6 @@
 //! The image encoder seam: anything that turns RGB images into embeddings.
 
-use crate::{Embedding, Result};
+use crate::{Embedding, Error, Result};
 
 /// What identifies an encoder's embedding space. Keys computed by different encoders (or
 /// different versions of one) are never compared: the memory stores embeddings per encoder id.
@@ -19,4 +19,19 @@ pub trait ImageEncoder: Send + Sync {
 
     /// Embeds a batch of images; the output has one embedding per input, in order.
     fn embed(&self, images: &[image::RgbImage]) -> Result<Vec<Embedding>>;
+
+    /// Whether [`ImageEncoder::embed_texts`] works: the model has a text tower that embeds
+    /// words into the same space as images (CLIP, SigLIP), so the memory can be searched by words.
+    fn has_text(&self) -> bool {
+        false
+    }
+
+    /// Embeds texts into the image embedding space, one unit vector per text, in order.
+    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Embedding>> {
+        let _ = texts;
+        Err(Error::Model(format!(
+            "encoder {} has no text tower: searching by words needs a CLIP or SigLIP encoder",
+            self.info().id
+        )))
+    }
 }

@@ -6,6 +6,11 @@
 //! - [`efficientnet_lite`]: the network itself, in candle, with the checkpoint's weight names;
 //! - [`torch_legacy`]: a reader for PyTorch's legacy (non-zip) `.pth` format, which those
 //!   weights use;
+//! - [`hf`]: Hugging Face checkpoint folders (config.json, preprocessor_config.json,
+//!   model.safetensors, tokenizer.json) as encoders, [`load_hf_encoder`]; one file per
+//!   architecture: [`clip`] (image and text), [`dinov2`] (image), [`siglip`] (image and text);
+//! - [`hub`]: Hugging Face checkpoints in the models directory: installed from the Hub
+//!   (hf-hub), registered from a folder, verified, removed, resolved by name or path;
 //! - [`models`]: the catalogue of installable models (pinned package versions and sha256),
 //!   `install`, `list`, and [`models::load_default_encoder`].
 //!
@@ -16,11 +21,18 @@
 //! dependencies only, so a dev build runs the encoder about 5x slower than an optimised one;
 //! `[profile.dev.package.rap-vision] opt-level = 3` (and the same for `rap-image`) fixes that.
 
+pub mod clip;
+pub mod dinov2;
 pub mod efficientnet_lite;
 pub mod encoder;
+pub mod hf;
+pub mod hub;
 pub mod models;
+pub mod pillow;
+pub mod siglip;
 pub mod torch_legacy;
 
 pub use efficientnet_lite::Pooling;
 pub use encoder::{EfficientNetLite0Encoder, EFFICIENTNET_LITE0_PREPROCESS};
+pub use hf::{load_hf_encoder, load_hf_folder, HfEncoder, HfFolder, HfPreprocess};
 pub use models::{install, list, load_default_encoder, load_efficientnet_lite0, models_dir};

@@ -1,0 +1,847 @@
+//! Hugging Face encoders in the models directory: installed from the Hub (through the `hf-hub`
+//! crate), or registered from a folder the user already has; verified, listed, removed, and
+//! resolved by name (or path) into an [`ImageEncoder`].
+//!
+//! # Layout on disk
+//! `MODELS_DIR/NAME/hf-model.json` ([`HfManifest`]) describes a registered checkpoint: where
+//! its folder is (`MODELS_DIR/NAME` itself for a Hub install, the user's own folder for
+//! `add`, which is never copied nor deleted), and the size and sha256 of each file as they were
+//! when it was registered. [`verify`] re-hashes and compares. A Hub install downloads into a
+//! staging folder inside the models directory, checks each file against the catalogue's pins
+//! (when it has them), then renames the folder into place and writes the manifest last, so an
+//! interrupted install leaves nothing that counts as installed.
+//!
+//! # Pins
+//! [`HUB_CATALOGUE`] lists the checkpoints the project supports. Their revisions and sha256
+//! are `None` for now: our machines cannot reach the Hub to read them (see
+//! `../shared/docs/models.md`), and we do not write down digests nobody here has checked. An
+//! unpinned install records what it downloaded (trust on first use), and [`verify`] holds
+//! every later use to that record. Fill in [`HubEntry::revision`] and [`HubFile::sha256`] from
+//! a machine that can reach the Hub.
+
+use crate::hf;
+use rap_core::{Error, ImageEncoder, Result};
+use std::path::{Path, PathBuf};
+
+/// The manifest file of a registered Hugging Face checkpoint.
+pub const MANIFEST: &str = "hf-model.json";
+/// Where `install` talks to by default (overridden by `$HF_ENDPOINT`, as in huggingface_hub).
+pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
+/// One file of a catalogued checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubFile {
+    pub name: &'static str,
+    /// Pinned sha256 (lowercase hex), when known.
+    pub sha256: Option<&'static str>,
+    /// Whether the checkpoint is unusable without it.
+    pub required: bool,
+}
+
+/// A checkpoint on the Hugging Face Hub that `rap models install` knows by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubEntry {
+    /// The local name (`rap models install clip-vit-large-patch14-336`).
+    pub name: &'static str,
+    /// The Hub repository id.
+    pub repo: &'static str,
+    /// Pinned commit, when known; else `main`.
+    pub revision: Option<&'static str>,
+    pub description: &'static str,
+    pub licence: &'static str,
+    pub files: &'static [HubFile],
+}
+
+const fn file(name: &'static str, required: bool) -> HubFile {
+    HubFile {
+        name,
+        sha256: None,
+        required,
+    }
+}
+
+const WITH_TEXT: &[HubFile] = &[
+    file(hf::CONFIG, true),
+    file(hf::PREPROCESSOR_CONFIG, true),
+    file(hf::WEIGHTS, true),
+    file(hf::TOKENIZER, false),
+];
+const IMAGE_ONLY: &[HubFile] = &[
+    file(hf::CONFIG, true),
+    file(hf::PREPROCESSOR_CONFIG, true),
+    file(hf::WEIGHTS, true),
+];
+
+/// The Hugging Face checkpoints the project supports by name.
+pub const HUB_CATALOGUE: &[HubEntry] = &[
+    HubEntry {
+        name: "clip-vit-base-patch32",
+        repo: "openai/clip-vit-base-patch32",
+        revision: None,
+        description: "CLIP ViT-B/32: image + text embeddings (512-d), 224 px",
+        licence: "MIT",
+        files: WITH_TEXT,
+    },
+    HubEntry {
+        name: "clip-vit-large-patch14",
+        repo: "openai/clip-vit-large-patch14",
+        revision: None,
+        description: "CLIP ViT-L/14: image + text embeddings (768-d), 224 px",
+        licence: "MIT",
+        files: WITH_TEXT,
+    },
+    HubEntry {
+        name: "clip-vit-large-patch14-336",
+        repo: "openai/clip-vit-large-patch14-336",
+        revision: None,
+        description: "CLIP ViT-L/14 at 336 px, the RAP paper's retriever (768-d, image + text)",
+        licence: "MIT",
+        files: WITH_TEXT,
+    },
+    HubEntry {
+        name: "dinov2-small",
+        repo: "facebook/dinov2-small",
+        revision: None,
+        description: "DINOv2 ViT-S/14: image embeddings (384-d), strong for instance matching",
+        licence: "Apache-2.0",
+        files: IMAGE_ONLY,
+    },
+    HubEntry {
+        name: "dinov2-base",
+        repo: "facebook/dinov2-base",
+        revision: None,
+        description: "DINOv2 ViT-B/14: image embeddings (768-d)",
+        licence: "Apache-2.0",
+        files: IMAGE_ONLY,
+    },
+    HubEntry {
+        name: "siglip-base-patch16-224",
+        repo: "google/siglip-base-patch16-224",
+        revision: None,
+        description:
+            "SigLIP B/16 224 px: image + text embeddings (768-d); text needs tokenizer.json",
+        licence: "Apache-2.0",
+        files: WITH_TEXT,
+    },
+];
+
+/// Where a registered checkpoint came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Source {
+    Hub { repo: String, revision: String },
+    Folder,
+}
+
+/// Size and sha256 of one file when it was registered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileRecord {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// `MODELS_DIR/NAME/hf-model.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HfManifest {
+    pub name: String,
+    /// `config.json`'s `model_type`.
+    pub model_type: String,
+    pub source: Source,
+    /// The checkpoint folder.
+    pub dir: PathBuf,
+    pub files: Vec<FileRecord>,
+    /// The encoder id its embeddings are stored under.
+    pub encoder_id: String,
+    pub dim: usize,
+    pub has_text: bool,
+    /// Unix time in seconds.
+    pub installed_at: u64,
+}
+
+impl HfManifest {
+    /// The recorded sha256 of the weights.
+    pub fn weights_sha256(&self) -> Option<&str> {
+        self.files
+            .iter()
+            .find(|f| f.name == hf::WEIGHTS)
+            .map(|f| f.sha256.as_str())
+    }
+}
+
+/// The catalogue entry called `name` (or whose repo id is `name`).
+pub fn find(name: &str) -> Option<&'static HubEntry> {
+    HUB_CATALOGUE
+        .iter()
+        .find(|e| e.name == name || e.repo == name)
+}
+
+/// Checks a local model name: lowercase letters, digits, `.`, `_`, `-`; not starting with `.`.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if !ok {
+        return Err(Error::invalid(format!(
+            "model name {name:?}: use lowercase letters, digits, '.', '_' and '-' (not starting with '.')"
+        )));
+    }
+    if crate::models::find(name).is_some() || name == "default" {
+        return Err(Error::Conflict(format!(
+            "model name {name:?} is taken by a built-in model"
+        )));
+    }
+    Ok(())
+}
+
+fn manifest_path(models_dir: &Path, name: &str) -> PathBuf {
+    models_dir.join(name).join(MANIFEST)
+}
+
+/// The manifest of a registered checkpoint; `Ok(None)` when `name` is not registered.
+pub fn manifest(models_dir: &Path, name: &str) -> Result<Option<HfManifest>> {
+    let path = manifest_path(models_dir, name);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Model(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
+/// Every registered checkpoint (unreadable manifests are skipped with a warning).
+pub fn list(models_dir: &Path) -> Vec<HfManifest> {
+    let Ok(entries) = std::fs::read_dir(models_dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<HfManifest> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            match manifest(models_dir, &name) {
+                Ok(m) => m,
+                Err(err) => {
+                    tracing::warn!("{err}");
+                    None
+                }
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn records(dir: &Path) -> Result<Vec<FileRecord>> {
+    let mut out = Vec::new();
+    for name in [
+        hf::CONFIG,
+        hf::PREPROCESSOR_CONFIG,
+        hf::WEIGHTS,
+        hf::TOKENIZER,
+    ] {
+        let path = dir.join(name);
+        if !path.is_file() {
+            continue;
+        }
+        let size = std::fs::metadata(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .len();
+        out.push(FileRecord {
+            name: name.to_string(),
+            size,
+            sha256: hf::sha256_file(&path)?,
+        });
+    }
+    Ok(out)
+}
+
+fn write_manifest(models_dir: &Path, m: &HfManifest) -> Result<()> {
+    use std::io::Write;
+    let dir = models_dir.join(&m.name);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
+    let json = serde_json::to_vec_pretty(m).map_err(|e| Error::Model(format!("manifest: {e}")))?;
+    tmp.write_all(&json).map_err(|e| Error::io(tmp.path(), e))?;
+    let path = manifest_path(models_dir, &m.name);
+    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+    Ok(())
+}
+
+/// Registers a checkpoint folder the user already has under `name`: loads it (so a broken
+/// folder is refused now, not at the first search), records its files' sha256, and writes
+/// the manifest. The folder stays where it is.
+pub fn add_folder(models_dir: &Path, name: &str, dir: &Path) -> Result<HfManifest> {
+    check_name(name)?;
+    if manifest(models_dir, name)?.is_some() {
+        return Err(Error::Conflict(format!(
+            "a model called {name} is already registered (rap models rm {name} first)"
+        )));
+    }
+    let dir = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    let files = records(&dir)?;
+    let sha = files
+        .iter()
+        .find(|f| f.name == hf::WEIGHTS)
+        .map(|f| f.sha256.clone());
+    let enc = hf::load_hf_encoder(&dir, sha.as_deref())?;
+    let m = HfManifest {
+        name: name.to_string(),
+        model_type: enc.model_type().to_string(),
+        source: Source::Folder,
+        dir,
+        files,
+        encoder_id: enc.info().id.clone(),
+        dim: enc.info().dim,
+        has_text: enc.has_text(),
+        installed_at: now(),
+    };
+    write_manifest(models_dir, &m)?;
+    Ok(m)
+}
+
+/// One problem [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub problem: String,
+}
+
+/// Re-hashes every recorded file of `name` (and checks the folder still loads); returns the
+/// problems, empty when all is well.
+pub fn verify(models_dir: &Path, name: &str) -> Result<Vec<Problem>> {
+    let m =
+        manifest(models_dir, name)?.ok_or_else(|| Error::not_found("model", name.to_string()))?;
+    let mut problems = Vec::new();
+    for f in &m.files {
+        let path = m.dir.join(&f.name);
+        let problem = match std::fs::metadata(&path) {
+            Err(_) => Some("missing".to_string()),
+            Ok(md) if md.len() != f.size => Some(format!(
+                "has {} bytes, {} were registered",
+                md.len(),
+                f.size
+            )),
+            Ok(_) => match hf::sha256_file(&path) {
+                Ok(s) if s == f.sha256 => None,
+                Ok(s) => Some(format!("sha256 is {s}, {} was registered", f.sha256)),
+                Err(e) => Some(e.to_string()),
+            },
+        };
+        if let Some(problem) = problem {
+            problems.push(Problem {
+                file: path,
+                problem,
+            });
+        }
+    }
+    if problems.is_empty() {
+        match hf::load_hf_encoder(&m.dir, m.weights_sha256()) {
+            Ok(enc) if enc.info().id != m.encoder_id => problems.push(Problem {
+                file: m.dir.clone(),
+                problem: format!(
+                    "loads as encoder {} but {} was registered",
+                    enc.info().id,
+                    m.encoder_id
+                ),
+            }),
+            Ok(_) => {}
+            Err(e) => problems.push(Problem {
+                file: m.dir.clone(),
+                problem: e.to_string(),
+            }),
+        }
+    }
+    Ok(problems)
+}
+
+/// Unregisters `name`. A Hub install's files are deleted; a user's folder (`add`) never is.
+pub fn remove(models_dir: &Path, name: &str) -> Result<HfManifest> {
+    let m =
+        manifest(models_dir, name)?.ok_or_else(|| Error::not_found("model", name.to_string()))?;
+    let dir = models_dir.join(name);
+    match m.source {
+        Source::Hub { .. } => std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?,
+        Source::Folder => {
+            let path = manifest_path(models_dir, name);
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+    Ok(m)
+}
+
+/// Loads a registered checkpoint by name.
+pub fn load(models_dir: &Path, name: &str) -> Result<Option<hf::HfEncoder>> {
+    let Some(m) = manifest(models_dir, name)? else {
+        return Ok(None);
+    };
+    let enc = hf::load_hf_encoder(&m.dir, m.weights_sha256())?;
+    if enc.info().id != m.encoder_id {
+        return Err(Error::Model(format!(
+            "model {name} ({}) changed since it was registered (encoder {} now, {} then): \
+             run `rap models verify {name}`",
+            m.dir.display(),
+            enc.info().id,
+            m.encoder_id
+        )));
+    }
+    Ok(Some(enc))
+}
+
+/// Any image encoder by name or path: a built-in model (`efficientnet-lite0`), a registered
+/// Hugging Face checkpoint, or a checkpoint folder given by path.
+pub fn resolve_encoder(models_dir: &Path, name_or_path: &str) -> Result<Box<dyn ImageEncoder>> {
+    if name_or_path == "efficientnet-lite0" || name_or_path == "default" {
+        return crate::models::load_default_encoder(models_dir);
+    }
+    if let Some(enc) = load(models_dir, name_or_path)? {
+        return Ok(Box::new(enc));
+    }
+    let path = Path::new(name_or_path);
+    if path.is_dir() {
+        return Ok(Box::new(hf::load_hf_encoder(path, None)?));
+    }
+    let mut known: Vec<String> = vec!["efficientnet-lite0".into()];
+    known.extend(list(models_dir).into_iter().map(|m| m.name));
+    let hint = match find(name_or_path) {
+        Some(e) => format!(" (install it with `rap models install {}`)", e.name),
+        None => String::new(),
+    };
+    Err(Error::not_found(
+        "encoder",
+        format!(
+            "{name_or_path}{hint}; installed: {}; or give the path of a checkpoint folder",
+            known.join(", ")
+        ),
+    ))
+}
+
+// ---- the real architectures' sizes, for benchmarks ----
+
+/// `config.json` and `preprocessor_config.json` of a catalogued checkpoint's image tower, with
+/// the published sizes (for benchmarks: its weights cannot be had here).
+fn reference_configs(name: &str) -> Option<(String, String)> {
+    let clip = |hidden: u32,
+                inter: u32,
+                layers: u32,
+                heads: u32,
+                patch: u32,
+                image: u32,
+                proj: u32| {
+        (
+            format!(
+                r#"{{"model_type": "clip_vision_model", "hidden_size": {hidden}, "intermediate_size": {inter},
+                "num_hidden_layers": {layers}, "num_attention_heads": {heads}, "patch_size": {patch},
+                "image_size": {image}, "projection_dim": {proj}, "hidden_act": "quick_gelu"}}"#
+            ),
+            format!(
+                r#"{{"image_processor_type": "CLIPImageProcessor", "size": {{"shortest_edge": {image}}},
+                "crop_size": {{"height": {image}, "width": {image}}}, "do_center_crop": true, "resample": 3,
+                "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}}"#
+            ),
+        )
+    };
+    let dinov2 = |hidden: u32, heads: u32| {
+        (
+            format!(
+                r#"{{"model_type": "dinov2", "hidden_size": {hidden}, "num_hidden_layers": 12,
+                "num_attention_heads": {heads}, "mlp_ratio": 4, "image_size": 518, "patch_size": 14}}"#
+            ),
+            r#"{"image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 256},
+            "crop_size": {"height": 224, "width": 224}, "do_center_crop": true, "resample": 3,
+            "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}"#
+                .to_string(),
+        )
+    };
+    Some(match name {
+        "clip-vit-base-patch32" => clip(768, 3072, 12, 12, 32, 224, 512),
+        "clip-vit-large-patch14" => clip(1024, 4096, 24, 16, 14, 224, 768),
+        "clip-vit-large-patch14-336" => clip(1024, 4096, 24, 16, 14, 336, 768),
+        "dinov2-small" => dinov2(384, 6),
+        "dinov2-base" => dinov2(768, 12),
+        "siglip-base-patch16-224" => (
+            r#"{"model_type": "siglip_vision_model", "hidden_size": 768, "intermediate_size": 3072,
+            "num_hidden_layers": 12, "num_attention_heads": 12, "patch_size": 16, "image_size": 224}"#
+                .to_string(),
+            r#"{"image_processor_type": "SiglipImageProcessor", "size": {"height": 224, "width": 224},
+            "resample": 3, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}"#
+                .to_string(),
+        ),
+        _ => return None,
+    })
+}
+
+/// A catalogued checkpoint's image tower at its real size with all-zero weights: the same
+/// code and the same amount of work as the real model (speed does not depend on the values),
+/// for `rap models bench` where the real weights cannot be downloaded. Its embeddings are
+/// meaningless.
+pub fn reference_architecture(name: &str) -> Result<hf::HfEncoder> {
+    let (config, pre) = reference_configs(name)
+        .ok_or_else(|| Error::not_found("catalogued Hugging Face model", name.to_string()))?;
+    let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    for (file, text) in [(hf::CONFIG, &config), (hf::PREPROCESSOR_CONFIG, &pre)] {
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    }
+    let zeros = candle_nn::VarBuilder::zeros(candle_core::DType::F32, &candle_core::Device::Cpu);
+    let folder = hf::HfFolder::open(dir.path())?.with_weights(zeros);
+    hf::load_hf_folder(folder, Some("zero-weights"))
+}
+
+// ---- installing from the Hub ----
+
+/// What a Hub installation is doing, for a progress display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubProgress {
+    /// Starting a file of `size` bytes.
+    File {
+        name: String,
+        size: u64,
+    },
+    /// Bytes of the current file so far.
+    Bytes(u64),
+    Verifying {
+        name: String,
+    },
+}
+
+struct ProgressAdapter<'a> {
+    f: &'a mut dyn FnMut(HubProgress),
+    done: u64,
+}
+
+impl hf_hub::api::Progress for ProgressAdapter<'_> {
+    fn init(&mut self, size: usize, filename: &str) {
+        self.done = 0;
+        (self.f)(HubProgress::File {
+            name: filename.to_string(),
+            size: size as u64,
+        });
+    }
+    fn update(&mut self, size: usize) {
+        self.done += size as u64;
+        (self.f)(HubProgress::Bytes(self.done));
+    }
+    fn finish(&mut self) {}
+}
+
+fn hub_error(endpoint: &str, repo: &str, file: &str, e: hf_hub::api::sync::ApiError) -> Error {
+    use hf_hub::api::sync::ApiError;
+    let unreachable = |detail: String| {
+        Error::Model(format!(
+            "cannot reach the Hugging Face Hub at {endpoint} to download {repo}/{file} \
+             ({detail}); download the checkpoint folder on a machine that can and register it \
+             with `rap models add NAME --path DIR`"
+        ))
+    };
+    match e {
+        ApiError::RequestError(inner) => match *inner {
+            ureq::Error::Status(404, _) => Error::not_found(
+                "file on the Hugging Face Hub",
+                format!("{repo}/{file} (check the repository id and revision)"),
+            ),
+            ureq::Error::Status(code @ (401 | 403), _) => Error::Model(format!(
+                "the Hugging Face Hub refused {repo}/{file} (HTTP {code}): a gated or private \
+                 repository needs a token (HF_TOKEN)"
+            )),
+            ureq::Error::Status(code, _) => Error::Model(format!(
+                "the Hugging Face Hub answered HTTP {code} for {repo}/{file}"
+            )),
+            ureq::Error::Transport(t) => unreachable(t.to_string()),
+        },
+        ApiError::TooManyRetries(inner) => hub_error(endpoint, repo, file, *inner),
+        other => unreachable(other.to_string()),
+    }
+}
+
+/// Installs a Hugging Face checkpoint: a catalogue name (`clip-vit-large-patch14-336`) or any
+/// Hub repository id (`org/name`, installed as `name`). `endpoint` overrides the Hub address
+/// (default `$HF_ENDPOINT`, else the public Hub). Already installed models are verified, not
+/// downloaded again.
+pub fn install(
+    models_dir: &Path,
+    id: &str,
+    endpoint: Option<&str>,
+    progress: &mut dyn FnMut(HubProgress),
+) -> Result<HfManifest> {
+    let entry = find(id);
+    let (name, repo, revision, files): (String, String, String, Vec<HubFile>) = match entry {
+        Some(e) => (
+            e.name.to_string(),
+            e.repo.to_string(),
+            e.revision.unwrap_or("main").to_string(),
+            e.files.to_vec(),
+        ),
+        None if id.contains('/') => {
+            let (repo, revision) = match id.split_once('@') {
+                Some((r, rev)) => (r.to_string(), rev.to_string()),
+                None => (id.to_string(), "main".to_string()),
+            };
+            let name = repo
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            (name, repo, revision, WITH_TEXT.to_vec())
+        }
+        None => {
+            let names: Vec<&str> = HUB_CATALOGUE.iter().map(|e| e.name).collect();
+            return Err(Error::not_found(
+                "model",
+                format!(
+                    "{id} (known: {}; or a Hugging Face repository id like org/name)",
+                    names.join(", ")
+                ),
+            ));
+        }
+    };
+    check_name(&name)?;
+    if let Some(m) = manifest(models_dir, &name)? {
+        progress(HubProgress::Verifying { name: name.clone() });
+        let problems = verify(models_dir, &name)?;
+        if problems.is_empty() {
+            return Ok(m);
+        }
+        return Err(Error::Model(format!(
+            "{name} is installed but damaged ({}: {}); `rap models rm {name}` and install again",
+            problems[0].file.display(),
+            problems[0].problem
+        )));
+    }
+    std::fs::create_dir_all(models_dir).map_err(|e| Error::io(models_dir, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".install-{name}-"))
+        .tempdir_in(models_dir)
+        .map_err(|e| Error::io(models_dir, e))?;
+    let cache = staging.path().join("cache");
+    let endpoint = endpoint
+        .map(str::to_string)
+        .or_else(|| std::env::var("HF_ENDPOINT").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .with_endpoint(endpoint.clone())
+        .with_cache_dir(cache)
+        .with_progress(false)
+        .build()
+        .map_err(|e| Error::Model(format!("Hugging Face Hub client: {e}")))?;
+    let api_repo = api.repo(hf_hub::Repo::with_revision(
+        repo.clone(),
+        hf_hub::RepoType::Model,
+        revision.clone(),
+    ));
+    let out = staging.path().join("model");
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    for f in &files {
+        let adapter = ProgressAdapter {
+            f: &mut *progress,
+            done: 0,
+        };
+        let path = match api_repo.download_with_progress(f.name, adapter) {
+            Ok(p) => p,
+            Err(e) => match hub_error(&endpoint, &repo, f.name, e) {
+                Error::NotFound { .. } if !f.required => continue,
+                e => return Err(e),
+            },
+        };
+        let real = std::fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
+        let dest = out.join(f.name);
+        std::fs::rename(&real, &dest).map_err(|e| Error::io(&dest, e))?;
+        if let Some(pin) = f.sha256 {
+            progress(HubProgress::Verifying {
+                name: f.name.to_string(),
+            });
+            let got = hf::sha256_file(&dest)?;
+            if got != pin {
+                return Err(Error::Model(format!(
+                    "{repo}/{}: sha256 {got} but {pin} is pinned; refusing it (nothing was installed)",
+                    f.name
+                )));
+            }
+        }
+    }
+    let final_dir = models_dir.join(&name);
+    if final_dir.exists() {
+        return Err(Error::Conflict(format!(
+            "{} exists but is not a registered model; move it away first",
+            final_dir.display()
+        )));
+    }
+    std::fs::rename(&out, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    let result = (|| {
+        let files = records(&final_dir)?;
+        let sha = files
+            .iter()
+            .find(|f| f.name == hf::WEIGHTS)
+            .map(|f| f.sha256.clone());
+        let enc = hf::load_hf_encoder(&final_dir, sha.as_deref())?;
+        let m = HfManifest {
+            name: name.clone(),
+            model_type: enc.model_type().to_string(),
+            source: Source::Hub {
+                repo: repo.clone(),
+                revision: revision.clone(),
+            },
+            dir: final_dir.clone(),
+            files,
+            encoder_id: enc.info().id.clone(),
+            dim: enc.info().dim,
+            has_text: enc.has_text(),
+            installed_at: now(),
+        };
+        write_manifest(models_dir, &m)?;
+        Ok(m)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&final_dir);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/hf")
+            .join(name)
+    }
+
+    #[test]
+    fn reference_architectures_have_the_published_sizes() {
+        for (name, dim) in [("dinov2-small", 384), ("clip-vit-base-patch32", 512)] {
+            let enc = reference_architecture(name).unwrap();
+            assert_eq!(enc.info().dim, dim);
+            let img = image::RgbImage::new(64, 48);
+            let e = enc
+                .image_features(&enc.preprocess().batch(&[img]).unwrap())
+                .unwrap();
+            assert_eq!(e[0].len(), dim);
+        }
+        for e in HUB_CATALOGUE {
+            assert!(reference_configs(e.name).is_some(), "{}", e.name);
+        }
+    }
+
+    #[test]
+    fn catalogue_lists_the_issue_checkpoints() {
+        for repo in [
+            "openai/clip-vit-base-patch32",
+            "openai/clip-vit-large-patch14",
+            "openai/clip-vit-large-patch14-336",
+            "facebook/dinov2-small",
+            "facebook/dinov2-base",
+            "google/siglip-base-patch16-224",
+        ] {
+            let e = find(repo).unwrap();
+            assert_eq!(find(e.name), Some(e));
+            check_name(e.name).unwrap();
+            assert!(e.files.iter().any(|f| f.name == hf::WEIGHTS && f.required));
+        }
+        assert!(check_name("Bad Name").is_err());
+        assert!(check_name("efficientnet-lite0").is_err());
+        assert!(check_name(".hidden").is_err());
+    }
+
+    #[test]
+    fn an_unreachable_hub_is_a_clear_error_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Nothing listens on the discard port of the loopback interface.
+        let err = install(
+            tmp.path(),
+            "dinov2-small",
+            Some("http://127.0.0.1:9"),
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("cannot reach the Hugging Face Hub at http://127.0.0.1:9")
+                && err.contains("facebook/dinov2-small")
+                && err.contains("rap models add"),
+            "{err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        let err = install(tmp.path(), "nope", None, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nope") && err.contains("dinov2-small"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn add_verify_resolve_remove() {
+        let tmp = tempfile::tempdir().unwrap();
+        let user = tmp.path().join("my-dinov2");
+        std::fs::create_dir(&user).unwrap();
+        for f in [
+            "config.json",
+            "preprocessor_config.json",
+            "model.safetensors",
+        ] {
+            std::fs::copy(fixture("dinov2").join(f), user.join(f)).unwrap();
+        }
+        let models = tmp.path().join("models");
+        let m = add_folder(&models, "tiny-dino", &user).unwrap();
+        assert_eq!(m.model_type, "dinov2");
+        assert_eq!(m.files.len(), 3);
+        assert!(!m.has_text);
+        assert_eq!(list(&models).len(), 1);
+        assert!(verify(&models, "tiny-dino").unwrap().is_empty());
+        let enc = resolve_encoder(&models, "tiny-dino").unwrap();
+        assert_eq!(enc.info().id, m.encoder_id);
+        // By path, the same embedding space.
+        let by_path = resolve_encoder(&models, user.to_str().unwrap()).unwrap();
+        assert_eq!(by_path.info().id, m.encoder_id);
+        // Twice under one name: refused.
+        let err = add_folder(&models, "tiny-dino", &user)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already registered"), "{err}");
+        // A changed file is found by verify and refused by load.
+        let mut w = std::fs::read(user.join("model.safetensors")).unwrap();
+        let n = w.len();
+        w[n - 1] ^= 0x55;
+        std::fs::write(user.join("model.safetensors"), &w).unwrap();
+        let problems = verify(&models, "tiny-dino").unwrap();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].problem.contains("sha256"), "{problems:?}");
+        // Unknown names list what there is.
+        let err = resolve_encoder(&models, "nope").err().unwrap().to_string();
+        assert!(err.contains("nope") && err.contains("tiny-dino"), "{err}");
+        let err = resolve_encoder(&models, "clip-vit-large-patch14-336")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("rap models install clip-vit-large-patch14-336"),
+            "{err}"
+        );
+        // rm unregisters, and leaves the user's folder alone.
+        remove(&models, "tiny-dino").unwrap();
+        assert!(list(&models).is_empty());
+        assert!(user.join("model.safetensors").is_file());
+        assert!(remove(&models, "tiny-dino").is_err());
+        // A broken folder is refused at add time, naming the file.
+        std::fs::remove_file(user.join("preprocessor_config.json")).unwrap();
+        let err = add_folder(&models, "broken", &user)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("preprocessor_config.json"), "{err}");
+        assert!(list(&models).is_empty());
+    }
+}
