@@ -41,10 +41,12 @@
 
 mod generator;
 pub mod gguf;
+pub mod llava;
 pub mod model;
 pub mod tokenizer;
 
 pub use generator::{ChatTemplateMetadata, GgufGenerator, PromptRenderer, TokenGeneration};
 pub use gguf::GgufFile;
+pub use llava::{LlavaGenerator, LlavaOptions};
 pub use model::Architecture;
 pub use tokenizer::{GgufTokenizer, Utf8Stream, VocabKind};
