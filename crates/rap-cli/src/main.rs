@@ -55,12 +55,16 @@ enum Command {
     Ask(commands::ask::AskArgs),
     /// A multi-turn conversation (`/image PATH`, `/concepts`, `/reset`, `/quit`).
     Chat(commands::chat::ChatArgs),
+    /// Training data: build RAP training sets, validate and describe them.
+    #[command(subcommand)]
+    Dataset(commands::dataset::DatasetCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     output::init_logging();
     let json = cli.global.json;
+    let max_pixels = cli.global.max_pixels;
     let result = context::Context::new(cli.global).and_then(|ctx| match cli.command {
         Command::Concept(cmd) => commands::concept::run(&ctx, cmd),
         Command::Import(args) => commands::transfer::import(&ctx, args),
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Config(cmd) => commands::config::run(&ctx, cmd),
         Command::Ask(args) => commands::ask::run(&ctx, args),
         Command::Chat(args) => commands::chat::run(&ctx, args),
+        Command::Dataset(cmd) => commands::dataset::run(&ctx, max_pixels, cmd),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod chat;
 pub mod concept;
 pub mod config;
+pub mod dataset;
 pub mod demo;
 pub mod eval;
 pub mod models;
