@@ -87,7 +87,14 @@ impl Context {
                 Arc::from(rap_vision::load_default_encoder(&models_dir)?);
             Ok(Some(encoder))
         });
-        let engine = Engine::open(self.config.clone(), loader)?;
+        let models_dir = self.models_dir();
+        let resolver: rap_engine::EncoderResolver = Box::new(move |name| {
+            Ok(Arc::from(rap_vision::hub::resolve_encoder(
+                &models_dir,
+                name,
+            )?))
+        });
+        let engine = Engine::open(self.config.clone(), loader)?.with_encoder_resolver(resolver);
         Ok(self.engine.get_or_init(|| engine))
     }
 }

