@@ -4,7 +4,8 @@
 //! The local generator (the default) is a text-only GGUF model from the models dir, prompted
 //! with its own Jinja chat template; it cannot see images, so it gets the retrieved concepts as
 //! text and the answer is marked `[text-only]` (`"mode": "text-only"` in JSON). An
-//! OpenAI-compatible server that takes images gets the RAP layout with the images.
+//! OpenAI-compatible server that takes images gets the RAP layout with the images, and so does a
+//! local LLaVA-1.5 folder named by `[generator] path` (prompted with `[generator] template`).
 
 use crate::commands::config::{Config, GeneratorKind};
 use crate::context::Context;
@@ -12,7 +13,7 @@ use anyhow::{bail, Context as _, Result};
 use rap_core::{GenerationParams, Generator, Message};
 use rap_engine::{Question, RetrieveOptions};
 use rap_llm::{JinjaTemplate, OpenAiGenerator};
-use rap_llm_local::GgufGenerator;
+use rap_llm_local::{GgufGenerator, LlavaGenerator, LlavaOptions};
 use rap_vision::models::{self, InstallState};
 use std::io::Write;
 use std::path::PathBuf;
@@ -83,10 +84,33 @@ pub(crate) fn load_local(ctx: &Context, name: &str) -> Result<(GgufGenerator, Ve
     Ok((generator, stop))
 }
 
+/// Loads the local LLaVA folder the config names (`[generator] path`, `lora`), prompted with
+/// the config's built-in template (vicuna_v1 for RAP-LLaVA).
+pub(crate) fn load_llava(
+    config: &Config,
+    dir: &std::path::Path,
+) -> Result<(LlavaGenerator, Vec<String>)> {
+    let template = rap_llm::Template::builtin(&config.generator.template)?;
+    let stop = template.stop_strings();
+    let opts = LlavaOptions {
+        lora: config.generator.lora.clone(),
+        ..Default::default()
+    };
+    let generator = LlavaGenerator::load(
+        dir,
+        &opts,
+        Box::new(move |m: &[Message]| template.render(m, true)),
+    )
+    .with_context(|| format!("generator.path {}", dir.display()))?;
+    Ok((generator, stop))
+}
+
 /// The generator a command runs: the configured one, or the local model `--model` names.
 pub(crate) enum LoadedGenerator {
     /// A local GGUF model and its template's stop strings.
     Local(Box<GgufGenerator>, Vec<String>),
+    /// A local LLaVA model and its template's stop strings.
+    Llava(Box<LlavaGenerator>, Vec<String>),
     Remote(OpenAiGenerator),
 }
 
@@ -94,6 +118,15 @@ impl LoadedGenerator {
     /// Loads the local model `model` if given, else what the config selects.
     pub(crate) fn load(ctx: &Context, config: &Config, model: Option<&str>) -> Result<Self> {
         match (config.generator.kind, model) {
+            (GeneratorKind::Local, None) if config.generator.path.is_some() => {
+                let dir = config
+                    .generator
+                    .path
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""));
+                let (g, stop) = load_llava(config, dir)?;
+                Ok(LoadedGenerator::Llava(Box::new(g), stop))
+            }
             (GeneratorKind::Local, _) | (_, Some(_)) => {
                 let name = model.unwrap_or(&config.generator.model);
                 let (g, stop) = load_local(ctx, name)?;
@@ -113,6 +146,7 @@ impl LoadedGenerator {
     pub(crate) fn generator(&self) -> &dyn Generator {
         match self {
             LoadedGenerator::Local(g, _) => g.as_ref(),
+            LoadedGenerator::Llava(g, _) => g.as_ref(),
             LoadedGenerator::Remote(g) => g,
         }
     }
@@ -120,7 +154,7 @@ impl LoadedGenerator {
     /// Stop strings the caller must pass (a local model's template's end markers).
     pub(crate) fn stop(&self) -> Vec<String> {
         match self {
-            LoadedGenerator::Local(_, stop) => stop.clone(),
+            LoadedGenerator::Local(_, stop) | LoadedGenerator::Llava(_, stop) => stop.clone(),
             LoadedGenerator::Remote(_) => Vec::new(),
         }
     }
@@ -129,6 +163,7 @@ impl LoadedGenerator {
     pub(crate) fn count_tokens(&self, messages: &[Message]) -> rap_core::Result<usize> {
         match self {
             LoadedGenerator::Local(g, _) => g.prompt_tokens(messages).map(|t| t.len()),
+            LoadedGenerator::Llava(g, _) => g.prompt_length(messages),
             LoadedGenerator::Remote(_) => Ok(rap_engine::answer::estimate_tokens(messages)),
         }
     }

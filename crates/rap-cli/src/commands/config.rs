@@ -7,6 +7,9 @@
 //! model = "smollm2-135m-instruct"   # catalogue name of the local GGUF model
 //! template = "vicuna_v1"            # template for `rap prompt` (local models use their own)
 //! temperature = 0.2
+//! # path = "/models/RAP-LLaVA-13b"  # a local LLaVA-1.5 folder (llava-hf or original layout):
+//! #                                 # run it, prompted with `template`, instead of `model`
+//! # lora = ["/models/my-adapter"]   # PEFT LoRA adapters merged into it at load time
 //!
 //! [generator.openai]                # any OpenAI-compatible server (rap_llm::OpenAiConfig)
 //! base_url = "http://127.0.0.1:8000/v1"
@@ -46,9 +49,16 @@ pub struct GeneratorConfig {
     pub kind: GeneratorKind,
     /// Catalogue name of the local GGUF model.
     pub model: String,
-    /// Template for `rap prompt` (a built-in name).
+    /// Template for `rap prompt` (a built-in name), and the local LLaVA model's.
     pub template: String,
     pub temperature: f32,
+    /// A local LLaVA checkpoint folder; with `kind = "local"` it is run instead of `model`.
+    /// Relative paths are relative to the data dir.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// PEFT LoRA adapter folders merged into the LLaVA weights at load time.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lora: Vec<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub openai: Option<OpenAiConfig>,
 }
@@ -60,6 +70,8 @@ impl Default for GeneratorConfig {
             model: DEFAULT_LOCAL_MODEL.to_string(),
             template: "vicuna_v1".to_string(),
             temperature: 0.2,
+            path: None,
+            lora: Vec::new(),
             openai: None,
         }
     }
@@ -100,6 +112,12 @@ impl Config {
         };
         config.apply_env(|k| std::env::var(k).ok())?;
         config.check()?;
+        let g = &mut config.generator;
+        for p in g.path.iter_mut().chain(g.lora.iter_mut()) {
+            if p.is_relative() {
+                *p = data_dir.join(&*p);
+            }
+        }
         Ok(config)
     }
 
@@ -224,6 +242,26 @@ pub fn run(ctx: &Context, cmd: ConfigCommand) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn llava_path_and_lora_parse_and_resolve_against_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "[generator]\nkind = \"local\"\npath = \"llava\"\nlora = [\"/abs/adapter\", \"a2\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(dir.path()).unwrap();
+        assert_eq!(c.generator.kind, GeneratorKind::Local);
+        assert_eq!(c.generator.path, Some(dir.path().join("llava")));
+        assert_eq!(
+            c.generator.lora,
+            vec![PathBuf::from("/abs/adapter"), dir.path().join("a2")]
+        );
+        // Unset by default.
+        let d = Config::default();
+        assert!(d.generator.path.is_none() && d.generator.lora.is_empty());
+    }
 
     #[test]
     fn parses_overrides_and_reports_lines() {

@@ -389,6 +389,11 @@ impl LlavaGenerator {
         Tensor::from_vec(data, (images.len(), 3, s, s), &self.model.device).map_err(model_err)
     }
 
+    /// Tokens the conversation takes in the context, each image counted as its features.
+    pub fn prompt_length(&self, messages: &[Message]) -> Result<usize> {
+        Ok(self.sequence_length(&self.prompt_input(messages)?))
+    }
+
     fn sequence_length(&self, input: &PromptInput) -> usize {
         input.chunks.iter().map(Vec::len).sum::<usize>()
             + input.images.len() * self.model.tokens_per_image()
