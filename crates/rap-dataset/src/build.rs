@@ -77,7 +77,8 @@ pub struct BuildOptions {
     /// Names to give concepts (None: made-up names).
     #[serde(skip)]
     pub names: Option<Vec<String>>,
-    /// Replace `OUT` when it exists.
+    /// Replace `OUT` when it exists (not recorded in `build.json`: it does not change the data).
+    #[serde(skip)]
     pub force: bool,
     #[serde(skip)]
     pub limits: rap_image::Limits,
