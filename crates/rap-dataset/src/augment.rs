@@ -54,13 +54,18 @@ impl View {
         } else {
             img.clone()
         };
-        match self.rotation {
-            r if r == 0.0 => img,
-            // image's rotate90 turns clockwise; ours are counter-clockwise.
-            r if r == 90.0 => image::imageops::rotate270(&img),
-            r if r == 180.0 => image::imageops::rotate180(&img),
-            r if r == 270.0 => image::imageops::rotate90(&img),
-            r => tilt(&img, r),
+        // image's rotate90 turns clockwise; ours are counter-clockwise.
+        let r = self.rotation;
+        if r == 0.0 {
+            img
+        } else if r == 90.0 {
+            image::imageops::rotate270(&img)
+        } else if r == 180.0 {
+            image::imageops::rotate180(&img)
+        } else if r == 270.0 {
+            image::imageops::rotate90(&img)
+        } else {
+            tilt(&img, r)
         }
     }
 }

@@ -540,7 +540,7 @@ mod tests {
             "A photo of <kira>, a dog, on the left, and <emo>, an apple, in the top right."
         );
         assert_eq!(
-            fallback_description(&[a.clone()]),
+            fallback_description(std::slice::from_ref(&a)),
             "The image shows <kira>. <kira> is a dog. <kira> is on the left of the image, covering a good part of it."
         );
         let none = obj("zu", "cup", None);

@@ -433,7 +433,8 @@ fn check_sample(
             let known = normalize_name_key(&name)
                 .map(|k| names.contains(&k))
                 .unwrap_or(false);
-            if !known && !(negative && *human) {
+            let deliberate_negative = negative && *human;
+            if !known && !deliberate_negative {
                 f.push((UnknownName, format!("turn {i}: <{name}> is not in extra")));
             }
         }
