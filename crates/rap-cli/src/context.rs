@@ -74,6 +74,12 @@ impl Context {
         if let Some(e) = self.engine.get() {
             return Ok(e);
         }
+        let engine = self.open_engine()?;
+        Ok(self.engine.get_or_init(|| engine))
+    }
+
+    /// A new engine of its own (for a long-running owner such as the server).
+    pub fn open_engine(&self) -> Result<Engine> {
         let models_dir = self.models_dir();
         let loader: EncoderLoader = Box::new(move || {
             let installed = rap_vision::models::list(&models_dir).into_iter().any(|m| {
@@ -94,7 +100,6 @@ impl Context {
                 name,
             )?))
         });
-        let engine = Engine::open(self.config.clone(), loader)?.with_encoder_resolver(resolver);
-        Ok(self.engine.get_or_init(|| engine))
+        Ok(Engine::open(self.config.clone(), loader)?.with_encoder_resolver(resolver))
     }
 }

@@ -55,6 +55,11 @@ enum Command {
     Config(commands::config::ConfigCommand),
     /// Ask a question: retrieve, lay out, generate (streams the answer).
     Ask(commands::ask::AskArgs),
+    /// Serve the HTTP API, the OpenAI-compatible chat endpoint and the web page.
+    Serve(commands::serve::ServeArgs),
+    /// API keys for `rap serve` (each acts as one tenant).
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
     /// A multi-turn conversation (`/image PATH`, `/concepts`, `/reset`, `/quit`).
     Chat(commands::chat::ChatArgs),
     /// Training data: build RAP training sets, validate and describe them.
@@ -64,7 +69,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    output::init_logging();
+    if matches!(cli.command, Command::Serve(_)) {
+        output::init_logging_default("info");
+    } else {
+        output::init_logging();
+    }
     let json = cli.global.json;
     let max_pixels = cli.global.max_pixels;
     let result = context::Context::new(cli.global).and_then(|ctx| match cli.command {
@@ -82,6 +91,8 @@ fn main() -> ExitCode {
         Command::Prompt(args) => commands::prompt::run(&ctx, args),
         Command::Config(cmd) => commands::config::run(&ctx, cmd),
         Command::Ask(args) => commands::ask::run(&ctx, args),
+        Command::Serve(args) => commands::serve::run(&ctx, args),
+        Command::Keys(cmd) => commands::keys::run(&ctx, cmd),
         Command::Chat(args) => commands::chat::run(&ctx, args),
         Command::Dataset(cmd) => commands::dataset::run(&ctx, max_pixels, cmd),
     });

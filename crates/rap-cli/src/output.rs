@@ -4,8 +4,13 @@ use serde::Serialize;
 
 /// Logs go to stderr through tracing; `RUST_LOG` sets the level (default: warnings).
 pub fn init_logging() {
+    init_logging_default("warn")
+}
+
+/// Logging with `default` as the filter when `RUST_LOG` is not set.
+pub fn init_logging_default(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

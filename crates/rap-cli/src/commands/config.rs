@@ -19,6 +19,12 @@
 //! [retrieval]
 //! top_k = 2
 //! threshold = 0.5
+//!
+//! [server]                          # `rap serve`
+//! allow_image_urls = false          # let chat image_url parts be http(s) URLs it fetches
+//! workers = 2                       # threads for model work
+//! queue = 32                        # requests that may wait for one (then 503)
+//! max_body_mb = 32
 //! ```
 //!
 //! Environment overrides: `RAP_GENERATOR` (`local` or `openai`), `RAP_OPENAI_BASE_URL`,
@@ -93,11 +99,32 @@ impl Default for RetrievalConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub allow_image_urls: bool,
+    pub workers: usize,
+    pub queue: usize,
+    pub max_body_mb: usize,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            allow_image_urls: false,
+            workers: 2,
+            queue: 32,
+            max_body_mb: 32,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub generator: GeneratorConfig,
     pub retrieval: RetrievalConfig,
+    pub server: ServerSection,
 }
 
 impl Config {

@@ -9,9 +9,11 @@ pub mod dataset;
 pub mod demo;
 pub mod embed;
 pub mod eval;
+pub mod keys;
 pub mod models;
 pub mod prompt;
 pub mod retrieve;
+pub mod serve;
 pub mod transfer;
 
 /// The region-proposal window scales of a `--scales` option: `None` gives the retriever's

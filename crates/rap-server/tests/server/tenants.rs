@@ -2,8 +2,7 @@
 //! its key's tenant - tenant B can neither read, find, retrieve, change nor delete anything
 //! of tenant A, even knowing A's names and image ids.
 
-mod common;
-use common::*;
+use crate::common::*;
 use rap_core::Tenant;
 
 const GREEN: [u8; 3] = [30, 200, 60];

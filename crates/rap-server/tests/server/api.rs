@@ -2,8 +2,7 @@
 //! retrieval, the OpenAPI document, and bad input (which always gets a JSON error and never
 //! changes the memory).
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const RED: [u8; 3] = [200, 30, 30];
 const BLUE: [u8; 3] = [30, 40, 210];

@@ -3,8 +3,7 @@
 //! `x-rap-concepts` name the concepts, bad requests are JSON errors, and a full worker pool
 //! answers 503 with Retry-After.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::{BufRead, BufReader};
 
 const RED: [u8; 3] = [200, 30, 30];

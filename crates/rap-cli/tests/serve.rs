@@ -1,0 +1,353 @@
+//! `rap serve` and `rap keys` end to end: the real binary, the real default models (the
+//! EfficientNet-Lite0 encoder and SmolLM2), the official `openai` Python client from PyPI
+//! (installed into a venv under the target dir), and a real Chromium driven by Playwright.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The default encoder and LLM, installed once into the target dir (`rap models install
+/// default`, through pip).
+fn default_models() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("models-default");
+        let out = Command::new(env!("CARGO_BIN_EXE_rap"))
+            .args(["models", "install", "default"])
+            .env("RAP_MODELS_DIR", &dir)
+            .env(
+                "RAP_DATA_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("unused-data"),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rap models install default failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+    .clone()
+}
+
+/// A running `rap serve`; SIGTERM on drop.
+struct Serve {
+    child: Child,
+    url: String,
+}
+
+impl Serve {
+    fn start(rap: &Rap, extra: &[&str]) -> Serve {
+        let mut child = rap
+            .command()
+            .args(["serve", "--addr", "127.0.0.1:0", "--json"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: serde_json::Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("rap serve did not start ({e}): {line:?}");
+            }
+        };
+        Serve {
+            child,
+            url: v["listening"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// SIGTERM, then the exit status (within `limit`).
+    fn stop(&mut self, limit: Duration) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "rap serve did not stop within {limit:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn keys_are_shown_once_listed_and_revoked_and_open_binds_need_them() {
+    let rap = Rap::new();
+    // No keys: a non-loopback address is refused before anything is bound.
+    let e = rap.fails(&["serve", "--addr", "0.0.0.0:0"]);
+    assert!(
+        e.contains("without API keys") && e.contains("--insecure-no-auth"),
+        "{e}"
+    );
+
+    let made = rap.json(&["keys", "create", "--tenant", "alice"]);
+    let key = made["key"].as_str().unwrap();
+    assert!(key.starts_with("rap_"), "{made}");
+    assert_eq!(made["tenant"], "alice");
+    assert_eq!(made.as_object().unwrap().len(), 2, "{made}");
+    let text = rap.ok(&["keys", "create", "--tenant", "bob"]);
+    let key_b = text.trim();
+    assert!(key_b.starts_with("rap_") && key_b != key);
+
+    let list = rap.json(&["keys", "list"]);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["tenant"], "alice");
+    assert!(list[0]["revoked_at"].is_null());
+    // Only the hash is stored: the key appears nowhere in the data dir.
+    for entry in std::fs::read_dir(rap.data_dir()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+        let secret = key.rsplit('_').next().unwrap().as_bytes();
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret));
+    }
+    let id = list[1]["id"].as_str().unwrap();
+    assert!(rap.ok(&["keys", "revoke", id]).contains("revoked"));
+    let e = rap.fails(&["keys", "revoke", id]);
+    assert!(e.contains("already revoked"), "{e}");
+    let e = rap.fails(&["keys", "revoke", "not-a-key"]);
+    assert!(e.contains("invalid key id"), "{e}");
+    let list = rap.json(&["keys", "list"]);
+    assert!(list[1]["revoked_at"].is_i64(), "{list}");
+    assert!(rap.ok(&["keys", "list"]).contains("revoked"));
+}
+
+/// A venv with the official `openai` client, made once under the target dir.
+fn openai_python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("openai-venv");
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        let out = Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv)
+            .output()
+            .expect("python3 is needed for the openai client test");
+        assert!(
+            out.status.success(),
+            "python3 -m venv failed (on Debian: apt-get install python3-venv): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "openai",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pip install openai failed (this test needs PyPI): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    python
+}
+
+#[test]
+fn the_official_openai_client_gets_personalized_answers() {
+    let mut rap = Rap::new();
+    rap.models_dir = default_models();
+    let dog = shared("dreambooth-dev/dog");
+    rap.ok(&[
+        "concept",
+        "add",
+        "Bo",
+        "--image",
+        s(&dog.join("00.jpg")),
+        "--category",
+        "dog",
+        "--info",
+        "<Bo> is a corgi who loves the beach.",
+        "--tenant",
+        "alice",
+    ]);
+    // The same name in another tenant, with another photo: never seen by alice's key.
+    rap.ok(&[
+        "concept",
+        "add",
+        "Bo",
+        "--image",
+        s(&shared("dreambooth-dev/cat").join("00.jpg")),
+        "--info",
+        "<Bo> belongs to mallory.",
+        "--tenant",
+        "mallory",
+    ]);
+    let key = rap.json(&["keys", "create", "--tenant", "alice"])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut server = Serve::start(&rap, &[]);
+    let python = openai_python();
+    let out = Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/openai_client.py"))
+        .args([&server.url, &key, s(&dog.join("03.jpg"))])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openai client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // One model: the local SmolLM2 (named as its GGUF metadata names it).
+    let models = v["models"].as_array().unwrap();
+    assert_eq!(models.len(), 1, "{v}");
+    assert!(
+        models[0]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("smollm2"),
+        "{v}"
+    );
+    for kind in ["plain", "stream"] {
+        let r = &v[kind];
+        assert!(
+            !r["answer"].as_str().unwrap().trim().is_empty(),
+            "{kind}: {v}"
+        );
+        assert!(
+            ["stop", "length"].contains(&r["finish"].as_str().unwrap()),
+            "{kind}: {v}"
+        );
+        assert_eq!(r["rap"]["mode"], "text-only", "{kind}: {v}");
+        assert_eq!(r["rap"]["concepts"][0]["name"], "Bo", "{kind}: {v}");
+        assert_eq!(r["rap"]["concepts"][0]["via"], "image", "{kind}: {v}");
+        assert!(
+            r["rap"]["concepts"][0]["score"].as_f64().unwrap() >= 0.5,
+            "{kind}: {v}"
+        );
+        assert!(!r.to_string().contains("mallory"), "{kind}: {v}");
+    }
+    assert_eq!(v["plain"]["header"], "Bo");
+    assert!(v["stream"]["chunks"].as_u64().unwrap() > 2, "{v}");
+    assert_eq!(v["bad_image"]["status"], 400, "{v}");
+    assert_eq!(
+        v["bad_image"]["body"]["type"], "invalid_request_error",
+        "{v}"
+    );
+    assert_eq!(v["wrong_key"]["status"], 401, "{v}");
+
+    // SIGTERM: a clean, quick exit.
+    let status = server.stop(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+}
+
+/// playwright-core from npm, installed once under the target dir.
+fn playwright() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-node");
+    if !dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&dir)
+            .arg("playwright-core@1")
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+            .output()
+            .expect("npm is needed for the browser test (apt-get install npm)");
+        assert!(
+            out.status.success(),
+            "npm install playwright-core failed (this test needs the npm registry): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    dir.join("node_modules")
+}
+
+#[test]
+fn the_page_works_in_a_real_browser() {
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Debian's chromium: apt-get install chromium (.ci/run installs it)"
+    );
+    let node_modules = playwright();
+    let mut rap = Rap::new();
+    rap.models_dir = default_models();
+    let mut server = Serve::start(&rap, &[]);
+    let artifacts = std::env::var_os("RAP_ARTIFACTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts"))
+        .join("browser");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let profile = tempfile::tempdir().unwrap();
+    let dog = shared("dreambooth-dev/dog");
+    let out = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/browser.cjs"))
+        .arg(&server.url)
+        .args([dog.join("00.jpg"), dog.join("01.jpg"), dog.join("03.jpg")])
+        .arg(&artifacts)
+        .arg(profile.path())
+        .env("NODE_PATH", &node_modules)
+        .output()
+        .expect("node is needed for the browser test");
+    assert!(
+        out.status.success(),
+        "the browser script failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["phone_overflow"].as_i64().unwrap() <= 0,
+        "the page is wider than a phone: {v}"
+    );
+    assert_eq!(v["previews"], 2, "{v}");
+    assert_eq!(v["card_images"], 2, "{v}");
+    let retrieved = v["retrieved"].as_array().unwrap();
+    assert!(retrieved[0].as_str().unwrap().starts_with("Bo · "), "{v}");
+    assert!(!v["answer"].as_str().unwrap().trim().is_empty(), "{v}");
+    assert!(v["box_pixels"].as_u64().unwrap() > 100, "no box drawn: {v}");
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("broken.jpg"), "{v}");
+    assert_eq!(v["cards_after_error"], 1, "{v}");
+    assert_eq!(v["cards_after_delete"], 0, "{v}");
+    assert_eq!(v["console_errors"], serde_json::json!([]), "{v}");
+    for step in [
+        "01-empty",
+        "02-added",
+        "03-asked",
+        "04-error",
+        "05-deleted",
+        "06-desktop",
+    ] {
+        assert!(artifacts.join(format!("{step}.png")).exists(), "{step}");
+    }
+    // The memory is as it was before the page touched it.
+    assert_eq!(rap.json(&["concept", "list"]), serde_json::json!([]));
+    assert!(server.stop(Duration::from_secs(10)).success());
+}
