@@ -1,4 +1,6 @@
-//! Local text generation for `rap`: quantized GGUF models run on this machine through candle.
+//! Local text generation for `rap`: quantized GGUF models run on this machine through candle,
+//! and a LLaVA-1.5 vision-language model ([`llava`], RAP-LLaVA's architecture, from safetensors
+//! in the llava-hf or the original LLaVA layout, LoRA adapters merged at load time).
 //!
 //! [`GgufGenerator`] implements [`rap_core::Generator`] for Llama-family (SmolLM2 included),
 //! Qwen2 and Gemma 3 GGUF files. Everything it needs comes from the one file: the weights

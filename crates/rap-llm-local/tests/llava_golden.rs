@@ -439,3 +439,43 @@ fn broken_folders_are_clear_errors() {
         .to_string();
     assert!(e.contains("do not fit"), "{e}");
 }
+
+/// transformers 4.x llava-hf checkpoints name the parts `language_model.model.*`,
+/// `language_model.lm_head`, `vision_tower.vision_model.*` and `multi_modal_projector.*`.
+#[test]
+fn older_llava_hf_tensor_names_load_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("llava-hf-4x");
+    copy_dir(&fixtures().join("hf"), &d);
+    let tensors =
+        candle_core::safetensors::load(d.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    let renamed: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .map(|(k, t)| {
+            let k = if let Some(r) = k.strip_prefix("model.language_model.") {
+                format!("language_model.model.{r}")
+            } else if k == "lm_head.weight" {
+                "language_model.lm_head.weight".to_string()
+            } else if let Some(r) = k.strip_prefix("model.vision_tower.") {
+                format!("vision_tower.vision_model.{r}")
+            } else if let Some(r) = k.strip_prefix("model.") {
+                r.to_string()
+            } else {
+                panic!("unexpected tensor {k}")
+            };
+            (k, t)
+        })
+        .collect();
+    assert!(renamed.contains_key("multi_modal_projector.linear_2.bias"));
+    std::fs::remove_file(d.join("model.safetensors")).unwrap();
+    candle_core::safetensors::save(&renamed, d.join("model.safetensors")).unwrap();
+    let gen = load(&d, None).unwrap();
+    let g = golden();
+    let positions: Vec<usize> = serde_json::from_value(g["positions"].clone()).unwrap();
+    let logits = gen.prompt_logits(&messages(), &positions).unwrap();
+    for (p, l) in positions.iter().zip(&logits) {
+        let d = max_diff(l, &floats(&g["base"]["prompt_logits"][p.to_string()]));
+        assert!(d < TOL, "position {p}: {d}");
+    }
+}

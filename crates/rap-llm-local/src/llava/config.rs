@@ -160,9 +160,9 @@ impl VisionConfig {
                 "is not 1e-5, the value candle's CLIP tower uses",
             ));
         }
-        if c.hidden_size % c.num_attention_heads != 0
+        if !c.hidden_size.is_multiple_of(c.num_attention_heads)
             || c.patch_size == 0
-            || c.image_size % c.patch_size != 0
+            || !c.image_size.is_multiple_of(c.patch_size)
             || c.num_hidden_layers < 2
         {
             return Err(Error::Model(format!(

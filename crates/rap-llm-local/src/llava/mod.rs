@@ -44,6 +44,9 @@ use tokenizers::Tokenizer;
 /// The placeholder the renderer writes for each image.
 pub const IMAGE_PLACEHOLDER: &str = "<image>";
 
+/// Receives each generation step's logits (vocabulary-sized).
+pub type StepLogits<'a> = &'a mut dyn FnMut(&[f32]);
+
 /// Prompt embeddings fed to the model in one forward pass.
 const PREFILL_CHUNK: usize = 512;
 
@@ -304,7 +307,7 @@ impl LlavaGenerator {
             eos,
             preprocess,
             render,
-            limits: opts.image_limits.clone(),
+            limits: opts.image_limits,
         })
     }
 
@@ -492,7 +495,7 @@ impl LlavaGenerator {
         messages: &[Message],
         params: &GenerationParams,
         on_text: &mut dyn FnMut(&str) -> bool,
-        mut on_step_logits: Option<&mut dyn FnMut(&[f32])>,
+        mut on_step_logits: Option<StepLogits<'_>>,
     ) -> Result<TokenGeneration> {
         if !(params.temperature.is_finite() && params.temperature >= 0.0) {
             return Err(Error::invalid(format!(

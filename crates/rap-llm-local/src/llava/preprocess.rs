@@ -9,8 +9,10 @@ use rap_image::transform::{center_crop, pad_to_square, shortest_edge_size, Filte
 use serde_json::Value;
 use std::path::Path;
 
-/// OpenAI CLIP's normalisation.
+/// OpenAI CLIP's normalisation (the values as its processor config writes them).
+#[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.48145466, 0.4578275, 0.40821073];
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.26862954, 0.26130258, 0.27577711];
 
 /// Longest edge padded at full resolution.
@@ -87,7 +89,9 @@ impl ImagePreprocess {
                 return Err(r.bad("rescale_factor", "is not 1/255"));
             }
         }
-        let size_of = |key: &str| -> Result<Option<(Option<u32>, Option<(u32, u32)>)>> {
+        // (shortest edge, (width, height)) of a size entry.
+        type Size = (Option<u32>, Option<(u32, u32)>);
+        let size_of = |key: &str| -> Result<Option<Size>> {
             match v.get(key) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::Number(n)) => {
