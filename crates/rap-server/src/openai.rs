@@ -373,7 +373,11 @@ pub async fn chat_completions(
     let max_body = state.config().max_body_bytes;
     let engine = state.engine().clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(256);
-    state.pool().spawn(move || {
+    state.pool().submit(move |admitted| {
+        if let Err(e) = admitted {
+            let _ = tx.blocking_send(Event::Failed(e));
+            return;
+        }
         let run = || -> Result<(), ApiError> {
             let image = match parsed.image {
                 Some(ImageSource::Bytes(b)) => Some(b),

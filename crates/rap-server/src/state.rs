@@ -38,6 +38,8 @@ pub struct ServerConfig {
     /// Worker threads for model work, and how many jobs may wait for one.
     pub workers: usize,
     pub queue: usize,
+    /// A job that waited longer than this for a worker is answered 503, not run.
+    pub max_queue_wait: Duration,
     /// Whether `image_url` parts may be http(s) URLs that the server fetches.
     pub allow_image_urls: bool,
     /// Retrieval settings for chat (and the defaults of `/v1/retrieve`).
@@ -56,6 +58,7 @@ impl ServerConfig {
             model_timeout: Duration::from_secs(300),
             workers: 2,
             queue: 32,
+            max_queue_wait: Duration::from_secs(30),
             allow_image_urls: false,
             retrieve: RetrieveOptions::default(),
             default_max_tokens: 512,
@@ -81,7 +84,7 @@ impl AppState {
         generator: std::result::Result<ChatGenerator, String>,
         config: ServerConfig,
     ) -> Self {
-        let pool = WorkerPool::new(config.workers, config.queue);
+        let pool = WorkerPool::with_max_wait(config.workers, config.queue, config.max_queue_wait);
         AppState(Arc::new(Inner {
             engine,
             pool,
