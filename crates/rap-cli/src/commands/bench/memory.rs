@@ -119,6 +119,7 @@ pub fn run(json: bool, args: MemoryArgs) -> Result<()> {
     let mut add_ms = Vec::new();
     let mut remove_ms = Vec::new();
     let mut search_ms = Vec::new();
+    let mut found_first = 0;
     for i in 0..samples as u64 {
         let n = concepts as u64 + i;
         let (new, image, k) = concept(n, dim)?;
@@ -131,11 +132,36 @@ pub fn run(json: bool, args: MemoryArgs) -> Result<()> {
         index.refresh(&store)?;
         let found = index.search(&k, 5)?;
         search_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        anyhow::ensure!(
-            found.first().is_some_and(|f| f.0 > 0.999),
-            "a new key was not found first"
-        );
+        if found.first().is_some_and(|f| f.0 > 0.999) {
+            found_first += 1;
+        }
     }
+
+    // Recall@10 of the index against exact search, for queries near stored keys (random
+    // vectors in 1280 dimensions are the hardest case for HNSW: real embeddings cluster).
+    let exact = KeyIndex::build_with(&store, &tenant, encoder, dim, usize::MAX)?;
+    let (mut hits, mut exact_ms) = (0, Vec::new());
+    let queries = 50u64;
+    for q in 0..queries {
+        let near = (q * 1_999) % concepts as u64;
+        let noise = key(10_000_000 + q, dim);
+        let v: Vec<f32> = key(near, dim)
+            .as_slice()
+            .iter()
+            .zip(noise.as_slice())
+            .map(|(a, b)| a + 0.3 * b)
+            .collect();
+        let query = Embedding::normalized(v)?;
+        let t = Instant::now();
+        let want = exact.search(&query, 10)?;
+        exact_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let got = index.search(&query, 10)?;
+        hits += got
+            .iter()
+            .filter(|g| want.iter().any(|w| w.1 == g.1 && w.2 == g.2))
+            .count();
+    }
+    let recall_at_10 = hits as f64 / (10 * queries) as f64;
     for i in 0..samples as u64 {
         let t = Instant::now();
         store.remove_concept(&tenant, &format!("concept-{}", concepts as u64 + i))?;
@@ -157,6 +183,9 @@ pub fn run(json: bool, args: MemoryArgs) -> Result<()> {
         "index_open_origin": index_reopen,
         "add_concept_with_key": summary(add_ms),
         "refresh_and_search": summary(search_ms),
+        "new_key_found_first": format!("{found_first}/{samples}"),
+        "recall_at_10_vs_exact": recall_at_10,
+        "exact_search_same_memory": summary(exact_ms),
         "remove_concept": summary(remove_ms),
         "database_bytes": db_bytes,
         "checked_concept": first.name,
