@@ -169,6 +169,22 @@ impl LoadedGenerator {
     }
 }
 
+/// A loaded generator is itself a generator (so `rap serve` can share it between threads).
+impl Generator for LoadedGenerator {
+    fn info(&self) -> &rap_core::GeneratorInfo {
+        self.generator().info()
+    }
+
+    fn generate(
+        &self,
+        messages: &[Message],
+        params: &GenerationParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> rap_core::Result<rap_core::Generation> {
+        self.generator().generate(messages, params, on_text)
+    }
+}
+
 /// Writes streamed text to stdout (nothing with `--json`); a closed stdout (the reader went
 /// away) returns `false`, which cancels generation.
 pub(crate) fn stream_to_stdout(json: bool) -> impl FnMut(&str) -> bool {

@@ -5,16 +5,14 @@
 //! `RAP_GENERATOR` is set - or when `--generator config` asks for it; otherwise, or with
 //! `--generator none`, the deterministic fallbacks from the annotations are used.
 
-use crate::commands::config::{Config, GeneratorKind};
+use super::ask::LoadedGenerator;
+use crate::commands::config::Config;
 use crate::context::Context;
 use crate::output;
 use anyhow::{bail, Context as _, Result};
 use clap::{ArgGroup, Subcommand, ValueEnum};
-use rap_core::{GenerationParams, Generator, Message};
+use rap_core::{GenerationParams, Generator};
 use rap_dataset::{BuildOptions, Input, TextGenerator, ValidateOptions, Writer};
-use rap_llm::{JinjaTemplate, OpenAiGenerator};
-use rap_llm_local::GgufGenerator;
-use rap_vision::models::{self, InstallState};
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -139,66 +137,6 @@ fn stage_progress(json: bool) -> (indicatif::ProgressBar, impl FnMut(&str, usize
     (bar, f)
 }
 
-/// The configured generator, loaded the way `rap ask` loads it.
-enum Loaded {
-    /// A local GGUF model (prompted with its own chat template) and its stop strings.
-    Local(Box<GgufGenerator>, Vec<String>),
-    Remote(OpenAiGenerator),
-}
-
-fn load_generator(ctx: &Context, config: &Config) -> Result<Loaded> {
-    match config.generator.kind {
-        GeneratorKind::Openai => {
-            let cfg = config
-                .generator
-                .openai
-                .clone()
-                .context("[generator.openai] is missing")?;
-            Ok(Loaded::Remote(OpenAiGenerator::new(cfg)?))
-        }
-        GeneratorKind::Local => {
-            let name = &config.generator.model;
-            let dir = ctx.models_dir();
-            let entry = models::find(name).with_context(|| {
-                format!("unknown model {name:?}: `rap models list` shows the catalogue")
-            })?;
-            if entry.kind != models::ModelKind::Llm {
-                bail!("model {name} is not a text generator");
-            }
-            let installed = models::list(&dir)
-                .into_iter()
-                .any(|m| m.name == entry.name && m.state == InstallState::Installed);
-            if !installed {
-                bail!(
-                    "model {name} is not installed in {}: run `rap models install {name}`, or build with --generator none",
-                    dir.display()
-                );
-            }
-            let path = models::model_path(&dir, entry);
-            let mut generator = GgufGenerator::load(
-                &path,
-                Box::new(|_| Err(rap_core::Error::Model("no chat template yet".into()))),
-            )
-            .with_context(|| path.display().to_string())?;
-            let meta = generator.metadata_chat_template().clone();
-            let source = meta.template.clone().with_context(|| {
-                format!(
-                    "{}: the model has no chat template in its metadata",
-                    path.display()
-                )
-            })?;
-            let template = JinjaTemplate::new(
-                source,
-                meta.bos_token.clone().unwrap_or_default(),
-                meta.eos_token.clone().unwrap_or_default(),
-            )?;
-            let stop = template.stop_strings();
-            generator.set_renderer(Box::new(move |m: &[Message]| template.render(m, true)));
-            Ok(Loaded::Local(Box::new(generator), stop))
-        }
-    }
-}
-
 fn build(ctx: &Context, limits: rap_image::Limits, args: BuildArgs) -> Result<()> {
     let input = match (&args.coco, &args.images, &args.folders) {
         (Some(a), Some(i), None) => Input::Coco {
@@ -236,18 +174,16 @@ fn build(ctx: &Context, limits: rap_image::Limits, args: BuildArgs) -> Result<()
     };
     // The generator lives for the whole build.
     let loaded = if use_generator {
-        Some(load_generator(ctx, &Config::load(&ctx.data_dir)?)?)
+        Some(LoadedGenerator::load(
+            ctx,
+            &Config::load(&ctx.data_dir)?,
+            None,
+        )?)
     } else {
         None
     };
-    let generator: Option<&dyn Generator> = loaded.as_ref().map(|l| match l {
-        Loaded::Local(g, _) => g.as_ref() as &dyn Generator,
-        Loaded::Remote(g) => g as &dyn Generator,
-    });
-    let stop = match &loaded {
-        Some(Loaded::Local(_, stop)) => stop.clone(),
-        _ => Vec::new(),
-    };
+    let generator: Option<&dyn Generator> = loaded.as_ref().map(|l| l.generator());
+    let stop = loaded.as_ref().map(|l| l.stop()).unwrap_or_default();
     let model = generator.map(|g| g.info().model.clone());
     let mut writer = Writer::new(generator.map(|g| TextGenerator {
         generator: g,

@@ -4,7 +4,8 @@
 //! Logs go to stderr (`RUST_LOG`, default `info` for the server); SIGINT or SIGTERM stop it
 //! after the requests in flight finish.
 
-use crate::commands::config::{Config, GeneratorKind};
+use crate::commands::ask::LoadedGenerator;
+use crate::commands::config::Config;
 use crate::context::Context;
 use anyhow::{Context as _, Result};
 use rap_core::{Generator, Message};
@@ -40,38 +41,21 @@ fn load_generator(
     config: &Config,
     model: Option<&str>,
 ) -> Result<ChatGenerator, String> {
-    let temperature = config.generator.temperature;
-    match (config.generator.kind, model) {
-        (GeneratorKind::Local, _) | (_, Some(_)) => {
-            let name = model.unwrap_or(&config.generator.model);
-            let (g, stop) =
-                crate::commands::ask::load_local(ctx, name).map_err(|e| format!("{e:#}"))?;
-            let g = Arc::new(g);
-            let counter = g.clone();
-            let count: TokenCount =
-                Arc::new(move |m: &[Message]| counter.prompt_tokens(m).map(|t| t.len()));
-            Ok(ChatGenerator {
-                generator: g as Arc<dyn Generator>,
-                stop,
-                count_tokens: Some(count),
-                temperature,
-            })
+    let loaded = Arc::new(LoadedGenerator::load(ctx, config, model).map_err(|e| format!("{e:#}"))?);
+    // A server's tokens are only estimated; a local model counts its own.
+    let count_tokens: Option<TokenCount> = match loaded.as_ref() {
+        LoadedGenerator::Remote(_) => None,
+        _ => {
+            let counter = loaded.clone();
+            Some(Arc::new(move |m: &[Message]| counter.count_tokens(m)))
         }
-        (GeneratorKind::Openai, None) => {
-            let cfg = config
-                .generator
-                .openai
-                .clone()
-                .ok_or_else(|| "[generator.openai] is missing".to_string())?;
-            let g = rap_llm::OpenAiGenerator::new(cfg).map_err(|e| e.to_string())?;
-            Ok(ChatGenerator {
-                generator: Arc::new(g),
-                stop: Vec::new(),
-                count_tokens: None,
-                temperature,
-            })
-        }
-    }
+    };
+    Ok(ChatGenerator {
+        stop: loaded.stop(),
+        generator: loaded as Arc<dyn Generator>,
+        count_tokens,
+        temperature: config.generator.temperature,
+    })
 }
 
 pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
