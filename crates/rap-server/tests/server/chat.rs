@@ -245,3 +245,78 @@ fn a_full_pool_answers_503_with_retry_after() {
         assert_eq!(b.2["error"]["type"], "server_busy");
     }
 }
+
+/// Serves `body` as `image/png` to every request on a loopback port; returns the port.
+fn serve_image_once_per_request(body: Vec<u8>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut stream = stream;
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    port
+}
+
+#[test]
+fn http_image_urls_are_fetched_only_when_allowed() {
+    let port = serve_image_once_per_request(photo(RED, 110, 100, 7));
+    let url = format!("http://127.0.0.1:{port}/q.png");
+    let request = |url: &str| {
+        serde_json::json!({
+            "model": "anything",
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "Who is this?"},
+                {"type": "image_url", "image_url": {"url": url}}
+            ]}]
+        })
+    };
+    let c = client();
+
+    // Off by default: refused, nothing fetched.
+    let s = Server::start();
+    with_bo(&s);
+    let res = c
+        .post(s.url("/v1/chat/completions"))
+        .json(&request(&url))
+        .send()
+        .unwrap();
+    error(res, 400, "invalid_request_error", "image URLs are disabled");
+
+    // Allowed: the image is fetched and its concept retrieved.
+    let s = Server::start_with(|config| config.allow_image_urls = true);
+    with_bo(&s);
+    let res = c
+        .post(s.url("/v1/chat/completions"))
+        .json(&request(&url))
+        .send()
+        .unwrap();
+    assert_eq!(res.headers()["x-rap-concepts"], "bo");
+    let v = json(res, 200);
+    assert_eq!(v["rap"]["concepts"][0]["via"], "image");
+
+    // A URL nobody answers is a clear client error, not a hang or a 500.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let res = c
+        .post(s.url("/v1/chat/completions"))
+        .json(&request(&format!("http://127.0.0.1:{closed}/gone.png")))
+        .send()
+        .unwrap();
+    assert!(
+        res.status().is_client_error() || res.status() == 502,
+        "{}",
+        res.status()
+    );
+}
