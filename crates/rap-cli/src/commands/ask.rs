@@ -151,6 +151,24 @@ impl LoadedGenerator {
         }
     }
 
+    /// Generation settings: the command's options over the config's, with this model's stop
+    /// strings.
+    pub(crate) fn params(
+        &self,
+        config: &Config,
+        max_tokens: usize,
+        temperature: Option<f32>,
+        seed: Option<u64>,
+    ) -> GenerationParams {
+        GenerationParams {
+            max_tokens,
+            temperature: temperature.unwrap_or(config.generator.temperature),
+            seed,
+            stop: self.stop(),
+            ..GenerationParams::default()
+        }
+    }
+
     /// Stop strings the caller must pass (a local model's template's end markers).
     pub(crate) fn stop(&self) -> Vec<String> {
         match self {
@@ -182,6 +200,15 @@ impl Generator for LoadedGenerator {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> rap_core::Result<rap_core::Generation> {
         self.generator().generate(messages, params, on_text)
+    }
+}
+
+/// The config's retrieval settings.
+pub(crate) fn retrieve_options(config: &Config) -> RetrieveOptions {
+    RetrieveOptions {
+        top_k: config.retrieval.top_k,
+        threshold: config.retrieval.threshold,
+        ..RetrieveOptions::default()
     }
 }
 
@@ -239,19 +266,9 @@ pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
         text: &args.question,
         image: image.as_deref(),
         concepts: args.concepts.clone(),
-        retrieve: RetrieveOptions {
-            top_k: config.retrieval.top_k,
-            threshold: config.retrieval.threshold,
-            ..RetrieveOptions::default()
-        },
+        retrieve: retrieve_options(&config),
     };
-    let params = GenerationParams {
-        max_tokens: args.max_tokens,
-        temperature: args.temperature.unwrap_or(config.generator.temperature),
-        seed: args.seed,
-        stop: loaded.stop(),
-        ..GenerationParams::default()
-    };
+    let params = loaded.params(&config, args.max_tokens, args.temperature, args.seed);
     let engine = ctx.engine()?;
     let count = |m: &[Message]| loaded.count_tokens(m);
     let answer = engine.answer(

@@ -6,12 +6,12 @@
 //! each command's result is one JSON object per line. A failed turn prints its error and the
 //! conversation goes on as it was.
 
-use super::ask::{answer_json, concept_list, stream_to_stdout, LoadedGenerator};
+use super::ask::{answer_json, concept_list, retrieve_options, stream_to_stdout, LoadedGenerator};
 use crate::commands::config::Config;
 use crate::context::Context;
 use anyhow::{Context as _, Result};
-use rap_core::{GenerationParams, Message};
-use rap_engine::{ChatSession, RetrieveOptions};
+use rap_core::Message;
+use rap_engine::ChatSession;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -53,22 +53,8 @@ pub fn run(ctx: &Context, args: ChatArgs) -> Result<()> {
         .as_deref()
         .map(|p| read_image(ctx, p))
         .transpose()?;
-    let mut session = ChatSession::new(
-        ctx.tenant.clone(),
-        image,
-        RetrieveOptions {
-            top_k: config.retrieval.top_k,
-            threshold: config.retrieval.threshold,
-            ..RetrieveOptions::default()
-        },
-    );
-    let params = GenerationParams {
-        max_tokens: args.max_tokens,
-        temperature: args.temperature.unwrap_or(config.generator.temperature),
-        seed: args.seed,
-        stop: loaded.stop(),
-        ..GenerationParams::default()
-    };
+    let mut session = ChatSession::new(ctx.tenant.clone(), image, retrieve_options(&config));
+    let params = loaded.params(&config, args.max_tokens, args.temperature, args.seed);
     let count = |m: &[Message]| loaded.count_tokens(m);
     let json = ctx.json;
     let interactive = !json && std::io::stdin().is_terminal();
