@@ -195,6 +195,18 @@ impl Server {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// Starts a graceful shutdown (what SIGINT/SIGTERM do) and waits until the server has
+    /// finished the requests in flight and stopped.
+    pub fn shut_down(&mut self) -> std::io::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t.join().expect("the server thread panicked"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Drop for Server {

@@ -4,4 +4,5 @@
 mod api;
 mod chat;
 mod common;
+mod lifecycle;
 mod tenants;
