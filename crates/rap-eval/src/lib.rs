@@ -7,16 +7,21 @@
 //!   accuracy by `correct_answer`.
 //! - [`qa`]: multiple-choice and short-answer exact match after normalisation.
 //! - [`retrieval`]: top-1, recall@5, MRR and thresholded recognition of the retriever on a
-//!   folder-per-subject photo collection.
+//!   folder-per-subject photo collection; [`scaling`]: its recall as distractors fill the memory.
+//! - [`tasks`]: the reference's evaluation input files as questions and prediction rows;
+//!   [`journal`]: predictions written as they come, so an interrupted run resumes.
 //!
 //! Each module has pure scoring functions and a reader for its predictions file; reports are
 //! serde-serialisable (totals plus one entry per item) so a CLI can print a table or JSON.
 
 pub mod caption;
 mod io;
+pub mod journal;
 pub mod qa;
 pub mod recognition;
 pub mod retrieval;
+pub mod scaling;
+pub mod tasks;
 
 pub use caption::{
     read_caption_predictions, score_captions, CaptionItem, CaptionReport, Vocabulary,

@@ -67,6 +67,13 @@ pub struct RetrievalReport {
 
 const PHOTO_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp"];
 
+/// Whether `path` names a photo (by its extension).
+pub fn is_photo(path: &Path) -> bool {
+    path.extension()
+        .and_then(|x| x.to_str())
+        .is_some_and(|x| PHOTO_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
+}
+
 /// The subjects of a dataset folder: (name, photos sorted by file name).
 pub fn subjects(dataset: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
     let mut out = Vec::new();
@@ -79,11 +86,7 @@ pub fn subjects(dataset: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
         let mut photos: Vec<PathBuf> = std::fs::read_dir(&path)
             .map_err(|e| Error::io(&path, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .and_then(|x| x.to_str())
-                    .is_some_and(|x| PHOTO_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
-            })
+            .filter(|p| is_photo(p))
             .collect();
         photos.sort();
         if !photos.is_empty() {
