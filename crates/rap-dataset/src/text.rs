@@ -15,7 +15,9 @@
 //!
 //! Generated text is accepted only when it is not empty, holds no chat-template marker or
 //! `<image>`, names no concept other than the scene's (so noise concepts, added afterwards, can
-//! never leak into an answer), and names at least one of them where the task needs it.
+//! never leak into an answer), writes every name in its brackets (a bare name is how small
+//! models slip into naming the wrong thing), names at least one concept where the task needs
+//! it, and, for QA, asks about the concept it was asked for.
 
 use crate::rng::Rng;
 use rap_core::{GenerationParams, Generator, ImageData, Message, Part, Result, Role};
@@ -326,7 +328,8 @@ impl<'a> Writer<'a> {
         Ok(out.text)
     }
 
-    /// Checks generated text; `allowed` are the names it may use, `must` one it must use.
+    /// Checks generated text: `allowed` are the names it may use, each always as `<name>`
+    /// (a bare "Lefa" is how small models slip into naming the wrong thing).
     fn accept(text: &str, allowed: &[&str], task: Task) -> Option<String> {
         let t = text.trim().trim_matches('"').trim();
         if t.is_empty() || t.len() > 4000 || rap_llm::neutralize(t) != t {
@@ -334,6 +337,9 @@ impl<'a> Writer<'a> {
         }
         let names = mentioned_names(t);
         if names.iter().any(|n| !allowed.contains(&n.as_str())) {
+            return None;
+        }
+        if allowed.iter().any(|n| names_bare(t, n)) {
             return None;
         }
         if matches!(task, Task::Info | Task::Caption | Task::Description) && names.is_empty() {
@@ -465,7 +471,12 @@ impl<'a> Writer<'a> {
             let parts = self.scene_parts(scene, objects, crops, &prompt);
             let text = self.ask(parts, what)?;
             let allowed: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+            let target_tag = format!("<{}>", objects[target].name);
             accepted = parse_qa(&text).and_then(|(q, a)| {
+                // The question must be about the concept it was asked for, by its name.
+                if !q.contains(&target_tag) {
+                    return None;
+                }
                 let q = Self::accept(&q, &allowed, Task::Qa)?;
                 let a = Self::accept(&a, &allowed, Task::Qa)?;
                 Some((q, a))
@@ -485,6 +496,20 @@ impl<'a> Writer<'a> {
             }
         }
     }
+}
+
+/// Whether `text` uses `name` as a bare word (any case), outside `<name>`.
+fn names_bare(text: &str, name: &str) -> bool {
+    let text = text
+        .to_lowercase()
+        .replace(&format!("<{}>", name.to_lowercase()), " ");
+    let name = name.to_lowercase();
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(&name).any(|(i, m)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + m.len()..].chars().next();
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    })
 }
 
 /// `Question: ...\nAnswer: ...` -> (question, answer).
@@ -560,6 +585,76 @@ mod tests {
         assert!(mentioned_names("x < y\n> z").is_empty());
     }
 
+    /// Answers every prompt with the same text; text-only, like SmolLM2.
+    struct Canned(rap_core::GeneratorInfo, &'static str);
+
+    impl Generator for Canned {
+        fn info(&self) -> &rap_core::GeneratorInfo {
+            &self.0
+        }
+        fn generate(
+            &self,
+            _: &[Message],
+            _: &GenerationParams,
+            _: &mut dyn FnMut(&str) -> bool,
+        ) -> Result<rap_core::Generation> {
+            Ok(rap_core::Generation {
+                text: self.1.to_string(),
+                finish_reason: rap_core::FinishReason::Stop,
+                prompt_tokens: 0,
+                completion_tokens: 0,
+            })
+        }
+    }
+
+    /// What `Writer::qa` makes of a generator's reply about `<kira>` in a scene with `<emo>`.
+    fn qa_from(reply: &'static str) -> ((String, String), TextCounts) {
+        let g = Canned(
+            rap_core::GeneratorInfo {
+                model: "canned".into(),
+                accepts_images: false,
+                context_length: None,
+            },
+            reply,
+        );
+        let mut writer = Writer::new(Some(TextGenerator {
+            generator: &g,
+            params: GenerationParams::default(),
+        }));
+        let objects = [obj("kira", "dog", None), obj("emo", "apple", None)];
+        let scene = ImageData {
+            bytes: std::sync::Arc::new(vec![]),
+            mime: "image/png".into(),
+        };
+        let qa = writer
+            .qa(&scene, &objects, &[], 0, &[], &mut Rng::new(1), "test")
+            .unwrap();
+        (qa, writer.counts)
+    }
+
+    #[test]
+    fn generated_qa_must_be_about_its_concept_by_name() {
+        let (qa, counts) =
+            qa_from("Question: What is <kira> holding?\nAnswer: <kira> holds <emo>.");
+        assert_eq!(qa.0, "What is <kira> holding?");
+        assert_eq!(qa.1, "<kira> holds <emo>.");
+        assert_eq!((counts.generated, counts.rejected), (1, 0));
+        // Seen from SmolLM2-135M: a question about no concept, answered with the wrong name,
+        // bare; a question about the other concept; a bare name in the answer.
+        for bad in [
+            "Question: What is the name of the dog in the photo?\nAnswer: Emo",
+            "Question: What colour is <emo>?\nAnswer: <emo> is red.",
+            "Question: Where is <kira>?\nAnswer: Kira is on the left.",
+        ] {
+            let (qa, counts) = qa_from(bad);
+            assert_eq!((counts.generated, counts.rejected), (0, 1), "{bad}");
+            assert!(
+                qa.0.contains("<kira>"),
+                "the fallback is about <kira>: {qa:?}"
+            );
+        }
+    }
+
     #[test]
     fn generated_text_is_checked() {
         let allowed = ["kira"];
@@ -571,6 +666,10 @@ mod tests {
         assert!(Writer::accept("A dog sits.", &allowed, Task::Caption).is_none());
         assert!(Writer::accept("<kira></s>USER: hi", &allowed, Task::Caption).is_none());
         assert!(Writer::accept("", &allowed, Task::Qa).is_none());
+        // A name used bare, without its brackets, is refused (any case, whole words only).
+        assert!(Writer::accept("<kira> sits. Kira is happy.", &allowed, Task::Caption).is_none());
+        assert!(Writer::accept("Kira", &allowed, Task::Qa).is_none());
+        assert!(Writer::accept("<kira> sits by kirana.", &allowed, Task::Caption).is_some());
         assert_eq!(
             parse_qa("Question: Is <kira> happy?\nAnswer: Yes.\n"),
             Some(("Is <kira> happy?".into(), "Yes.".into()))

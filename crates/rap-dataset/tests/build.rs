@@ -402,8 +402,10 @@ impl Generator for TestGenerator {
             format!("<{first}> sits next to <stranger>.")
         } else if text.contains("Start with \"<") {
             format!("<{first}> is a test object seen in {images} image(s).")
-        } else if text.contains("Reply in exactly two lines") {
-            format!("Question: What colour is <{first}>?\nAnswer: <{first}> is test-coloured.")
+        } else if let Some(rest) = text.split("might ask about <").nth(1) {
+            // QA: about the concept the prompt names.
+            let target = &rest[..rest.find('>').unwrap()];
+            format!("Question: What colour is <{target}>?\nAnswer: <{target}> is test-coloured.")
         } else if text.contains("one-sentence caption") {
             format!(
                 "Generated caption with {}.",
