@@ -22,5 +22,5 @@ pub use index::{ExactIndex, HnswIndex, VectorIndex};
 pub use key_index::{IndexOrigin, KeyIndex, HNSW_THRESHOLD};
 pub use sqlite::SqliteStore;
 pub use store::{
-    ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyLocation, StoreStats,
+    ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyHit, KeyLocation, StoreStats,
 };

@@ -62,6 +62,14 @@ pub struct KeyLocation {
     pub region: Region,
 }
 
+/// A key found by a search done in the store itself ([`ConceptStore::search_keys`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyHit {
+    /// Cosine similarity to the query (higher is better).
+    pub score: f32,
+    pub location: KeyLocation,
+}
+
 /// A change to the keys of one (tenant, encoder), in commit order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyChange {
@@ -157,6 +165,19 @@ pub trait ConceptStore: Send + Sync {
 
     /// Encoders that have keys in this tenant, with their key counts.
     fn encoders(&self, tenant: &Tenant) -> Result<Vec<(String, u64)>>;
+
+    /// The `k` keys of (tenant, encoder) nearest to each query, best first, searched by the
+    /// backend itself (a database with its own vector index, shared by every process that
+    /// uses it). `None`: this backend leaves search to an in-process [`crate::KeyIndex`].
+    fn search_keys(
+        &self,
+        _tenant: &Tenant,
+        _encoder: &str,
+        _queries: &[Embedding],
+        _k: usize,
+    ) -> Result<Option<Vec<Vec<KeyHit>>>> {
+        Ok(None)
+    }
 
     /// Where this backend keeps server API keys, if it keeps them at all.
     fn api_key_store(&self) -> Option<&dyn crate::ApiKeyStore> {

@@ -1,0 +1,1166 @@
+//! The shared concept memory: PostgreSQL + pgvector behind `rap-memory`'s store traits.
+//!
+//! [`PgStore`] implements [`ConceptStore`] (concepts, aliases, images, embeddings, the key log)
+//! and [`ApiKeyStore`] over one PostgreSQL database, so any number of `rap` processes can share
+//! one memory. The schema and its migrations are in [`schema`].
+//!
+//! # Transactions
+//! Every method is one transaction. Writers of a tenant first take that tenant's advisory
+//! lock (`pg_advisory_xact_lock` of a hash of its name), so writes of one tenant are serialised
+//! as the embedded store's are (checks such as "is this the last user of the blob" cannot race)
+//! and the key log's sequence order is its commit order within the tenant, while other tenants
+//! write in parallel. Readers take a repeatable-read snapshot and no lock.
+//!
+//! # Search
+//! [`ConceptStore::search_keys`] runs in the database and never leaves the tenant: every query
+//! filters on `tenant_id` and encoder. pgvector 0.6 has no iterative index scans (0.8 does), so
+//! one shared HNSW index filtered afterwards would return a small tenant's keys only when they
+//! happen to be among the index's nearest candidates overall, i.e. usually not at all. Instead:
+//! - a (tenant, encoder) with at most [`PgOptions::hnsw_above`] keys (almost every tenant: one
+//!   user's memory is hundreds of images) is searched exactly: the `(tenant_id, encoder, key)`
+//!   btree yields just its rows and they are ranked by cosine distance - exact top-k, with cost
+//!   proportional to the tenant's size, not the table's;
+//! - a larger one gets its own partial HNSW index (`WHERE tenant_id = .. AND encoder = ..`,
+//!   cosine distance over `vector::vector(DIM)`), built concurrently once it grows past the
+//!   threshold and recorded in `tenant_indexes`; its searches name that predicate literally so
+//!   the planner uses exactly that index. Until the index is recorded, search stays exact.
+
+pub mod schema;
+
+use pgvector::Vector;
+use postgres::error::SqlState;
+use postgres::{IsolationLevel, NoTls, Transaction};
+use r2d2_postgres::PostgresConnectionManager;
+use rap_core::{
+    normalize_name_key, Concept, ConceptId, ConceptImage, Embedding, Error, ImageId, NewConcept,
+    Region, Result, Tenant,
+};
+use rap_memory::api_keys::key_id;
+use rap_memory::{
+    ApiKeyInfo, ApiKeyStore, ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyHit,
+    KeyLocation, NewApiKey, StoreStats,
+};
+use std::collections::HashSet;
+
+/// How a [`PgStore`] connects and when it builds per-tenant HNSW indexes.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Connections kept open (each `rap serve` worker uses one at a time).
+    pub pool_size: u32,
+    /// A (tenant, encoder) with more keys than this gets its own HNSW index; at or below it,
+    /// search is exact.
+    pub hnsw_above: usize,
+    /// HNSW search breadth (`hnsw.ef_search`, at least `k`, at most 1000).
+    pub ef_search: usize,
+    /// How long to wait for a connection before giving up.
+    pub connect_timeout: std::time::Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            pool_size: 8,
+            hnsw_above: 20_000,
+            ef_search: 100,
+            connect_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// The PostgreSQL-backed [`ConceptStore`].
+pub struct PgStore {
+    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    options: PgOptions,
+}
+
+type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// A driver error with the server's message (the driver's own text is only "db error").
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_owned(),
+        },
+        None => e.to_string(),
+    }
+}
+
+pub(crate) fn db_err(e: postgres::Error) -> Error {
+    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        return Error::Conflict(describe(&e));
+    }
+    Error::Storage(describe(&e))
+}
+
+fn pool_err(e: r2d2::Error) -> Error {
+    Error::Storage(format!("cannot connect to PostgreSQL: {e}"))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB` or `key=value` form,
+    /// without TLS) and applies any missing migrations.
+    pub fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, PgOptions::default())
+    }
+
+    pub fn connect_with(url: &str, options: PgOptions) -> Result<Self> {
+        let config: postgres::Config = url.parse().map_err(|e| {
+            Error::invalid(format!("invalid PostgreSQL URL (RAP_DATABASE_URL): {e}"))
+        })?;
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(options.pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(options.connect_timeout)
+            .build(manager)
+            .map_err(pool_err)?;
+        let store = PgStore { pool, options };
+        let mut conn = store.conn()?;
+        schema::migrate(&mut conn)?;
+        drop(conn);
+        Ok(store)
+    }
+
+    pub fn options(&self) -> &PgOptions {
+        &self.options
+    }
+
+    fn conn(&self) -> Result<Conn> {
+        self.pool.get().map_err(pool_err)
+    }
+
+    /// Runs `f` in a transaction holding `lock`'s advisory lock, committing only on success.
+    fn write_locked<T>(
+        &self,
+        lock: &str,
+        f: impl FnOnce(&mut Transaction) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(db_err)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&lock],
+        )
+        .map_err(db_err)?;
+        let out = f(&mut tx)?;
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    /// A write of one tenant (serialised with the tenant's other writes).
+    fn write<T>(
+        &self,
+        tenant: &Tenant,
+        f: impl FnOnce(&mut Transaction) -> Result<T>,
+    ) -> Result<T> {
+        self.write_locked(&format!("rap tenant {}", tenant.as_str()), f)
+    }
+
+    /// Runs `f` in a read-only snapshot.
+    fn read<T>(&self, f: impl FnOnce(&mut Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        let mut tx = conn
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(db_err)?;
+        let out = f(&mut tx)?;
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    /// Every tenant that has had a concept (for migration and administration).
+    pub fn tenants(&self) -> Result<Vec<Tenant>> {
+        self.read(|tx| {
+            tx.query("SELECT tenant_id FROM tenants ORDER BY tenant_id", &[])
+                .map_err(db_err)?
+                .iter()
+                .map(|r| Tenant::new(r.get::<_, String>(0)))
+                .collect()
+        })
+    }
+
+    /// The server's plan for a search of (tenant, encoder) (`EXPLAIN` of the very statement
+    /// [`ConceptStore::search_keys`] runs): which index serves it.
+    pub fn search_plan(
+        &self,
+        tenant: &Tenant,
+        encoder: &str,
+        query: &Embedding,
+        k: usize,
+    ) -> Result<String> {
+        let t = tenant.as_str();
+        self.read(|tx| {
+            let (sql, indexed) = search_sql(tx, &self.options, t, encoder, k)?;
+            let vector = Vector::from(query.as_slice().to_vec());
+            let limit = k as i64;
+            let sql = format!("EXPLAIN {sql}");
+            let rows = if indexed {
+                tx.query(&sql, &[&vector, &limit])
+            } else {
+                tx.query(&sql, &[&vector, &limit, &t, &encoder])
+            }
+            .map_err(db_err)?;
+            Ok(rows
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        })
+    }
+
+    /// The name of the HNSW index serving (tenant, encoder), once it has one.
+    pub fn tenant_index(&self, tenant: &Tenant, encoder: &str) -> Result<Option<String>> {
+        self.read(|tx| {
+            Ok(tx
+                .query_opt(
+                    "SELECT index_name FROM tenant_indexes WHERE tenant_id = $1 AND encoder = $2",
+                    &[&tenant.as_str(), &encoder],
+                )
+                .map_err(db_err)?
+                .map(|r| r.get(0)))
+        })
+    }
+
+    /// Gives a (tenant, encoder) above the threshold its own HNSW index. Runs outside any
+    /// transaction (`CREATE INDEX CONCURRENTLY` blocks no writer); a failure leaves search
+    /// exact, so it is logged, not returned.
+    fn ensure_tenant_index(&self, tenant: &Tenant, encoder: &str) {
+        if let Err(e) = self.try_ensure_tenant_index(tenant, encoder) {
+            tracing::warn!(tenant = %tenant, encoder, "no HNSW index yet (search stays exact): {e}");
+        }
+    }
+
+    fn try_ensure_tenant_index(&self, tenant: &Tenant, encoder: &str) -> Result<()> {
+        let mut conn = self.conn()?;
+        let t = tenant.as_str();
+        let row = conn
+            .query_one(
+                "SELECT count(*), min(dim), max(dim),
+                        EXISTS (SELECT 1 FROM tenant_indexes WHERE tenant_id = $1 AND encoder = $2)
+                 FROM embeddings WHERE tenant_id = $1 AND encoder = $2",
+                &[&t, &encoder],
+            )
+            .map_err(db_err)?;
+        let (count, min_dim, max_dim, indexed): (i64, Option<i32>, Option<i32>, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if indexed || count as usize <= self.options.hnsw_above {
+            return Ok(());
+        }
+        let (Some(dim), Some(max_dim)) = (min_dim, max_dim) else {
+            return Ok(());
+        };
+        if dim != max_dim {
+            return Err(Error::Storage(format!(
+                "keys of encoder {encoder} have {dim} to {max_dim} dimensions"
+            )));
+        }
+        // The server quotes the names (format's %I and %L), not this code.
+        let row = conn
+            .query_one(
+                "SELECT 'emb_hnsw_' || md5($1::text || E'\\n' || $2::text),
+                        format('tenant_id = %L AND encoder = %L', $1::text, $2::text)",
+                &[&t, &encoder],
+            )
+            .map_err(db_err)?;
+        let (name, predicate): (String, String) = (row.get(0), row.get(1));
+        let create: String = conn
+            .query_one(
+                "SELECT format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON embeddings
+                     USING hnsw ((vector::vector(%s)) vector_cosine_ops) WHERE %s',
+                     $1::text, $2::integer, $3::text)",
+                &[&name, &dim, &predicate],
+            )
+            .map_err(db_err)?
+            .get(0);
+        conn.batch_execute(&create).map_err(db_err)?;
+        // A build interrupted earlier leaves an invalid index that IF NOT EXISTS keeps.
+        let valid: Option<bool> = conn
+            .query_opt(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+                &[&name],
+            )
+            .map_err(db_err)?
+            .map(|r| r.get(0));
+        if valid != Some(true) {
+            conn.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS \"{name}\""))
+                .map_err(db_err)?;
+            return Err(Error::Storage(format!(
+                "index {name} was left invalid; dropped"
+            )));
+        }
+        conn.execute(
+            "INSERT INTO tenant_indexes (tenant_id, encoder, dim, index_name, predicate, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[&t, &encoder, &dim, &name, &predicate, &now_ms()],
+        )
+        .map_err(db_err)?;
+        tracing::info!(tenant = %tenant, encoder, keys = count, index = name, "HNSW index built");
+        Ok(())
+    }
+}
+
+// ---- helpers running inside a transaction ----
+
+fn find_concept_id(
+    tx: &mut Transaction,
+    tenant: &Tenant,
+    name_or_alias: &str,
+) -> Result<ConceptId> {
+    let key = normalize_name_key(name_or_alias)
+        .map_err(|_| Error::not_found("concept", name_or_alias))?;
+    tx.query_opt(
+        "SELECT concept_id FROM names WHERE tenant_id = $1 AND key = $2",
+        &[&tenant.as_str(), &key],
+    )
+    .map_err(db_err)?
+    .map(|r| ConceptId(r.get(0)))
+    .ok_or_else(|| Error::not_found("concept", name_or_alias))
+}
+
+fn load_concept(tx: &mut Transaction, tenant: &Tenant, id: &ConceptId) -> Result<Concept> {
+    let t = tenant.as_str();
+    let row = tx
+        .query_opt(
+            "SELECT name, category, info, created_at, updated_at FROM concepts
+             WHERE tenant_id = $1 AND id = $2",
+            &[&t, &id.0],
+        )
+        .map_err(db_err)?
+        .ok_or_else(|| Error::not_found("concept", id.0.clone()))?;
+    let aliases = tx
+        .query(
+            "SELECT display FROM names WHERE tenant_id = $1 AND concept_id = $2 AND is_alias
+             ORDER BY key COLLATE \"C\"",
+            &[&t, &id.0],
+        )
+        .map_err(db_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let images = tx
+        .query(
+            "SELECT b.sha256, b.width, b.height, b.format, b.size
+             FROM concept_images ci JOIN blobs b ON b.tenant_id = ci.tenant_id AND b.sha256 = ci.sha256
+             WHERE ci.tenant_id = $1 AND ci.concept_id = $2 ORDER BY ci.position",
+            &[&t, &id.0],
+        )
+        .map_err(db_err)?
+        .iter()
+        .map(|r| ConceptImage {
+            id: ImageId(r.get(0)),
+            width: r.get::<_, i32>(1) as u32,
+            height: r.get::<_, i32>(2) as u32,
+            format: r.get(3),
+            bytes: r.get::<_, i64>(4) as u64,
+        })
+        .collect();
+    Ok(Concept {
+        id: id.clone(),
+        name: row.get(0),
+        aliases,
+        category: row.get(1),
+        info: row.get(2),
+        images,
+        created_at: row.get(3),
+        updated_at: row.get(4),
+    })
+}
+
+/// Registers a name or alias; a clash with any name or alias of the tenant is a conflict.
+fn claim_name(
+    tx: &mut Transaction,
+    tenant: &Tenant,
+    id: &ConceptId,
+    display: &str,
+    is_alias: bool,
+) -> Result<()> {
+    let key = normalize_name_key(display)?;
+    let display = rap_core::strip_brackets(display.trim());
+    let t = tenant.as_str();
+    let owner = tx
+        .query_opt(
+            "SELECT c.name, n.concept_id FROM names n
+             JOIN concepts c ON c.tenant_id = n.tenant_id AND c.id = n.concept_id
+             WHERE n.tenant_id = $1 AND n.key = $2",
+            &[&t, &key],
+        )
+        .map_err(db_err)?;
+    if let Some(owner) = owner {
+        let (owner_name, owner_id): (String, String) = (owner.get(0), owner.get(1));
+        let what = if is_alias { "alias" } else { "name" };
+        return Err(Error::Conflict(if owner_id == id.0 {
+            format!("{what} {display:?} is already used by this concept")
+        } else {
+            format!("{what} {display:?} is already used by concept {owner_name:?}")
+        }));
+    }
+    tx.execute(
+        "INSERT INTO names (tenant_id, key, concept_id, display, is_alias) VALUES ($1, $2, $3, $4, $5)",
+        &[&t, &key, &id.0, &display, &is_alias],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn short_id(id: &ImageId) -> &str {
+    &id.0[..id.0.len().min(12)]
+}
+
+fn attach_image(
+    tx: &mut Transaction,
+    tenant: &Tenant,
+    id: &ConceptId,
+    image: &ImageInput,
+    position: i32,
+) -> Result<()> {
+    let t = tenant.as_str();
+    tx.execute(
+        "INSERT INTO blobs (tenant_id, sha256, data, size, format, width, height)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        &[
+            &t,
+            &image.id.0,
+            &image.bytes,
+            &(image.bytes.len() as i64),
+            &image.meta.format,
+            &(image.meta.width as i32),
+            &(image.meta.height as i32),
+        ],
+    )
+    .map_err(db_err)?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO concept_images (tenant_id, concept_id, sha256, position)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&t, &id.0, &image.id.0, &position],
+        )
+        .map_err(db_err)?;
+    if inserted == 0 {
+        return Err(Error::Conflict(format!(
+            "image {} is already a reference image of this concept",
+            short_id(&image.id)
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes a blob and its embeddings if no concept of the tenant uses it any more.
+fn collect_blob(tx: &mut Transaction, tenant: &Tenant, sha: &str) -> Result<()> {
+    let t = tenant.as_str();
+    let users: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM concept_images WHERE tenant_id = $1 AND sha256 = $2",
+            &[&t, &sha],
+        )
+        .map_err(db_err)?
+        .get(0);
+    if users > 0 {
+        return Ok(());
+    }
+    tx.execute(
+        "WITH gone AS (DELETE FROM embeddings WHERE tenant_id = $1 AND sha256 = $2
+                       RETURNING tenant_id, encoder, key)
+         INSERT INTO key_log (tenant_id, encoder, key, op)
+         SELECT tenant_id, encoder, key, '-' FROM gone ORDER BY key",
+        &[&t, &sha],
+    )
+    .map_err(db_err)?;
+    tx.execute(
+        "DELETE FROM blobs WHERE tenant_id = $1 AND sha256 = $2",
+        &[&t, &sha],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn insert_concept(
+    tx: &mut Transaction,
+    tenant: &Tenant,
+    new: &NewConcept,
+    images: &[ImageInput],
+) -> Result<ConceptId> {
+    if images.is_empty() {
+        return Err(Error::invalid(format!(
+            "concept {:?} needs at least one reference image",
+            new.name
+        )));
+    }
+    let id = ConceptId(uuid::Uuid::now_v7().to_string());
+    let now = now_ms();
+    let name = rap_core::strip_brackets(new.name.trim());
+    let t = tenant.as_str();
+    tx.execute(
+        "INSERT INTO tenants (tenant_id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[&t, &now],
+    )
+    .map_err(db_err)?;
+    tx.execute(
+        "INSERT INTO concepts (tenant_id, id, name, category, info, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        &[&t, &id.0, &name, &new.category.trim(), &new.info, &now],
+    )
+    .map_err(db_err)?;
+    claim_name(tx, tenant, &id, &new.name, false)?;
+    for alias in &new.aliases {
+        claim_name(tx, tenant, &id, alias, true)?;
+    }
+    let mut seen = HashSet::new();
+    for (pos, image) in images.iter().enumerate() {
+        if seen.insert(&image.id) {
+            attach_image(tx, tenant, &id, image, pos as i32)?;
+        }
+    }
+    Ok(id)
+}
+
+/// Resolves an image id or unique prefix among a concept's images.
+fn resolve_image(concept: &Concept, wanted: &str) -> Result<ImageId> {
+    let wanted = wanted.trim().to_ascii_lowercase();
+    if wanted.len() < 8 || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::invalid(format!(
+            "invalid image id {wanted:?}: give at least 8 hex characters of it"
+        )));
+    }
+    let matches: Vec<_> = concept
+        .images
+        .iter()
+        .filter(|i| i.id.0.starts_with(&wanted))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => Err(Error::not_found(
+            "image",
+            format!("{wanted} (of concept {:?})", concept.name),
+        )),
+        _ => Err(Error::invalid(format!(
+            "image id {wanted:?} is ambiguous: give more characters"
+        ))),
+    }
+}
+
+fn region_to_text(region: &Region) -> Result<String> {
+    serde_json::to_string(region).map_err(|e| Error::Storage(e.to_string()))
+}
+
+fn parse_region(key: u64, region: &str) -> Result<Region> {
+    serde_json::from_str(region)
+        .map_err(|e| Error::Storage(format!("stored region of key {key}: {e}")))
+}
+
+fn to_location(row: &postgres::Row) -> Result<KeyLocation> {
+    let key = row.get::<_, i64>(0) as u64;
+    Ok(KeyLocation {
+        key,
+        image: ImageId(row.get(1)),
+        region: parse_region(key, row.get(2))?,
+    })
+}
+
+fn to_key_entry(row: &postgres::Row) -> Result<KeyEntry> {
+    let location = to_location(row)?;
+    let vector: Vector = row.get(3);
+    Ok(KeyEntry {
+        key: location.key,
+        image: location.image,
+        region: location.region,
+        embedding: Embedding::from_unit(vector.to_vec()),
+    })
+}
+
+impl ConceptStore for PgStore {
+    fn add_concept(
+        &self,
+        tenant: &Tenant,
+        new: &NewConcept,
+        images: Vec<ImageInput>,
+    ) -> Result<Concept> {
+        self.write(tenant, |tx| {
+            let id = insert_concept(tx, tenant, new, &images)?;
+            load_concept(tx, tenant, &id)
+        })
+    }
+
+    fn add_concepts(
+        &self,
+        tenant: &Tenant,
+        concepts: Vec<(NewConcept, Vec<ImageInput>)>,
+    ) -> Result<Vec<Concept>> {
+        self.write(tenant, |tx| {
+            let mut out = Vec::with_capacity(concepts.len());
+            for (new, images) in &concepts {
+                let id = insert_concept(tx, tenant, new, images)?;
+                out.push(load_concept(tx, tenant, &id)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn concept(&self, tenant: &Tenant, name_or_alias: &str) -> Result<Concept> {
+        self.read(|tx| {
+            let id = find_concept_id(tx, tenant, name_or_alias)?;
+            load_concept(tx, tenant, &id)
+        })
+    }
+
+    fn concept_by_id(&self, tenant: &Tenant, id: &ConceptId) -> Result<Concept> {
+        self.read(|tx| load_concept(tx, tenant, id))
+    }
+
+    fn concepts(&self, tenant: &Tenant) -> Result<Vec<Concept>> {
+        self.read(|tx| {
+            let ids: Vec<String> = tx
+                .query(
+                    "SELECT id FROM concepts WHERE tenant_id = $1 ORDER BY lower(name) COLLATE \"C\", id",
+                    &[&tenant.as_str()],
+                )
+                .map_err(db_err)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            ids.into_iter()
+                .map(|id| load_concept(tx, tenant, &ConceptId(id)))
+                .collect()
+        })
+    }
+
+    fn edit_concept(
+        &self,
+        tenant: &Tenant,
+        name_or_alias: &str,
+        edit: ConceptEdit,
+    ) -> Result<Concept> {
+        let t = tenant.as_str();
+        self.write(tenant, |tx| {
+            let id = find_concept_id(tx, tenant, name_or_alias)?;
+            let before = load_concept(tx, tenant, &id)?;
+            if let Some(new_name) = &edit.rename {
+                let new_key = normalize_name_key(new_name)?;
+                tx.execute(
+                    "DELETE FROM names WHERE tenant_id = $1 AND concept_id = $2 AND NOT is_alias",
+                    &[&t, &id.0],
+                )
+                .map_err(db_err)?;
+                // Renaming to one of its own aliases turns that alias into the name.
+                tx.execute(
+                    "DELETE FROM names WHERE tenant_id = $1 AND concept_id = $2 AND key = $3",
+                    &[&t, &id.0, &new_key],
+                )
+                .map_err(db_err)?;
+                claim_name(tx, tenant, &id, new_name, false)?;
+                tx.execute(
+                    "UPDATE concepts SET name = $3 WHERE tenant_id = $1 AND id = $2",
+                    &[&t, &id.0, &rap_core::strip_brackets(new_name.trim())],
+                )
+                .map_err(db_err)?;
+            }
+            if let Some(info) = &edit.info {
+                tx.execute(
+                    "UPDATE concepts SET info = $3 WHERE tenant_id = $1 AND id = $2",
+                    &[&t, &id.0, info],
+                )
+                .map_err(db_err)?;
+            }
+            if let Some(category) = &edit.category {
+                tx.execute(
+                    "UPDATE concepts SET category = $3 WHERE tenant_id = $1 AND id = $2",
+                    &[&t, &id.0, &category.trim()],
+                )
+                .map_err(db_err)?;
+            }
+            for alias in &edit.remove_aliases {
+                let key = normalize_name_key(alias)?;
+                let removed = tx
+                    .execute(
+                        "DELETE FROM names WHERE tenant_id = $1 AND concept_id = $2 AND key = $3 AND is_alias",
+                        &[&t, &id.0, &key],
+                    )
+                    .map_err(db_err)?;
+                if removed == 0 {
+                    return Err(Error::not_found(
+                        "alias",
+                        format!("{alias} (of concept {:?})", before.name),
+                    ));
+                }
+            }
+            for alias in &edit.add_aliases {
+                claim_name(tx, tenant, &id, alias, true)?;
+            }
+            let mut removed_blobs = Vec::new();
+            for wanted in &edit.remove_images {
+                let image = resolve_image(&before, wanted)?;
+                let n = tx
+                    .execute(
+                        "DELETE FROM concept_images WHERE tenant_id = $1 AND concept_id = $2 AND sha256 = $3",
+                        &[&t, &id.0, &image.0],
+                    )
+                    .map_err(db_err)?;
+                if n == 0 {
+                    return Err(Error::not_found("image", wanted.clone()));
+                }
+                removed_blobs.push(image);
+            }
+            let next_pos: i32 = tx
+                .query_one(
+                    "SELECT coalesce(max(position), -1) + 1 FROM concept_images
+                     WHERE tenant_id = $1 AND concept_id = $2",
+                    &[&t, &id.0],
+                )
+                .map_err(db_err)?
+                .get(0);
+            for (i, image) in edit.add_images.iter().enumerate() {
+                attach_image(tx, tenant, &id, image, next_pos + i as i32)?;
+            }
+            for image in &removed_blobs {
+                collect_blob(tx, tenant, &image.0)?;
+            }
+            let remaining: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM concept_images WHERE tenant_id = $1 AND concept_id = $2",
+                    &[&t, &id.0],
+                )
+                .map_err(db_err)?
+                .get(0);
+            if remaining == 0 {
+                return Err(Error::invalid(format!(
+                    "concept {:?} would have no reference image left; add one before removing the last",
+                    before.name
+                )));
+            }
+            tx.execute(
+                "UPDATE concepts SET updated_at = $3 WHERE tenant_id = $1 AND id = $2",
+                &[&t, &id.0, &now_ms().max(before.updated_at + 1)],
+            )
+            .map_err(db_err)?;
+            load_concept(tx, tenant, &id)
+        })
+    }
+
+    fn remove_concept(&self, tenant: &Tenant, name_or_alias: &str) -> Result<Concept> {
+        self.write(tenant, |tx| {
+            let id = find_concept_id(tx, tenant, name_or_alias)?;
+            let concept = load_concept(tx, tenant, &id)?;
+            tx.execute(
+                "DELETE FROM concepts WHERE tenant_id = $1 AND id = $2",
+                &[&tenant.as_str(), &id.0],
+            )
+            .map_err(db_err)?;
+            for image in &concept.images {
+                collect_blob(tx, tenant, &image.id.0)?;
+            }
+            Ok(concept)
+        })
+    }
+
+    fn image_bytes(&self, tenant: &Tenant, image: &ImageId) -> Result<Vec<u8>> {
+        self.read(|tx| {
+            tx.query_opt(
+                "SELECT data FROM blobs WHERE tenant_id = $1 AND sha256 = $2",
+                &[&tenant.as_str(), &image.0],
+            )
+            .map_err(db_err)?
+            .map(|r| r.get(0))
+            .ok_or_else(|| Error::not_found("image", image.0.clone()))
+        })
+    }
+
+    fn concepts_with_image(&self, tenant: &Tenant, image: &ImageId) -> Result<Vec<ConceptId>> {
+        self.read(|tx| {
+            Ok(tx
+                .query(
+                    "SELECT concept_id FROM concept_images WHERE tenant_id = $1 AND sha256 = $2",
+                    &[&tenant.as_str(), &image.0],
+                )
+                .map_err(db_err)?
+                .iter()
+                .map(|r| ConceptId(r.get(0)))
+                .collect())
+        })
+    }
+
+    fn images_without_keys(&self, tenant: &Tenant, encoder: &str) -> Result<Vec<ImageId>> {
+        self.read(|tx| {
+            Ok(tx
+                .query(
+                    "SELECT b.sha256 FROM blobs b WHERE b.tenant_id = $1 AND NOT EXISTS
+                     (SELECT 1 FROM embeddings e
+                      WHERE e.tenant_id = b.tenant_id AND e.encoder = $2 AND e.sha256 = b.sha256)
+                     ORDER BY b.sha256 COLLATE \"C\"",
+                    &[&tenant.as_str(), &encoder],
+                )
+                .map_err(db_err)?
+                .iter()
+                .map(|r| ImageId(r.get(0)))
+                .collect())
+        })
+    }
+
+    fn put_keys(
+        &self,
+        tenant: &Tenant,
+        encoder: &str,
+        keys: &[(ImageId, Region, Embedding)],
+    ) -> Result<()> {
+        let t = tenant.as_str();
+        self.write(tenant, |tx| {
+            for (image, region, embedding) in keys {
+                let exists = tx
+                    .query_opt(
+                        "SELECT 1 FROM blobs WHERE tenant_id = $1 AND sha256 = $2",
+                        &[&t, &image.0],
+                    )
+                    .map_err(db_err)?
+                    .is_some();
+                if !exists {
+                    continue; // deleted while it was being embedded
+                }
+                let region = region_to_text(region)?;
+                tx.execute(
+                    "WITH gone AS (DELETE FROM embeddings
+                         WHERE tenant_id = $1 AND encoder = $2 AND sha256 = $3 AND region = $4
+                         RETURNING key)
+                     INSERT INTO key_log (tenant_id, encoder, key, op)
+                     SELECT $1, $2, key, '-' FROM gone",
+                    &[&t, &encoder, &image.0, &region],
+                )
+                .map_err(db_err)?;
+                let vector = Vector::from(embedding.as_slice().to_vec());
+                let key: i64 = tx
+                    .query_one(
+                        "INSERT INTO embeddings (tenant_id, encoder, sha256, region, dim, vector)
+                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING key",
+                        &[
+                            &t,
+                            &encoder,
+                            &image.0,
+                            &region,
+                            &(embedding.dim() as i32),
+                            &vector,
+                        ],
+                    )
+                    .map_err(db_err)?
+                    .get(0);
+                tx.execute(
+                    "INSERT INTO key_log (tenant_id, encoder, key, op) VALUES ($1, $2, $3, '+')",
+                    &[&t, &encoder, &key],
+                )
+                .map_err(db_err)?;
+            }
+            Ok(())
+        })?;
+        self.ensure_tenant_index(tenant, encoder);
+        Ok(())
+    }
+
+    fn keys(&self, tenant: &Tenant, encoder: &str) -> Result<Vec<KeyEntry>> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT key, sha256, region, vector FROM embeddings
+                 WHERE tenant_id = $1 AND encoder = $2 ORDER BY key",
+                &[&tenant.as_str(), &encoder],
+            )
+            .map_err(db_err)?
+            .iter()
+            .map(to_key_entry)
+            .collect()
+        })
+    }
+
+    fn key_locations(&self, tenant: &Tenant, encoder: &str) -> Result<Vec<KeyLocation>> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT key, sha256, region FROM embeddings
+                 WHERE tenant_id = $1 AND encoder = $2 ORDER BY key",
+                &[&tenant.as_str(), &encoder],
+            )
+            .map_err(db_err)?
+            .iter()
+            .map(to_location)
+            .collect()
+        })
+    }
+
+    fn keys_by_id(&self, tenant: &Tenant, encoder: &str, ids: &[u64]) -> Result<Vec<KeyEntry>> {
+        let ids: Vec<i64> = ids.iter().map(|&k| k as i64).collect();
+        self.read(|tx| {
+            tx.query(
+                "SELECT key, sha256, region, vector FROM embeddings
+                 WHERE tenant_id = $1 AND encoder = $2 AND key = ANY($3) ORDER BY key",
+                &[&tenant.as_str(), &encoder, &ids],
+            )
+            .map_err(db_err)?
+            .iter()
+            .map(to_key_entry)
+            .collect()
+        })
+    }
+
+    fn key_version(&self, tenant: &Tenant, encoder: &str) -> Result<u64> {
+        self.read(|tx| {
+            Ok(tx
+                .query_one(
+                    "SELECT coalesce(max(seq), 0) FROM key_log WHERE tenant_id = $1 AND encoder = $2",
+                    &[&tenant.as_str(), &encoder],
+                )
+                .map_err(db_err)?
+                .get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn key_changes_since(
+        &self,
+        tenant: &Tenant,
+        encoder: &str,
+        version: u64,
+    ) -> Result<(Vec<KeyChange>, u64)> {
+        self.read(|tx| {
+            let rows = tx
+                .query(
+                    "SELECT seq, key, op FROM key_log
+                     WHERE tenant_id = $1 AND encoder = $2 AND seq > $3 ORDER BY seq",
+                    &[&tenant.as_str(), &encoder, &(version as i64)],
+                )
+                .map_err(db_err)?;
+            let mut last = version;
+            let changes = rows
+                .iter()
+                .map(|r| {
+                    last = r.get::<_, i64>(0) as u64;
+                    let key = r.get::<_, i64>(1) as u64;
+                    if r.get::<_, &str>(2) == "+" {
+                        KeyChange::Added(key)
+                    } else {
+                        KeyChange::Removed(key)
+                    }
+                })
+                .collect();
+            Ok((changes, last))
+        })
+    }
+
+    fn stats(&self, tenant: &Tenant) -> Result<StoreStats> {
+        self.read(|tx| {
+            let row = tx
+                .query_one(
+                    "SELECT (SELECT count(*) FROM concepts WHERE tenant_id = $1),
+                            (SELECT count(*) FROM blobs WHERE tenant_id = $1),
+                            (SELECT count(*) FROM embeddings WHERE tenant_id = $1)",
+                    &[&tenant.as_str()],
+                )
+                .map_err(db_err)?;
+            Ok(StoreStats {
+                concepts: row.get::<_, i64>(0) as u64,
+                images: row.get::<_, i64>(1) as u64,
+                embeddings: row.get::<_, i64>(2) as u64,
+            })
+        })
+    }
+
+    fn encoders(&self, tenant: &Tenant) -> Result<Vec<(String, u64)>> {
+        self.read(|tx| {
+            Ok(tx
+                .query(
+                    "SELECT encoder, count(*) FROM embeddings WHERE tenant_id = $1
+                     GROUP BY encoder ORDER BY encoder COLLATE \"C\"",
+                    &[&tenant.as_str()],
+                )
+                .map_err(db_err)?
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+                .collect())
+        })
+    }
+
+    fn search_keys(
+        &self,
+        tenant: &Tenant,
+        encoder: &str,
+        queries: &[Embedding],
+        k: usize,
+    ) -> Result<Option<Vec<Vec<KeyHit>>>> {
+        if k == 0 || queries.is_empty() {
+            return Ok(Some(vec![Vec::new(); queries.len()]));
+        }
+        let t = tenant.as_str();
+        let limit = k as i64;
+        self.read(|tx| {
+            let (sql, indexed) = search_sql(tx, &self.options, t, encoder, k)?;
+            let statement = tx.prepare(&sql).map_err(db_err)?;
+            let mut out = Vec::with_capacity(queries.len());
+            for query in queries {
+                let vector = Vector::from(query.as_slice().to_vec());
+                let rows = if indexed {
+                    tx.query(&statement, &[&vector, &limit])
+                } else {
+                    tx.query(&statement, &[&vector, &limit, &t, &encoder])
+                }
+                .map_err(db_err)?;
+                out.push(
+                    rows.iter()
+                        .map(|r| {
+                            Ok(KeyHit {
+                                score: (1.0 - r.get::<_, f64>(3)) as f32,
+                                location: to_location(r)?,
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                );
+            }
+            Ok(Some(out))
+        })
+    }
+
+    fn api_key_store(&self) -> Option<&dyn ApiKeyStore> {
+        Some(self)
+    }
+}
+
+/// The statement that searches (tenant, encoder) for `$1` (a vector), `$2` results (and, when
+/// the tenant has no index of its own, `$3` tenant and `$4` encoder); true when it uses an
+/// index. Sets the transaction's HNSW search breadth when it does.
+fn search_sql(
+    tx: &mut Transaction,
+    options: &PgOptions,
+    tenant: &str,
+    encoder: &str,
+    k: usize,
+) -> Result<(String, bool)> {
+    let index = tx
+        .query_opt(
+            "SELECT dim, predicate FROM tenant_indexes WHERE tenant_id = $1 AND encoder = $2",
+            &[&tenant, &encoder],
+        )
+        .map_err(db_err)?;
+    Ok(match index {
+        // The predicate is the partial index's own (quoted by the server), written literally
+        // so the planner can match this query to that index.
+        Some(row) => {
+            let (dim, predicate): (i32, &str) = (row.get(0), row.get(1));
+            let ef = options.ef_search.max(k).min(1000);
+            // Without sorting the only ordered plan left is the index: the planner's row
+            // estimate (stale statistics right after a bulk load) cannot pick a full sort.
+            tx.batch_execute(&format!(
+                "SET LOCAL hnsw.ef_search = {ef}; SET LOCAL enable_sort = off"
+            ))
+            .map_err(db_err)?;
+            (
+                format!(
+                    "SELECT key, sha256, region, (vector::vector({dim}) <=> $1) AS distance
+                     FROM embeddings WHERE {predicate}
+                     ORDER BY vector::vector({dim}) <=> $1 LIMIT $2"
+                ),
+                true,
+            )
+        }
+        // Exact: the tenant's rows through the (tenant_id, encoder) btree, ranked.
+        None => (
+            "SELECT key, sha256, region, (vector <=> $1) AS distance
+             FROM embeddings WHERE tenant_id = $3 AND encoder = $4
+             ORDER BY vector <=> $1, key LIMIT $2"
+                .to_owned(),
+            false,
+        ),
+    })
+}
+
+/// The lock serialising changes to API keys.
+const API_KEYS_LOCK: &str = "rap api keys";
+
+fn to_api_key(row: &postgres::Row) -> Result<ApiKeyInfo> {
+    Ok(ApiKeyInfo {
+        id: row.get(0),
+        tenant: Tenant::new(row.get::<_, String>(1))?,
+        created_at: row.get(2),
+        revoked_at: row.get(3),
+    })
+}
+
+impl ApiKeyStore for PgStore {
+    fn add_api_key(&self, tenant: &Tenant, key: &NewApiKey) -> Result<ApiKeyInfo> {
+        let created_at = now_ms();
+        self.write_locked(API_KEYS_LOCK, |tx| {
+            tx.execute(
+                "INSERT INTO api_keys (id, tenant_id, hash, created_at) VALUES ($1, $2, $3, $4)",
+                &[&key.id, &tenant.as_str(), &key.hash, &created_at],
+            )
+            .map_err(db_err)?;
+            Ok(ApiKeyInfo {
+                id: key.id.clone(),
+                tenant: tenant.clone(),
+                created_at,
+                revoked_at: None,
+            })
+        })
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT id, tenant_id, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+                &[],
+            )
+            .map_err(db_err)?
+            .iter()
+            .map(to_api_key)
+            .collect()
+        })
+    }
+
+    fn revoke_api_key(&self, id: &str) -> Result<ApiKeyInfo> {
+        let id = key_id(id)?;
+        self.write_locked(API_KEYS_LOCK, |tx| {
+            let row = tx
+                .query_opt(
+                    "SELECT id, tenant_id, created_at, revoked_at FROM api_keys WHERE id = $1",
+                    &[&id],
+                )
+                .map_err(db_err)?
+                .ok_or_else(|| Error::not_found("API key", id.clone()))?;
+            let mut info = to_api_key(&row)?;
+            if info.revoked_at.is_some() {
+                return Err(Error::Conflict(format!("API key {id} is already revoked")));
+            }
+            let now = now_ms();
+            tx.execute(
+                "UPDATE api_keys SET revoked_at = $2 WHERE id = $1",
+                &[&id, &now],
+            )
+            .map_err(db_err)?;
+            info.revoked_at = Some(now);
+            Ok(info)
+        })
+    }
+
+    fn tenant_for_key_hash(&self, hash: &str) -> Result<Option<Tenant>> {
+        self.read(|tx| {
+            tx.query_opt(
+                "SELECT tenant_id FROM api_keys WHERE hash = $1 AND revoked_at IS NULL",
+                &[&hash],
+            )
+            .map_err(db_err)?
+            .map(|r| Tenant::new(r.get::<_, String>(0)))
+            .transpose()
+        })
+    }
+
+    fn has_active_api_keys(&self) -> Result<bool> {
+        self.read(|tx| {
+            Ok(tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL)",
+                    &[],
+                )
+                .map_err(db_err)?
+                .get(0))
+        })
+    }
+}
