@@ -247,13 +247,12 @@ impl Engine {
             .pop()
             .ok_or_else(|| Error::Model("encoder returned no text embedding".into()))?;
         let mut best: HashMap<rap_core::ImageId, f32> = HashMap::new();
-        self.with_key_index(tenant, |index| {
-            for (score, image, _) in index.search(&query, (top_k * 8).max(16))? {
-                let e = best.entry(image.clone()).or_insert(f32::NEG_INFINITY);
-                *e = e.max(score);
-            }
-            Ok(())
-        })?;
+        let found =
+            self.nearest_images(tenant, std::slice::from_ref(&query), (top_k * 8).max(16))?;
+        for (score, image) in found.into_iter().flatten() {
+            let e = best.entry(image).or_insert(f32::NEG_INFINITY);
+            *e = e.max(score);
+        }
         let mut by_concept: HashMap<ConceptId, f32> = HashMap::new();
         for (image, score) in best {
             for id in self.store().concepts_with_image(tenant, &image)? {

@@ -1,6 +1,8 @@
 //! [`Engine`]: opens the memory, loads the encoder lazily, and runs Remember and indexing.
 
-use rap_core::{Concept, Error, ImageEncoder, ImageId, NewConcept, Region, Result, Tenant};
+use rap_core::{
+    Concept, Embedding, Error, ImageEncoder, ImageId, NewConcept, Region, Result, Tenant,
+};
 use rap_image::Limits;
 use rap_memory::{ConceptEdit, ConceptStore, ImageInput, KeyIndex, SqliteStore, StoreStats};
 use std::collections::HashMap;
@@ -12,12 +14,34 @@ pub type EncoderLoader = Box<dyn Fn() -> Result<Option<Arc<dyn ImageEncoder>>> +
 
 pub use crate::encoders::EncoderResolver;
 
+/// Where the memory is kept.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum MemoryBackend {
+    /// `DATA_DIR/memory.sqlite`, for one machine (the default).
+    #[default]
+    Embedded,
+    /// A PostgreSQL database with pgvector, shared by every process given the same URL.
+    Postgres { url: String },
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    // The URL may hold a password: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemoryBackend::Embedded => f.write_str("Embedded"),
+            MemoryBackend::Postgres { .. } => f.write_str("Postgres"),
+        }
+    }
+}
+
 /// Where the engine keeps things and what it accepts.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// The data dir: holds `memory.sqlite` (and, by default, `models/`).
     pub data_dir: PathBuf,
     pub limits: Limits,
+    /// Which store holds the memory.
+    pub memory: MemoryBackend,
 }
 
 impl EngineConfig {
@@ -25,6 +49,7 @@ impl EngineConfig {
         EngineConfig {
             data_dir: data_dir.into(),
             limits: Limits::default(),
+            memory: MemoryBackend::Embedded,
         }
     }
 
@@ -52,9 +77,15 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens (creating if needed) the embedded memory in `config.data_dir`.
+    /// Opens the memory `config.memory` names: the embedded one in `config.data_dir`
+    /// (created if needed), or a PostgreSQL database (migrated to this build's schema).
     pub fn open(config: EngineConfig, loader: EncoderLoader) -> Result<Self> {
-        let store = Arc::new(SqliteStore::open(config.store_path())?);
+        let store: Arc<dyn ConceptStore> = match &config.memory {
+            MemoryBackend::Embedded => Arc::new(SqliteStore::open(config.store_path())?),
+            MemoryBackend::Postgres { url } => {
+                Arc::new(rap_memory_postgres::PgStore::connect(url)?)
+            }
+        };
         Ok(Self::with_store(config, store, loader))
     }
 
@@ -270,23 +301,74 @@ impl Engine {
     ) -> Result<T> {
         let encoder = self.encoder_for(tenant)?;
         self.compute_keys(tenant, encoder.as_ref(), &mut |_, _| {})?;
-        let info = encoder.info().clone();
+        let info = encoder.info();
+        self.current_index(tenant, &info.id, info.dim, f)
+    }
+
+    /// The images of the `k` keys nearest to each query in the tenant's memory, best first,
+    /// with their cosine similarity (computing missing keys first). The store searches itself
+    /// where it can (PostgreSQL: every process sees every write at once); otherwise the
+    /// process's key index does, brought up to date from the store's log first.
+    pub fn nearest_images(
+        &self,
+        tenant: &Tenant,
+        queries: &[Embedding],
+        k: usize,
+    ) -> Result<Vec<Vec<(f32, ImageId)>>> {
+        let encoder = self.encoder_for(tenant)?;
+        self.compute_keys(tenant, encoder.as_ref(), &mut |_, _| {})?;
+        let info = encoder.info();
+        if let Some(found) = self.store.search_keys(tenant, &info.id, queries, k)? {
+            return Ok(found
+                .into_iter()
+                .map(|hits| {
+                    hits.into_iter()
+                        .map(|h| (h.score, h.location.image))
+                        .collect()
+                })
+                .collect());
+        }
+        self.current_index(tenant, &info.id, info.dim, |index| {
+            queries
+                .iter()
+                .map(|q| {
+                    Ok(index
+                        .search(q, k)?
+                        .into_iter()
+                        .map(|(score, image, _)| (score, image.clone()))
+                        .collect())
+                })
+                .collect()
+        })
+    }
+
+    /// Runs `f` with the process's index of (tenant, encoder), built or brought up to date.
+    fn current_index<T>(
+        &self,
+        tenant: &Tenant,
+        encoder: &str,
+        dim: usize,
+        f: impl FnOnce(&KeyIndex) -> Result<T>,
+    ) -> Result<T> {
         let mut indexes = self
             .indexes
             .lock()
             .map_err(|_| Error::Storage("index lock poisoned".into()))?;
-        let key = (tenant.clone(), info.id.clone());
+        let key = (tenant.clone(), encoder.to_owned());
         match indexes.get_mut(&key) {
             Some(index) => {
                 index.refresh(self.store.as_ref())?;
             }
             None => {
-                let (index, origin) = KeyIndex::open(
+                // A large memory without a saved graph is searched exactly while the graph
+                // is built in the background (minutes at 100,000 keys), not after.
+                let (index, origin) = KeyIndex::open_background(
                     self.store.as_ref(),
                     tenant,
-                    &info.id,
-                    info.dim,
+                    encoder,
+                    dim,
                     &self.config.index_dir(),
+                    rap_memory::HNSW_THRESHOLD,
                 )?;
                 tracing::debug!(?origin, keys = index.len(), "key index ready");
                 indexes.insert(key.clone(), index);

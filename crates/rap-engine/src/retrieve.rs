@@ -218,19 +218,17 @@ impl Engine {
         let start = Instant::now();
         let neighbours = 16;
         let mut best: HashMap<ImageId, (f32, BoundingBox)> = HashMap::new();
-        self.with_key_index(tenant, |index| {
-            for (region, embedding) in regions.iter().zip(&embeddings) {
-                for (score, image, _) in index.search(embedding, neighbours)? {
-                    let entry = best
-                        .entry(image.clone())
-                        .or_insert((f32::NEG_INFINITY, region.bbox));
-                    if score > entry.0 {
-                        *entry = (score, region.bbox);
-                    }
+        let found = self.nearest_images(tenant, &embeddings, neighbours)?;
+        for (region, hits) in regions.iter().zip(found) {
+            for (score, image) in hits {
+                let entry = best
+                    .entry(image)
+                    .or_insert((f32::NEG_INFINITY, region.bbox));
+                if score > entry.0 {
+                    *entry = (score, region.bbox);
                 }
             }
-            Ok(())
-        })?;
+        }
         let mut by_concept: HashMap<ConceptId, (f32, BoundingBox)> = HashMap::new();
         for (image, (score, bbox)) in best {
             for id in self.store().concepts_with_image(tenant, &image)? {

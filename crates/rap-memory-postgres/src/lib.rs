@@ -26,6 +26,7 @@
 //!   the planner uses exactly that index. Until the index is recorded, search stays exact.
 
 pub mod schema;
+pub mod testing;
 
 use pgvector::Vector;
 use postgres::error::SqlState;

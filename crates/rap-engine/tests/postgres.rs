@@ -1,0 +1,113 @@
+//! The engine over the shared PostgreSQL memory (`MemoryBackend::Postgres`, a real server on
+//! loopback): two engines on one database act as two `rap serve` replicas. A concept added
+//! through one is retrieved through the other on its very next request, and a removal through
+//! either is seen by both: search runs in the database, so no process holds a stale index.
+
+use rap_core::{EncoderInfo, ImageEncoder, NewConcept, Result, Tenant};
+use rap_engine::{Engine, EngineConfig, MemoryBackend, RetrieveOptions};
+use rap_memory_postgres::testing::TestDb;
+use std::sync::Arc;
+
+/// A test encoder: the mean colour of an image (a red query finds the red reference). The
+/// `rap` binary never ships anything like it.
+struct MeanColour(EncoderInfo);
+
+impl ImageEncoder for MeanColour {
+    fn info(&self) -> &EncoderInfo {
+        &self.0
+    }
+    fn embed(&self, images: &[image::RgbImage]) -> Result<Vec<rap_core::Embedding>> {
+        images
+            .iter()
+            .map(|img| {
+                let mut sum = [0f32; 3];
+                for p in img.pixels() {
+                    for c in 0..3 {
+                        sum[c] += p[c] as f32 + 1.0;
+                    }
+                }
+                rap_core::Embedding::normalized(sum.to_vec())
+            })
+            .collect()
+    }
+}
+
+fn png(rgb: [u8; 3]) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(24, 24, image::Rgb(rgb));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// An engine ("replica") with its own data dir, on the shared database.
+fn replica(db: &TestDb) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let encoder: Arc<dyn ImageEncoder> = Arc::new(MeanColour(EncoderInfo {
+        id: "mean-colour@test".into(),
+        dim: 3,
+    }));
+    let mut config = EngineConfig::new(dir.path());
+    config.memory = MemoryBackend::Postgres {
+        url: db.url.clone(),
+    };
+    let engine = Engine::open(config, Box::new(move || Ok(Some(encoder.clone())))).unwrap();
+    (dir, engine)
+}
+
+fn options() -> RetrieveOptions {
+    RetrieveOptions {
+        top_k: 1,
+        window_scales: Vec::new(),
+        ..RetrieveOptions::default()
+    }
+}
+
+fn found(engine: &Engine, tenant: &Tenant, colour: [u8; 3]) -> Vec<String> {
+    engine
+        .retrieve(tenant, Some(&png(colour)), None, &options())
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|h| h.name)
+        .collect()
+}
+
+#[test]
+fn two_engines_on_one_database_agree_on_every_add_and_remove() {
+    let db = TestDb::new();
+    let (_d1, one) = replica(&db);
+    let (_d2, two) = replica(&db);
+    let t = Tenant::new("t").unwrap();
+    let add = |engine: &Engine, name: &str, colour| {
+        let new = NewConcept {
+            name: name.into(),
+            info: format!("<{name}> is a dog."),
+            category: "dog".into(),
+            ..Default::default()
+        };
+        let image = engine.image_from_bytes(png(colour)).unwrap();
+        engine.add_concept(&t, &new, vec![image]).unwrap();
+    };
+    add(&one, "bo", [200, 30, 30]);
+    assert_eq!(found(&two, &t, [210, 20, 20]), vec!["bo"]);
+    add(&two, "dug", [30, 30, 200]);
+    assert_eq!(found(&one, &t, [20, 20, 220]), vec!["dug"]);
+    assert_eq!(found(&two, &t, [20, 20, 220]), vec!["dug"]);
+
+    // Removed through one: gone from both on the next request.
+    one.remove_concept(&t, "dug").unwrap();
+    assert!(found(&two, &t, [20, 20, 220]).is_empty());
+    assert_eq!(found(&two, &t, [210, 20, 20]), vec!["bo"]);
+    two.remove_concept(&t, "bo").unwrap();
+    assert!(found(&one, &t, [210, 20, 20]).is_empty());
+
+    // Another tenant on the same database sees none of it.
+    let other = Tenant::new("other").unwrap();
+    add(&one, "bo", [200, 30, 30]);
+    assert!(two
+        .retrieve(&other, Some(&png([200, 30, 30])), None, &options())
+        .unwrap()
+        .hits
+        .is_empty());
+    assert_eq!(two.stats(&t).unwrap().concepts, 1);
+}
