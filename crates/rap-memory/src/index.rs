@@ -127,7 +127,10 @@ impl HnswIndex {
             metric: usearch::MetricKind::IP,
             quantization: usearch::ScalarKind::F32,
             connectivity: 16,
-            expansion_add: 128,
+            // Build breadth. 64 instead of usearch's 128 halves the time to build a large graph
+            // (10,000 clustered 1280-d unit vectors on 2 loaded cores: 25 s instead of 47 s)
+            // with the same recall@10 (1.000 on 200 queries at expansion_search 64).
+            expansion_add: 64,
             expansion_search: 64,
             multi: false,
         };

@@ -168,3 +168,50 @@ fn small_indexes_are_exact_and_not_saved() {
     assert!(!index.is_approximate());
     assert!(!saved.exists());
 }
+
+#[test]
+fn a_background_build_answers_exactly_meanwhile_then_adopts_the_graph_with_the_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(tmp.path().join("memory.sqlite")).unwrap();
+    let saved = tmp.path().join("index");
+    let tenant = Tenant::default();
+    let ids: Vec<ImageId> = (0..300).map(|n| add(&store, &tenant, n)).collect();
+
+    let (mut index, origin) =
+        KeyIndex::open_background(&store, &tenant, "enc", DIM, &saved, HNSW_ABOVE).unwrap();
+    assert_eq!(origin, IndexOrigin::Building);
+    // Searchable at once, exactly, before any graph exists.
+    assert!(!index.is_approximate());
+    assert_eq!(index.len(), 300);
+    assert_eq!(top(&index, 42).1, ids[42]);
+    assert!(
+        !saved.join("default").exists(),
+        "nothing is saved before the graph is built"
+    );
+
+    // The memory changes while the graph is built from the old keys...
+    let late = add(&store, &tenant, 1000);
+    store.remove_concept(&tenant, "c7").unwrap();
+    index.refresh(&store).unwrap();
+    assert_eq!(top(&index, 1000).1, late);
+
+    // ...and the adopted graph has those changes too, and is saved.
+    index.finish_building(&store).unwrap();
+    assert!(!index.is_building());
+    assert!(index.is_approximate());
+    assert_eq!(index.len(), 300);
+    assert_eq!(top(&index, 1000).1, late);
+    assert_eq!(top(&index, 42).1, ids[42]);
+    let gone = &ids[7];
+    assert!(index
+        .search(&vector(7), 300)
+        .unwrap()
+        .iter()
+        .all(|hit| hit.1 != gone));
+    assert_eq!(saved_files(&saved).len(), 2);
+
+    // The next process loads the saved graph with nothing to replay.
+    let (next, origin) = open_index(&store, &tenant, &saved);
+    assert_eq!(origin, IndexOrigin::Loaded { replayed: 0 });
+    assert_eq!(top(&next, 1000).1, late);
+}
