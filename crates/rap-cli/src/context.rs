@@ -100,6 +100,8 @@ impl Context {
                 name,
             )?))
         });
-        Ok(Engine::open(self.config.clone(), loader)?.with_encoder_resolver(resolver))
+        let mut config = self.config.clone();
+        config.memory = crate::commands::config::memory_backend(&self.data_dir)?;
+        Ok(Engine::open(config, loader)?.with_encoder_resolver(resolver))
     }
 }

@@ -25,10 +25,16 @@
 //! workers = 2                       # threads for model work
 //! queue = 32                        # requests that may wait for one (then 503)
 //! max_body_mb = 32
+//!
+//! [memory]                          # where the memory is kept
+//! backend = "embedded"              # DATA_DIR/memory.sqlite; or "postgres": a PostgreSQL
+//!                                   # database with pgvector, shared by many processes
+//! # database_url = "postgres://rap@db.internal:5432/rap"   # better: RAP_DATABASE_URL
 //! ```
 //!
 //! Environment overrides: `RAP_GENERATOR` (`local` or `openai`), `RAP_OPENAI_BASE_URL`,
-//! `RAP_OPENAI_MODEL`, `RAP_OPENAI_API_KEY_ENV`, `RAP_TEMPLATE`, `RAP_TOP_K`, `RAP_THRESHOLD`.
+//! `RAP_OPENAI_MODEL`, `RAP_OPENAI_API_KEY_ENV`, `RAP_TEMPLATE`, `RAP_TOP_K`, `RAP_THRESHOLD`,
+//! `RAP_MEMORY_BACKEND` (`embedded` or `postgres`), `RAP_DATABASE_URL`.
 
 use crate::context::Context;
 use crate::output;
@@ -119,25 +125,54 @@ impl Default for ServerSection {
     }
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryKind {
+    #[default]
+    Embedded,
+    Postgres,
+}
+
+/// `[memory]`: which store holds the memory.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemorySection {
+    pub backend: MemoryKind,
+    /// The PostgreSQL URL (never shown by `rap config show`: it may hold a password).
+    #[serde(skip_serializing)]
+    pub database_url: Option<String>,
+}
+
+impl std::fmt::Debug for MemorySection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemorySection")
+            .field("backend", &self.backend)
+            .field("database_url", &self.database_url.as_ref().map(|_| "(set)"))
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub generator: GeneratorConfig,
     pub retrieval: RetrievalConfig,
     pub server: ServerSection,
+    pub memory: MemorySection,
+}
+
+/// The memory backend the config file and environment choose (only the `[memory]` settings
+/// are checked, so a command that needs no generator is not stopped by a generator setting).
+pub fn memory_backend(data_dir: &Path) -> Result<rap_engine::MemoryBackend> {
+    let config = Config::read(data_dir)?;
+    config.memory_backend()
 }
 
 impl Config {
     /// Reads `DATA_DIR/config.toml` (defaults when it does not exist), then applies the
     /// environment overrides.
     pub fn load(data_dir: &Path) -> Result<Config> {
-        let path = data_dir.join(FILE_NAME);
-        let mut config = match std::fs::read_to_string(&path) {
-            Ok(text) => parse(&text, &path)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
-            Err(e) => return Err(e).with_context(|| path.display().to_string()),
-        };
-        config.apply_env(|k| std::env::var(k).ok())?;
+        let mut config = Self::read(data_dir)?;
         config.check()?;
         let g = &mut config.generator;
         for p in g.path.iter_mut().chain(g.lora.iter_mut()) {
@@ -148,7 +183,45 @@ impl Config {
         Ok(config)
     }
 
+    /// The file (or the defaults) with the environment overrides, unchecked.
+    fn read(data_dir: &Path) -> Result<Config> {
+        let path = data_dir.join(FILE_NAME);
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(text) => parse(&text, &path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(e) => return Err(e).with_context(|| path.display().to_string()),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+
+    /// What `[memory]` chooses, or why it cannot be used.
+    pub fn memory_backend(&self) -> Result<rap_engine::MemoryBackend> {
+        Ok(match self.memory.backend {
+            MemoryKind::Embedded => rap_engine::MemoryBackend::Embedded,
+            MemoryKind::Postgres => match &self.memory.database_url {
+                Some(url) if !url.trim().is_empty() => rap_engine::MemoryBackend::Postgres {
+                    url: url.trim().to_owned(),
+                },
+                _ => bail!(
+                    "memory.backend is postgres but no database URL is given: set \
+                     RAP_DATABASE_URL (or memory.database_url)"
+                ),
+            },
+        })
+    }
+
     fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(v) = var("RAP_MEMORY_BACKEND") {
+            self.memory.backend = match v.trim() {
+                "embedded" | "sqlite" => MemoryKind::Embedded,
+                "postgres" | "postgresql" => MemoryKind::Postgres,
+                other => bail!("RAP_MEMORY_BACKEND={other:?}: use embedded or postgres"),
+            };
+        }
+        if let Some(url) = var("RAP_DATABASE_URL") {
+            self.memory.database_url = Some(url);
+        }
         if let Some(v) = var("RAP_GENERATOR") {
             self.generator.kind = match v.trim() {
                 "local" => GeneratorKind::Local,
@@ -193,6 +266,7 @@ impl Config {
     }
 
     fn check(&self) -> Result<()> {
+        self.memory_backend()?;
         rap_llm::Template::builtin(&self.generator.template)
             .context("generator.template (or RAP_TEMPLATE)")?;
         if self.retrieval.top_k == 0 {
@@ -271,6 +345,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn memory_backend_from_the_file_or_the_environment() {
+        let mut c = parse("[memory]\nbackend = \"postgres\"\n", Path::new("c.toml")).unwrap();
+        let e = c.memory_backend().unwrap_err().to_string();
+        assert!(e.contains("RAP_DATABASE_URL"), "{e}");
+        assert!(c.check().is_err());
+        c.apply_env(|k| (k == "RAP_DATABASE_URL").then(|| "postgres://rap@127.0.0.1/rap".into()))
+            .unwrap();
+        assert_eq!(
+            c.memory_backend().unwrap(),
+            rap_engine::MemoryBackend::Postgres {
+                url: "postgres://rap@127.0.0.1/rap".into()
+            }
+        );
+        // The URL (it may hold a password) is never shown.
+        assert!(!toml::to_string(&c).unwrap().contains("127.0.0.1"));
+        assert!(!format!("{c:?}").contains("127.0.0.1"));
+        c.apply_env(|k| (k == "RAP_MEMORY_BACKEND").then(|| "embedded".into()))
+            .unwrap();
+        assert_eq!(
+            c.memory_backend().unwrap(),
+            rap_engine::MemoryBackend::Embedded
+        );
+        let e = c
+            .apply_env(|k| (k == "RAP_MEMORY_BACKEND").then(|| "mysql".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("use embedded or postgres"), "{e}");
+        assert_eq!(
+            Config::default().memory_backend().unwrap(),
+            rap_engine::MemoryBackend::Embedded
+        );
+    }
+
+    #[test]
     fn llava_path_and_lora_parse_and_resolve_against_the_data_dir() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -311,6 +419,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("c.toml, line 3:"), "{e}");
+        let e = parse("[memory]\nbackend = \"mysql\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
         let e = parse("[generator]\nkind = \"cloud\"\n", Path::new("c.toml"))
             .unwrap_err()
             .to_string();
