@@ -35,9 +35,8 @@ enum Command {
     Status,
     /// The main job end to end: remember concepts from photos, then find them in new ones.
     Demo(commands::demo::DemoArgs),
-    /// Performance figures (memory, retrieval), measured on this machine.
-    #[command(subcommand)]
-    Bench(commands::bench::BenchCommand),
+    /// Performance figures, measured on this machine (no subcommand: the whole suite).
+    Bench(commands::bench::BenchArgs),
     /// Print the embeddings an encoder gives images (and texts).
     Embed(commands::embed::EmbedArgs),
     /// List and install models.

@@ -37,7 +37,8 @@ fn tiny_png(n: u64) -> Vec<u8> {
     out
 }
 
-fn key(n: u64, dim: usize) -> Embedding {
+/// A deterministic pseudo-random unit vector (the `n`th of the benchmark keys).
+pub(super) fn key(n: u64, dim: usize) -> Embedding {
     // A cheap deterministic pseudo-random vector (splitmix64).
     let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
     let v = (0..dim)
