@@ -24,6 +24,11 @@ preprocessing (Pillow's resize, transformers' crop and normalisation) and the mo
 Developer machine only (needs torch + transformers; see the project's models documentation):
     cargo run -p rap-vision --example hf_golden_inputs -- /tmp/hf-golden-inputs
     python tools/golden/hf_encoders_golden.py /tmp/hf-golden-inputs crates/rap-vision/tests/fixtures/hf
+It also builds a tiny OWLv2 detector (Owlv2ForObjectDetection, folder owlv2/ and
+owlv2_golden.json; `--only owlv2` writes just those) and records, for two photos cut to
+non-square windows and three text queries, the preprocessed pixels (a sample and statistics),
+the class logits, objectness logits, predicted boxes and the post-processed detections.
+Needs scipy too (Owlv2ImageProcessorPil resizes with scipy.ndimage).
 """
 import hashlib
 import json
@@ -43,11 +48,14 @@ from transformers import (
     CLIPModel,
     Dinov2Config,
     Dinov2Model,
+    Owlv2Config,
+    Owlv2ForObjectDetection,
     SiglipConfig,
     SiglipModel,
 )
 from transformers.models.bit.image_processing_pil_bit import BitImageProcessorPil
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+from transformers.models.owlv2.image_processing_pil_owlv2 import Owlv2ImageProcessorPil
 from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -266,6 +274,91 @@ def siglip(out_dir):
     }
 
 
+# OWLv2 (Owlv2ForObjectDetection): the open-vocabulary detector. Its image processor (the PIL
+# backend, which is the original implementation's: skimage-style resize with scipy) rescales
+# to [0, 1], pads to a square with zeros at the bottom/right, blurs with a Gaussian
+# (sigma = (factor - 1) / 2) and zooms bilinearly, then normalises. The photos are cut to
+# non-square windows (exact crops, which the Rust test repeats) so the padding is exercised.
+OWL_PHOTOS = [
+    # (photo, (left, top, width, height)) of the decoded image.
+    ("dreambooth-dev/dog/00.jpg", (0, 130, 780, 520)),  # wide: padded at the bottom
+    ("rap-example/example_database/bo.png", (0, 0, 452, 803)),  # tall: padded on the right
+]
+OWL_QUERIES = ["a photo of a dog", "candle", "my red mug"]
+
+
+def owlv2(out_dir):
+    torch.manual_seed(4)
+    tok, vocab = word_tokenizer("<|startoftext|>", "<|endoftext|>", None, "<|unk|>")
+    pad_id = 0  # the real checkpoints pad with "!", id 0; query_mask = first id > 0
+    cfg = Owlv2Config(
+        # projection_dim must equal the text width (the class head compares the projected
+        # text embedding with dense0 of the patches, whose width is the text width).
+        text_config=dict(vocab_size=len(vocab), hidden_size=16, intermediate_size=32,
+                         num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=16,
+                         hidden_act="quick_gelu", bos_token_id=vocab["<|startoftext|>"],
+                         eos_token_id=vocab["<|endoftext|>"], pad_token_id=pad_id),
+        vision_config=dict(hidden_size=24, intermediate_size=40, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=96, patch_size=16,
+                           hidden_act="quick_gelu"),
+        projection_dim=16,
+    )
+    model = Owlv2ForObjectDetection(cfg).eval()
+    g = torch.Generator().manual_seed(14)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            r = torch.randn(p.shape, generator=g)
+            if name == "owlv2.logit_scale":
+                continue  # the contrastive temperature; not used by detection
+            if ("norm" in name) and name.endswith("weight"):
+                p.copy_(1.0 + 0.1 * r)
+            else:
+                p.copy_(0.2 * r)
+    proc = Owlv2ImageProcessorPil(size={"height": 96, "width": 96}, image_mean=OPENAI_MEAN,
+                                  image_std=OPENAI_STD)
+    save_folder(model, proc, tok, out_dir)
+    model = Owlv2ForObjectDetection.from_pretrained(out_dir).eval()
+    proc = Owlv2ImageProcessorPil.from_pretrained(out_dir)
+
+    ids = []
+    for q in OWL_QUERIES:
+        i = tok.encode(q).ids[:16]
+        ids.append(i + [pad_id] * (16 - len(i)))  # padding="max_length", as Owlv2Processor does
+    input_ids = torch.tensor(ids)
+    attention_mask = (torch.arange(16)[None, :] < torch.tensor([len(tok.encode(q).ids) for q in OWL_QUERIES])[:, None]).long()
+
+    photos = []
+    for rel, (left, top, w, h) in OWL_PHOTOS:
+        im = photo(rel).crop((left, top, left + w, top + h))
+        pv = proc(im, return_tensors="pt")["pixel_values"]
+        out = model(input_ids=input_ids, pixel_values=pv, attention_mask=attention_mask)
+        flat = pv.flatten()
+        post = proc.post_process_object_detection(out, threshold=0.0, target_sizes=[(h, w)])[0]
+        photos.append({
+            "photo": rel,
+            "crop": [left, top, w, h],
+            "input_shape": list(pv.shape[1:]),
+            "input_mean": float(pv.double().mean()),
+            "input_abs_mean": float(pv.double().abs().mean()),
+            # every 97th value (C, H, W order), a stride coprime with the sizes
+            "input_every_97th": rounded(flat[::97]),
+            "logits": [rounded(r) for r in out.logits[0]],
+            "objectness_logits": rounded(out.objectness_logits[0]),
+            "pred_boxes": [rounded(r) for r in out.pred_boxes[0]],
+            # post_process_object_detection (threshold 0): boxes in the photo's pixels
+            "post_scores": rounded(post["scores"]),
+            "post_labels": post["labels"].tolist(),
+            "post_boxes": [rounded(r) for r in post["boxes"]],
+        })
+    return {
+        "model_type": "owlv2",
+        "queries": OWL_QUERIES,
+        "query_ids": [tok.encode(q).ids for q in OWL_QUERIES],
+        "num_patches": 36,
+        "photos": photos,
+    }
+
+
 def real_preprocessing():
     """The preprocessor configs of the real checkpoints (as published), on the real photos."""
     configs = {
@@ -293,11 +386,19 @@ def real_preprocessing():
     return out
 
 
-def main(inputs, out_root):
+def main(inputs, out_root, only=None):
     global INPUTS
     INPUTS = inputs
     torch.set_grad_enabled(False)
     os.makedirs(out_root, exist_ok=True)
+    if only in (None, "owlv2"):
+        owl = {"generator": "tools/golden/hf_encoders_golden.py", "torch": torch.__version__,
+               "transformers": transformers.__version__,
+               "owlv2": owlv2(os.path.join(out_root, "owlv2"))}
+        with open(os.path.join(out_root, "owlv2_golden.json"), "w") as f:
+            json.dump(owl, f, indent=1)
+    if only == "owlv2":
+        return
     golden = {
         "generator": "tools/golden/hf_encoders_golden.py",
         "torch": torch.__version__,
@@ -318,4 +419,7 @@ def main(inputs, out_root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    # --only owlv2: the detector's fixture alone (tests/fixtures/hf/owlv2{,_golden.json}),
+    # leaving the encoders' files as they are.
+    only = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--only" else None
+    main(sys.argv[1], sys.argv[2], only)

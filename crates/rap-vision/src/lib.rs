@@ -11,6 +11,8 @@
 //!   architecture: [`clip`] (image and text), [`dinov2`] (image), [`siglip`] (image and text);
 //! - [`hub`]: Hugging Face checkpoints in the models directory: installed from the Hub
 //!   (hf-hub), registered from a folder, verified, removed, resolved by name or path;
+//! - [`owlv2`]: the open-vocabulary detector (OWLv2, Hugging Face folders): boxes for text
+//!   queries;
 //! - [`models`]: the catalogue of installable models (pinned package versions and sha256),
 //!   `install`, `list`, and [`models::load_default_encoder`].
 //!
@@ -28,6 +30,7 @@ pub mod encoder;
 pub mod hf;
 pub mod hub;
 pub mod models;
+pub mod owlv2;
 pub mod pillow;
 pub mod siglip;
 pub mod torch_legacy;
