@@ -1,6 +1,7 @@
 //! `rap eval caption|recognition|qa` (scoring saved predictions, and the runners that produce
-//! them: resumable, reference formats) and `rap eval retrieval --distractors` (the scaling
-//! curve), on files built from the shared photos.
+//! them: resumable, reference formats), `rap eval retrieval --distractors` (the scaling
+//! curve), on files built from the shared photos; `rap bench vectors` and the `rap bench`
+//! suite at small sizes.
 
 mod common;
 use common::*;
@@ -495,4 +496,82 @@ fn retrieval_scaling_curve_with_distractors() {
         "7",
     ]);
     assert!(e.contains("only 6 distractor photos"), "{e}");
+}
+
+/// `rap bench vectors` on a small synthetic index: every figure there, exact search is its own
+/// ground truth, the dumped vectors are what was measured; the suite lists the figures with
+/// units and the machine, and reports a benchmark it was told to skip as absent.
+#[test]
+fn bench_vectors_and_the_suite() {
+    let rap = Rap::new();
+    let dump = rap.dir.path().join("dump");
+    let v = rap.json(&[
+        "bench",
+        "vectors",
+        "--sizes",
+        "300,600",
+        "--dim",
+        "32",
+        "--queries",
+        "20",
+        "--ef",
+        "8,64",
+        "--dump",
+        s(&dump),
+    ]);
+    assert_eq!(v["dim"], 32);
+    let sizes = v["sizes"].as_array().unwrap();
+    assert_eq!(sizes.len(), 2);
+    for (size, n) in sizes.iter().zip([300u64, 600]) {
+        assert_eq!(size["keys"], n);
+        assert_eq!(size["memory_uses"], "exact");
+        assert_eq!(size["exact"]["recall_at_10"], 1.0);
+        assert!(size["exact"]["qps"].as_f64().unwrap() > 0.0);
+        let sweep = size["hnsw"]["search"].as_array().unwrap();
+        assert_eq!(sweep.len(), 2);
+        for e in sweep {
+            let r = e["recall_at_10"].as_f64().unwrap();
+            assert!(
+                (0.0..=1.0).contains(&r)
+                    && e["p99_ms"].as_f64().unwrap() >= e["p50_ms"].as_f64().unwrap(),
+                "{e}"
+            );
+        }
+        // A wide search on a small graph finds (nearly) the exact neighbours.
+        assert!(sweep[1]["recall_at_10"].as_f64().unwrap() >= 0.9, "{size}");
+        let keys = std::fs::metadata(dump.join(format!("keys-{n}.f32")))
+            .unwrap()
+            .len();
+        assert_eq!(keys, n * 32 * 4);
+        let queries = std::fs::metadata(dump.join(format!("queries-{n}.f32")))
+            .unwrap()
+            .len();
+        assert_eq!(queries, 20 * 32 * 4);
+    }
+    assert!(v["machine"]["cores"].as_u64().unwrap() >= 1);
+
+    let v = rap.json(&[
+        "bench",
+        "--sizes",
+        "200",
+        "--skip",
+        "retrieval,memory,generate",
+    ]);
+    let figures = v["figures"].as_array().unwrap();
+    assert!(!figures.is_empty());
+    for f in figures {
+        assert!(
+            f["value"].is_number() && !f["unit"].as_str().unwrap().is_empty(),
+            "{f}"
+        );
+    }
+    assert!(figures
+        .iter()
+        .any(|f| f["unit"] == "queries/s"
+            && f["figure"].as_str().unwrap().contains("200 keys x 1280")));
+    assert!(v["reports"]["vectors"]["sizes"][0]["keys"] == 200);
+    assert!(v["reports"].get("retrieval").is_none());
+    assert!(v["machine"]["memory_gib"].is_number());
+    let e = rap.fails(&["bench", "--skip", "everything"]);
+    assert!(e.contains("--skip everything"), "{e}");
 }
