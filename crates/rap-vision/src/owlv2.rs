@@ -188,7 +188,7 @@ struct RawPreprocess {
 
 /// transformers' `OPENAI_CLIP_MEAN` / `OPENAI_CLIP_STD`, the processor's defaults.
 const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
+const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 impl Owlv2Preprocess {
     /// Parses a `preprocessor_config.json` (transformers' defaults for absent keys: 960 x 960,
@@ -544,7 +544,7 @@ fn check_tower(
             ),
         ));
     }
-    if heads == 0 || hidden % heads != 0 {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
         return Err(config_err(
             folder,
             format!(
@@ -1017,7 +1017,7 @@ mod tests {
         assert!((data[0] - white).abs() < 1e-5, "{}", data[0]);
         assert!((data[19 * 20] - black).abs() < 1e-5, "{}", data[19 * 20]);
         for (json, want) in [
-            (&br#"{"size": {"height": 0, "width": 960}}"#[..], "0x960"),
+            (&br#"{"size": {"height": 0, "width": 960}}"#[..], "960x0"),
             (br#"{"image_std": [0, 1, 1]}"#, "image_std"),
             (br#"{"size": "big"}"#, "did not match"),
         ] {
