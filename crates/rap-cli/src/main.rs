@@ -42,6 +42,8 @@ enum Command {
     /// List and install models.
     #[command(subcommand)]
     Models(commands::models::ModelsCommand),
+    /// The objects the COCO detector finds in an image (`rap models install centernet`).
+    Detect(commands::detect::DetectArgs),
     /// Find the concepts in an image and/or named in a text.
     Retrieve(commands::retrieve::RetrieveArgs),
     /// Evaluate: the paper's metrics and the retriever.
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => commands::bench::run(&ctx, cmd),
         Command::Models(cmd) => commands::models::run(&ctx, cmd),
         Command::Embed(args) => commands::embed::run(&ctx, args),
+        Command::Detect(args) => commands::detect::run(&ctx, args),
         Command::Retrieve(args) => commands::retrieve::run(&ctx, args),
         Command::Eval(cmd) => commands::eval::run(&ctx, cmd),
         Command::Prompt(args) => commands::prompt::run(&ctx, args),

