@@ -68,7 +68,17 @@ pub struct GenerationParams {
     pub seed: Option<u64>,
     /// Generation stops before any of these strings; they are not part of the output.
     pub stop: Vec<String>,
+    /// Penalty on tokens the answer already holds, as llama.cpp's `repeat_penalty` (CTRL's):
+    /// their positive logits are divided by it, negative ones multiplied. 1.0 is none; small
+    /// models that loop need about 1.1-1.3. Local generators apply it over the last
+    /// [`REPEAT_WINDOW`] generated tokens (not the prompt, whose names the answer should be
+    /// free to use); OpenAI-compatible servers are not sent it (the protocol has no such field).
+    pub repetition_penalty: f32,
 }
+
+/// How many of the latest generated tokens [`GenerationParams::repetition_penalty`] looks at
+/// (llama.cpp's default `repeat_last_n`).
+pub const REPEAT_WINDOW: usize = 64;
 
 impl Default for GenerationParams {
     fn default() -> Self {
@@ -79,6 +89,7 @@ impl Default for GenerationParams {
             top_p: 1.0,
             seed: None,
             stop: Vec::new(),
+            repetition_penalty: 1.0,
         }
     }
 }

@@ -22,7 +22,7 @@ pub use encoder::{EncoderInfo, ImageEncoder};
 pub use error::{Error, Result};
 pub use generate::{
     FinishReason, Generation, GenerationParams, Generator, GeneratorInfo, ImageData, Message, Part,
-    Role,
+    Role, REPEAT_WINDOW,
 };
 pub use region::{BoundingBox, Region, RegionSource};
 pub use tenant::Tenant;

@@ -413,48 +413,82 @@ pub fn estimate_tokens(messages: &[Message]) -> usize {
         .sum()
 }
 
-/// The text-only first turn: what a model that cannot see the image needs to know.
+/// The text-only first turn: what a model that cannot see the image needs to know, kept short
+/// and plain for small models (a 135M model echoes headings and loops on long lists):
+///
+/// ```text
+/// The image shows <bo> (similarity 0.83, region [10, 40, 300, 380]) and <dug> (similarity 0.71).
+/// <bo> is a Shiba Inu.
+/// <dug> is a golden retriever.
+///
+/// What are they doing?
+/// ```
+///
+/// Concepts matched in the image are "shown"; concepts the user chose are "shown" when there is
+/// an image and "asked about" otherwise; concepts named in the question need no introduction.
+/// Each concept's info follows on its own line (prefixed with `<name>:` unless it names the
+/// concept itself).
 fn text_only_turn(has_image: bool, concepts: &[&Chosen], question: &str) -> String {
-    let mut s = String::new();
-    if has_image {
-        s.push_str("The user attached an image that you cannot see. ");
-    }
-    if concepts.is_empty() {
-        if has_image {
-            s.push_str("None of the user's personal concepts was recognised in it.\n");
-        }
-    } else {
-        s.push_str("The user's personal concepts relevant to this question:\n");
-        for c in concepts {
-            let name = neutralize(rap_core::strip_brackets(c.concept.name.trim()));
-            let info = neutralize(c.concept.info.trim());
-            let how = match (c.used.via, c.used.bbox) {
-                (ConceptVia::Image, Some(b)) => format!(
-                    "seen in the image at pixels [{}, {}, {}, {}], similarity {:.2}",
-                    round2(b.x1),
-                    round2(b.y1),
-                    round2(b.x2),
-                    round2(b.y2),
-                    c.used.score
-                ),
-                (ConceptVia::Image, None) => {
-                    format!("seen in the image, similarity {:.2}", c.used.score)
-                }
-                (ConceptVia::Text, _) => "named in the question".to_string(),
-                (ConceptVia::Explicit, _) => "chosen by the user".to_string(),
-            };
-            if info.is_empty() {
-                s.push_str(&format!("- <{name}> ({how})\n"));
-            } else {
-                s.push_str(&format!("- <{name}> ({how}): {info}\n"));
+    let name_of = |c: &Chosen| neutralize(rap_core::strip_brackets(c.concept.name.trim()));
+    let mut shown = Vec::new();
+    let mut asked = Vec::new();
+    for c in concepts {
+        let name = name_of(c);
+        match (c.used.via, c.used.bbox) {
+            (ConceptVia::Image, Some(b)) => shown.push(format!(
+                "<{name}> (similarity {:.2}, region [{}, {}, {}, {}])",
+                c.used.score,
+                round2(b.x1),
+                round2(b.y1),
+                round2(b.x2),
+                round2(b.y2)
+            )),
+            (ConceptVia::Image, None) => {
+                shown.push(format!("<{name}> (similarity {:.2})", c.used.score))
             }
+            (ConceptVia::Explicit, _) if has_image => shown.push(format!("<{name}>")),
+            (ConceptVia::Explicit, _) => asked.push(format!("<{name}>")),
+            (ConceptVia::Text, _) => {}
+        }
+    }
+    let mut s = String::new();
+    if !shown.is_empty() {
+        s.push_str(&format!("The image shows {}.\n", join_and(&shown)));
+    } else if has_image {
+        s.push_str(
+            "The user attached an image you cannot see; none of their saved concepts was \
+             recognised in it.\n",
+        );
+    }
+    if !asked.is_empty() {
+        s.push_str(&format!("The user asks about {}.\n", join_and(&asked)));
+    }
+    for c in concepts {
+        let info = neutralize(c.concept.info.trim());
+        if info.is_empty() {
+            continue;
+        }
+        let name = name_of(c);
+        if info.contains(&format!("<{name}>")) {
+            s.push_str(&format!("{info}\n"));
+        } else {
+            s.push_str(&format!("<{name}>: {info}\n"));
         }
     }
     if !s.is_empty() {
-        s.push_str("Question: ");
+        s.push('\n');
     }
     s.push_str(&neutralize(question));
     s
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 #[cfg(test)]
@@ -570,22 +604,25 @@ mod tests {
         assert_eq!(conv.messages[0].images().count(), 0);
         assert_eq!(
             conv.layout(),
-            "The user attached an image that you cannot see. The user's personal concepts \
-             relevant to this question:\n\
-             - <bo> (chosen by the user): <bo> is a Shiba Inu.\n\
-             - <dug> (chosen by the user): <dug> is a golden retriever.\n\
-             Question: What are they doing?"
+            "The image shows <bo> and <dug>.\n\
+             <bo> is a Shiba Inu.\n\
+             <dug> is a golden retriever.\n\
+             \n\
+             What are they doing?"
+        );
+        // Chosen by the user without an image.
+        let conv = engine
+            .conversation(&tenant, &ask("Who are they?", None, &["dug"]), &target)
+            .unwrap();
+        assert_eq!(
+            conv.layout(),
+            "The user asks about <dug>.\n<dug> is a golden retriever.\n\nWho are they?"
         );
         // Retrieved by a text mention, without an image.
         let conv = engine
             .conversation(&tenant, &ask("Is <bo> a cat?", None, &[]), &target)
             .unwrap();
-        assert_eq!(
-            conv.layout(),
-            "The user's personal concepts relevant to this question:\n\
-             - <bo> (named in the question): <bo> is a Shiba Inu.\n\
-             Question: Is <bo> a cat?"
-        );
+        assert_eq!(conv.layout(), "<bo> is a Shiba Inu.\n\nIs <bo> a cat?");
         assert_eq!(conv.concepts[0].via, ConceptVia::Text);
     }
 

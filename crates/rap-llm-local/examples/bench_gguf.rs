@@ -1,7 +1,8 @@
 //! Tokens per second of the local GGUF backend: prompt processing and generation, separately.
 //!
 //! `cargo run --release -p rap-llm-local --example bench_gguf -- MODEL.gguf [PROMPT_TOKENS] [GEN_TOKENS] [RUNS]`
-//! `tools/golden/bench_llamacpp.py` measures llama.cpp on the same file the same way.
+//! `tools/golden/bench_llamacpp.py` measures llama.cpp on the same file the same way; `rap bench
+//! generate` is the same measurement from the CLI. Threads: `CANDLE_NUM_THREADS`.
 
 use rap_core::GenerationParams;
 use rap_llm_local::GgufGenerator;
@@ -34,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         temperature: 0.0,
         ..Default::default()
     };
-    gen.generate_from_tokens(&prompt[..8], &one, &mut |_| true)?; // warm-up
+    gen.generate_from_tokens(&prompt[..prompt.len().min(8)], &one, &mut |_| true)?; // warm-up
 
     let mut pp = Vec::new();
     let mut tg = Vec::new();
@@ -58,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         median(&mut pp),
         n_gen,
         median(&mut tg),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        rap_llm_local::cpu_threads()
     );
     Ok(())
 }

@@ -184,6 +184,16 @@ impl GgufFile {
             .collect()
     }
 
+    /// How many weights the file stores in each GGML type (`Q4_1`, `Q8_0`, `F32`...).
+    pub fn weights_by_type(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for info in self.content.tensor_infos.values() {
+            *out.entry(format!("{:?}", info.ggml_dtype)).or_default() +=
+                info.shape.elem_count() as u64;
+        }
+        out
+    }
+
     /// Checks that every tensor's data lies inside the file, so that a truncated download is
     /// reported as such before any weight is read.
     pub fn check_tensor_extents(&self) -> Result<()> {

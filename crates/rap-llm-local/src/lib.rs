@@ -12,10 +12,10 @@
 //!
 //! Correctness is pinned against llama.cpp on SmolLM2-135M-Instruct Q4_1 (`tests/smollm2.rs`,
 //! fixtures from `tools/golden/gguf_llamacpp.py`): identical tokenization, identical greedy
-//! tokens up to the first near tie. Speed: candle 0.11 has no SIMD kernel for Q4_1 and enables
-//! its AVX kernels (Q4_0, Q8_0, K-quants) only when built with `-C target-cpu=native` (or
-//! `target-feature=+avx`); `examples/bench_gguf.rs` measures it next to
-//! `tools/golden/bench_llamacpp.py`.
+//! tokens up to the first near tie. Speed: candle 0.11 picks its AVX2 kernels (Q4_0, Q8_0,
+//! K-quants) at run time but has only scalar code for Q4_1, Q5_0 and Q5_1, so on the CPU those
+//! weights are requantized to Q8_0 at load ([`model`]); `rap bench generate` (and
+//! `examples/bench_gguf.rs`) measure tokens/s next to `tools/golden/bench_llamacpp.py`.
 //!
 //! ```no_run
 //! use rap_core::{GenerationParams, Generator, Message, Role};
@@ -45,10 +45,23 @@ mod generator;
 pub mod gguf;
 pub mod llava;
 pub mod model;
+mod sampling;
 pub mod tokenizer;
 
-pub use generator::{ChatTemplateMetadata, GgufGenerator, PromptRenderer, TokenGeneration};
+pub use generator::{
+    ChatTemplateMetadata, GgufGenerator, GgufOptions, PromptRenderer, TokenGeneration,
+};
 pub use gguf::GgufFile;
 pub use llava::{LlavaGenerator, LlavaOptions};
 pub use model::Architecture;
 pub use tokenizer::{GgufTokenizer, Utf8Stream, VocabKind};
+
+/// The CPU threads candle's kernels run on: `CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`,
+/// else the physical cores (read once, when the first kernel runs).
+pub fn cpu_threads() -> usize {
+    std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(candle_core::utils::get_num_threads)
+}

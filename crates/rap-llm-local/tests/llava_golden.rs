@@ -321,6 +321,7 @@ fn cancellation_stop_strings_and_seeded_sampling() {
             top_p: 0.9,
             seed: Some(seed),
             stop: vec![],
+            ..Default::default()
         };
         gen.generate(&msgs, &p, &mut |_| true).unwrap().text
     };

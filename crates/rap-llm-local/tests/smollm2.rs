@@ -4,8 +4,9 @@
 
 mod common;
 
+use candle_core::Device;
 use rap_core::{Error, FinishReason, GenerationParams, Generator, ImageData, Message, Part, Role};
-use rap_llm_local::{GgufGenerator, PromptRenderer};
+use rap_llm_local::{GgufGenerator, GgufOptions, PromptRenderer};
 use serde::Deserialize;
 use std::sync::{Arc, OnceLock};
 
@@ -70,6 +71,18 @@ fn generator() -> Option<&'static GgufGenerator> {
     .as_ref()
 }
 
+/// The model with its Q4_1 weights as stored (no requantization to Q8_0): llama.cpp's logits.
+fn exact_generator() -> Option<&'static GgufGenerator> {
+    static GEN: OnceLock<Option<GgufGenerator>> = OnceLock::new();
+    GEN.get_or_init(|| {
+        let path = common::smollm2_gguf()?;
+        let options = GgufOptions { requantize: false };
+        let gen = GgufGenerator::load_with_options(path, &Device::Cpu, &options, |_| Ok(chatml()));
+        Some(gen.expect("SmolLM2 loads"))
+    })
+    .as_ref()
+}
+
 fn conversation() -> Vec<Message> {
     vec![
         Message::text(Role::System, SYSTEM),
@@ -84,6 +97,7 @@ fn greedy(max_tokens: usize) -> GenerationParams {
         top_p: 1.0,
         seed: Some(0),
         stop: Vec::new(),
+        repetition_penalty: 1.0,
     }
 }
 
@@ -163,7 +177,7 @@ fn greedy_decoding_matches_llama_cpp_up_to_the_first_near_tie() {
 
 #[test]
 fn teacher_forced_argmax_matches_llama_cpp_at_all_32_steps() {
-    let Some(gen) = generator() else { return };
+    let Some(gen) = exact_generator() else { return };
     let g = golden();
     let trace = gen.greedy_trace(&g.prompt_ids, &g.greedy_ids).unwrap();
     assert_eq!(trace.len(), 32);
@@ -189,6 +203,29 @@ fn teacher_forced_argmax_matches_llama_cpp_at_all_32_steps() {
     }
     eprintln!("{exact} of 32 steps match; near ties that went the other way: {ties:?}");
     assert!(exact >= 30, "only {exact} of 32 steps match: {ties:?}");
+}
+
+/// The default, requantized model (Q4_1 weights as Q8_0, for candle's SIMD kernels): the same
+/// argmax as llama.cpp at every step but llama.cpp's own near ties, where it may take
+/// llama.cpp's second choice (its margin there measured at 0.14 where llama.cpp's is 0.06).
+#[test]
+fn requantized_model_differs_from_llama_cpp_only_at_its_near_ties() {
+    let Some(gen) = generator() else { return };
+    let g = golden();
+    let trace = gen.greedy_trace(&g.prompt_ids, &g.greedy_ids).unwrap();
+    let mut exact = 0;
+    for (i, ((ours, our_margin), theirs)) in trace.iter().zip(&g.greedy_ids).enumerate() {
+        if ours == theirs {
+            exact += 1;
+            continue;
+        }
+        assert!(
+            g.greedy_margins[i] < NEAR_TIE && g.greedy_top2[i].contains(ours),
+            "step {i}: ours {ours} (margin {our_margin}), llama.cpp {theirs} (margin {})",
+            g.greedy_margins[i]
+        );
+    }
+    assert!(exact >= 30, "only {exact} of 32 steps match");
 }
 
 #[test]
@@ -258,6 +295,7 @@ fn seeded_sampling_is_reproducible() {
         top_p: 0.9,
         seed: Some(7),
         stop: Vec::new(),
+        ..Default::default()
     };
     let a = gen
         .generate(&conversation(), &params, &mut |_| true)

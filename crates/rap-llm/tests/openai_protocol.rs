@@ -197,6 +197,7 @@ fn images_are_data_url_parts_in_layout_order_and_params_are_sent() {
         top_p: 0.5,
         seed: Some(42),
         stop: vec!["</s>".into()],
+        ..Default::default()
     };
     let msgs = vec![
         Message {

@@ -35,6 +35,7 @@ fn greedy(max_tokens: usize) -> GenerationParams {
         top_p: 1.0,
         seed: Some(7),
         stop: vec![],
+        ..Default::default()
     }
 }
 

@@ -367,6 +367,7 @@ pub async fn chat_completions(
         top_p: req.top_p.unwrap_or(1.0),
         seed: req.seed,
         stop,
+        repetition_penalty: generator.repetition_penalty,
     };
     let model = generator.generator.info().model.clone();
     let retrieve = state.config().retrieve.clone();

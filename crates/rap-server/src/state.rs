@@ -21,6 +21,8 @@ pub struct ChatGenerator {
     pub count_tokens: Option<TokenCount>,
     /// Sampling temperature when the request gives none.
     pub temperature: f32,
+    /// Repetition penalty of every answer (1.0 = none; small local models loop without one).
+    pub repetition_penalty: f32,
 }
 
 /// How the server runs.

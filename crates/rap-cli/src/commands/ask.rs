@@ -7,7 +7,7 @@
 //! OpenAI-compatible server that takes images gets the RAP layout with the images, and so does a
 //! local LLaVA-1.5 folder named by `[generator] path` (prompted with `[generator] template`).
 
-use crate::commands::config::{Config, GeneratorKind};
+use crate::commands::config::{Config, GeneratorKind, DEFAULT_LOCAL_REPETITION_PENALTY};
 use crate::context::Context;
 use anyhow::{bail, Context as _, Result};
 use rap_core::{GenerationParams, Generator, Message};
@@ -31,15 +31,19 @@ pub struct AskArgs {
     /// Use this concept (repeat for several, in prompt order); skips retrieval
     #[arg(long = "concept", value_name = "NAME")]
     pub concepts: Vec<String>,
-    /// Most tokens in the answer
-    #[arg(long, default_value_t = 512)]
-    pub max_tokens: usize,
+    /// Most tokens in the answer [default: 256 for a local GGUF model, else 512]
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
     /// Sampling temperature; 0 is greedy [default: the config's, else 0.2]
     #[arg(long)]
     pub temperature: Option<f32>,
     /// Random seed for sampling
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Penalty on repeated tokens, 1 = none [default: the config's, else 1.1 for a local GGUF
+    /// model, 1 for LLaVA; a server is not sent it]
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
 }
 
 /// Loads the local GGUF model `name` from the models dir, with its own chat template.
@@ -151,8 +155,8 @@ impl LoadedGenerator {
         }
     }
 
-    /// Generation settings: the command's options over the config's, with this model's stop
-    /// strings.
+    /// Generation settings: the command's options over the config's, over this model's
+    /// defaults (the repetition penalty), with its stop strings.
     pub(crate) fn params(
         &self,
         config: &Config,
@@ -165,7 +169,46 @@ impl LoadedGenerator {
             temperature: temperature.unwrap_or(config.generator.temperature),
             seed,
             stop: self.stop(),
+            repetition_penalty: config
+                .generator
+                .repetition_penalty
+                .unwrap_or_else(|| self.default_repetition_penalty()),
             ..GenerationParams::default()
+        }
+    }
+
+    /// [`Self::params`] with `rap ask`/`rap chat`'s optional length and penalty.
+    pub(crate) fn command_params(
+        &self,
+        config: &Config,
+        max_tokens: Option<usize>,
+        temperature: Option<f32>,
+        seed: Option<u64>,
+        repetition_penalty: Option<f32>,
+    ) -> GenerationParams {
+        let max_tokens = max_tokens.unwrap_or_else(|| self.default_max_tokens());
+        let mut params = self.params(config, max_tokens, temperature, seed);
+        if let Some(r) = repetition_penalty {
+            params.repetition_penalty = r;
+        }
+        params
+    }
+
+    /// The answer length when none is asked for: the reference CLI's 512 tokens, but 256 for a
+    /// local GGUF model (a small text model that does not stop would run on for minutes).
+    pub(crate) fn default_max_tokens(&self) -> usize {
+        match self {
+            LoadedGenerator::Local(..) => 256,
+            LoadedGenerator::Llava(..) | LoadedGenerator::Remote(_) => 512,
+        }
+    }
+
+    /// The repetition penalty when neither the command nor the config sets one: small local
+    /// GGUF models loop without it; LLaVA keeps RAP's reference decoding (none).
+    pub(crate) fn default_repetition_penalty(&self) -> f32 {
+        match self {
+            LoadedGenerator::Local(..) => DEFAULT_LOCAL_REPETITION_PENALTY,
+            LoadedGenerator::Llava(..) | LoadedGenerator::Remote(_) => 1.0,
         }
     }
 
@@ -268,7 +311,13 @@ pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
         concepts: args.concepts.clone(),
         retrieve: retrieve_options(&config),
     };
-    let params = loaded.params(&config, args.max_tokens, args.temperature, args.seed);
+    let params = loaded.command_params(
+        &config,
+        args.max_tokens,
+        args.temperature,
+        args.seed,
+        args.repetition_penalty,
+    );
     let engine = ctx.engine()?;
     let count = |m: &[Message]| loaded.count_tokens(m);
     let answer = engine.answer(

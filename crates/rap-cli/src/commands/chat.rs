@@ -23,15 +23,19 @@ pub struct ChatArgs {
     /// Local model (catalogue name) [default: the config's generator]
     #[arg(long)]
     pub model: Option<String>,
-    /// Most tokens in each answer
-    #[arg(long, default_value_t = 512)]
-    pub max_tokens: usize,
+    /// Most tokens in each answer [default: 256 for a local GGUF model, else 512]
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
     /// Sampling temperature; 0 is greedy [default: the config's, else 0.2]
     #[arg(long)]
     pub temperature: Option<f32>,
     /// Random seed for sampling
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Penalty on repeated tokens, 1 = none [default: the config's, else 1.1 for a local GGUF
+    /// model, 1 for LLaVA; a server is not sent it]
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
 }
 
 const HELP: &str = "Ask a question, or: /image PATH (look at this image), /concepts (what was retrieved), /reset, /quit";
@@ -54,7 +58,13 @@ pub fn run(ctx: &Context, args: ChatArgs) -> Result<()> {
         .map(|p| read_image(ctx, p))
         .transpose()?;
     let mut session = ChatSession::new(ctx.tenant.clone(), image, retrieve_options(&config));
-    let params = loaded.params(&config, args.max_tokens, args.temperature, args.seed);
+    let params = loaded.command_params(
+        &config,
+        args.max_tokens,
+        args.temperature,
+        args.seed,
+        args.repetition_penalty,
+    );
     let count = |m: &[Message]| loaded.count_tokens(m);
     let json = ctx.json;
     let interactive = !json && std::io::stdin().is_terminal();

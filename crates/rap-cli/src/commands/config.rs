@@ -7,6 +7,8 @@
 //! model = "smollm2-135m-instruct"   # catalogue name of the local GGUF model
 //! template = "vicuna_v1"            # template for `rap prompt` (local models use their own)
 //! temperature = 0.2
+//! # repetition_penalty = 1.1        # default: 1.1 for a local GGUF model (small ones loop
+//! #                                 # without it), 1.0 for LLaVA; not sent to a server
 //! # path = "/models/RAP-LLaVA-13b"  # a local LLaVA-1.5 folder (llava-hf or original layout):
 //! #                                 # run it, prompted with `template`, instead of `model`
 //! # lora = ["/models/my-adapter"]   # PEFT LoRA adapters merged into it at load time
@@ -47,6 +49,9 @@ use std::path::{Path, PathBuf};
 pub const FILE_NAME: &str = "config.toml";
 /// The local model used when the config names none.
 pub const DEFAULT_LOCAL_MODEL: &str = "smollm2-135m-instruct";
+/// The repetition penalty for local GGUF models when the config sets none: SmolLM2-135M loops
+/// on the text-only prompt until the token limit without one (llama.cpp's former default).
+pub const DEFAULT_LOCAL_REPETITION_PENALTY: f32 = 1.1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -64,6 +69,10 @@ pub struct GeneratorConfig {
     /// Template for `rap prompt` (a built-in name), and the local LLaVA model's.
     pub template: String,
     pub temperature: f32,
+    /// Penalty on tokens the answer repeats ([`rap_core::GenerationParams::repetition_penalty`]);
+    /// unset: [`DEFAULT_LOCAL_REPETITION_PENALTY`] for a local GGUF model, none for LLaVA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repetition_penalty: Option<f32>,
     /// A local LLaVA checkpoint folder; with `kind = "local"` it is run instead of `model`.
     /// Relative paths are relative to the data dir.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,6 +91,7 @@ impl Default for GeneratorConfig {
             model: DEFAULT_LOCAL_MODEL.to_string(),
             template: "vicuna_v1".to_string(),
             temperature: 0.2,
+            repetition_penalty: None,
             path: None,
             lora: Vec::new(),
             openai: None,
@@ -269,6 +279,11 @@ impl Config {
         self.memory_backend()?;
         rap_llm::Template::builtin(&self.generator.template)
             .context("generator.template (or RAP_TEMPLATE)")?;
+        if let Some(r) = self.generator.repetition_penalty {
+            if !(r.is_finite() && r > 0.0) {
+                bail!("generator.repetition_penalty must be a number > 0 (1 is none), got {r}");
+            }
+        }
         if self.retrieval.top_k == 0 {
             bail!("retrieval.top_k (or RAP_TOP_K) must be at least 1");
         }

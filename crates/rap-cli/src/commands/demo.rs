@@ -7,7 +7,6 @@ use super::config::{Config, GeneratorKind};
 use crate::context::Context;
 use crate::output;
 use anyhow::{bail, Context as _, Result};
-use rap_core::GenerationParams;
 use rap_core::{NewConcept, Tenant};
 use rap_engine::{Question, RetrieveOptions};
 use rap_vision::models::{self, Progress};
@@ -119,12 +118,9 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
     say(format!("4. Asking about {}: {question}", asked.display()));
     let generator = LoadedGenerator::load(ctx, &config, None)?;
     let bytes = std::fs::read(asked).with_context(|| asked.display().to_string())?;
-    let params = GenerationParams {
-        max_tokens: 96,
-        temperature: 0.0,
-        stop: generator.stop(),
-        ..GenerationParams::default()
-    };
+    // Greedy, short, with the model's default repetition penalty (the small default model
+    // loops without one).
+    let params = generator.params(&config, 96, Some(0.0), None);
     let count = |m: &[rap_core::Message]| generator.count_tokens(m);
     if !ctx.json {
         print!("   ");

@@ -50,7 +50,10 @@ fn load_generator(
             Some(Arc::new(move |m: &[Message]| counter.count_tokens(m)))
         }
     };
+    // The configured generation settings, as `rap ask` uses them.
+    let repetition_penalty = loaded.params(config, 1, None, None).repetition_penalty;
     Ok(ChatGenerator {
+        repetition_penalty,
         stop: loaded.stop(),
         generator: loaded as Arc<dyn Generator>,
         count_tokens,

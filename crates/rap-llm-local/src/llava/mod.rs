@@ -30,8 +30,8 @@ pub use weights::Checkpoint;
 
 use crate::generator::{PromptRenderer, StopScanner, TokenGeneration};
 use crate::llava::config::read_json;
+use crate::sampling::Sampler;
 use candle_core::{DType, Device, Tensor};
-use candle_transformers::generation::{LogitsProcessor, Sampling};
 use candle_transformers::models::llama::Cache;
 use rap_core::{
     Error, FinishReason, Generation, GenerationParams, Generator, GeneratorInfo, ImageData,
@@ -497,18 +497,7 @@ impl LlavaGenerator {
         on_text: &mut dyn FnMut(&str) -> bool,
         mut on_step_logits: Option<StepLogits<'_>>,
     ) -> Result<TokenGeneration> {
-        if !(params.temperature.is_finite() && params.temperature >= 0.0) {
-            return Err(Error::invalid(format!(
-                "temperature must be a finite number >= 0, got {}",
-                params.temperature
-            )));
-        }
-        if !(params.top_p > 0.0 && params.top_p <= 1.0) {
-            return Err(Error::invalid(format!(
-                "top_p must be in (0, 1], got {}",
-                params.top_p
-            )));
-        }
+        let mut sampler = Sampler::new(params)?;
         let input = self.prompt_input(messages)?;
         let prompt_len = self.check_context(&input)?;
         let done = |text: String, reason, tokens: Vec<u32>| TokenGeneration {
@@ -523,20 +512,6 @@ impl LlavaGenerator {
         if params.max_tokens == 0 {
             return Ok(done(String::new(), FinishReason::Length, Vec::new()));
         }
-        let sampling = if params.temperature == 0.0 {
-            Sampling::ArgMax
-        } else if params.top_p < 1.0 {
-            Sampling::TopP {
-                p: params.top_p as f64,
-                temperature: params.temperature as f64,
-            }
-        } else {
-            Sampling::All {
-                temperature: params.temperature as f64,
-            }
-        };
-        let mut sampler =
-            LogitsProcessor::from_sampling(params.seed.unwrap_or_else(rand::random), sampling);
         let ctx = self.config.text.max_position_embeddings;
 
         let mut cache = self.model.cache().map_err(model_err)?;
@@ -550,7 +525,7 @@ impl LlavaGenerator {
             if let Some(f) = on_step_logits.as_mut() {
                 f(&last.to_vec1::<f32>().map_err(model_err)?);
             }
-            let next = sampler.sample(&last).map_err(model_err)?;
+            let next = sampler.sample(&last, &tokens).map_err(model_err)?;
             if self.eos.contains(&next) {
                 break FinishReason::Stop;
             }

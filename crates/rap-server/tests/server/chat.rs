@@ -69,15 +69,12 @@ fn chat_answers_with_the_retrieved_concept_streamed_or_not() {
     let answer = v["choices"][0]["message"]["content"].as_str().unwrap();
     // The generator got the engine's text-only RAP turn with the retrieved concept.
     assert!(
-        answer.starts_with("The user attached an image that you cannot see."),
+        answer.starts_with("The image shows <bo> (similarity "),
         "{answer}"
     );
-    assert!(
-        answer.contains("- <bo> (seen in the image at pixels ["),
-        "{answer}"
-    );
-    assert!(answer.contains("<bo> is a red fox plush."), "{answer}");
-    assert!(answer.ends_with("Question: Who is this?"), "{answer}");
+    assert!(answer.contains(", region ["), "{answer}");
+    assert!(answer.contains("\n<bo> is a red fox plush.\n"), "{answer}");
+    assert!(answer.ends_with("\n\nWho is this?"), "{answer}");
     assert_eq!(v["rap"]["mode"], "text-only");
     assert_eq!(v["rap"]["concepts"][0]["name"], "bo");
     assert_eq!(v["rap"]["concepts"][0]["via"], "image");

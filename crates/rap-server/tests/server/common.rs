@@ -163,6 +163,7 @@ impl Server {
             stop: vec![],
             count_tokens: None,
             temperature: 0.0,
+            repetition_penalty: 1.0,
         };
         let state = AppState::new(engine.clone(), Ok(generator), config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
