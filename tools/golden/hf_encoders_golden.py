@@ -350,8 +350,25 @@ def owlv2(out_dir):
             "post_labels": post["labels"].tolist(),
             "post_boxes": [rounded(r) for r in post["boxes"]],
         })
+    # The real checkpoint's processor (google/owlv2-base-patch16: 960 x 960, the class
+    # defaults) on real sizes: the dog cut (780 wide, padded, then enlarged) and the whole
+    # candle photo (1024, slightly shrunk).
+    real = []
+    real_proc = Owlv2ImageProcessorPil()
+    for rel, (left, top, w, h) in [OWL_PHOTOS[0], ("dreambooth-dev/candle/00.jpg", (0, 0, 1024, 1024))]:
+        im = photo(rel).crop((left, top, left + w, top + h))
+        pv = real_proc(im, return_tensors="pt")["pixel_values"]
+        real.append({
+            "photo": rel, "crop": [left, top, w, h],
+            "preprocessor_config": json.loads(real_proc.to_json_string()),
+            "input_shape": list(pv.shape[1:]),
+            "input_mean": float(pv.double().mean()),
+            "input_abs_mean": float(pv.double().abs().mean()),
+            "input_every_997th": rounded(pv.flatten()[::997]),
+        })
     return {
         "model_type": "owlv2",
+        "real_preprocessing": real,
         "queries": OWL_QUERIES,
         "query_ids": [tok.encode(q).ids for q in OWL_QUERIES],
         "num_patches": 36,

@@ -246,3 +246,37 @@ fn owlv2_refuses_bad_folders_and_queries() {
         "{err}"
     );
 }
+
+/// The real checkpoint's processor config (google/owlv2-base-patch16, 960 x 960) on real
+/// sizes: a wide cut padded and enlarged, and a whole photo slightly shrunk.
+#[test]
+fn owlv2_preprocessing_at_the_real_size() {
+    let g = golden();
+    let entries = g["real_preprocessing"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    for p in entries {
+        let rel = p["photo"].as_str().unwrap();
+        let crop: Vec<u32> = floats(&p["crop"]).iter().map(|v| *v as u32).collect();
+        let img = photo(rel, &crop);
+        let cfg = serde_json::to_vec(&p["preprocessor_config"]).unwrap();
+        let pre = rap_vision::owlv2::Owlv2Preprocess::from_json(&cfg).unwrap();
+        let (data, (w, h)) = pre.tensor_data(&img).unwrap();
+        let shape: Vec<usize> = floats(&p["input_shape"])
+            .iter()
+            .map(|v| *v as usize)
+            .collect();
+        assert_eq!(vec![3, h as usize, w as usize], shape, "{rel}");
+        let sample: Vec<f32> = data.iter().step_by(997).copied().collect();
+        let d = max_abs_diff(&sample, &floats(&p["input_every_997th"]));
+        let mean = data.iter().map(|x| *x as f64).sum::<f64>() / data.len() as f64;
+        let abs_mean = data.iter().map(|x| x.abs() as f64).sum::<f64>() / data.len() as f64;
+        let dm = (mean - p["input_mean"].as_f64().unwrap()).abs();
+        let da = (abs_mean - p["input_abs_mean"].as_f64().unwrap()).abs();
+        eprintln!("{rel} at {w}x{h}: pixels {d:.2e}, mean {dm:.2e}, abs mean {da:.2e}");
+        assert!(d < 1e-5, "{rel}: preprocessed pixels differ by {d}");
+        assert!(
+            dm < 1e-6 && da < 1e-6,
+            "{rel}: statistics differ by {dm}, {da}"
+        );
+    }
+}
