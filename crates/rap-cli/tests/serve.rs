@@ -361,3 +361,148 @@ fn the_page_works_in_a_real_browser() {
     assert_eq!(rap.json(&["concept", "list"]), serde_json::json!([]));
     assert!(server.stop(Duration::from_secs(10)).success());
 }
+
+/// A loopback HTTP proxy that records each request body and passes the request to `upstream`
+/// (with `connection: close`, so the response ends with the upstream connection) and the
+/// response back as it comes (server-sent events included). Hand-written: a dozen lines of
+/// std networking, where a proxy crate would be a new dependency for one test.
+fn recording_proxy(upstream: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let upstream = upstream
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let mut lines: Vec<&str> = head.trim_end().split("\r\n").collect();
+            let len: usize = lines
+                .iter()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            client.read_exact(&mut body).unwrap();
+            seen.lock().unwrap().push(body.clone());
+            lines.retain(|l| !l.to_ascii_lowercase().starts_with("connection:"));
+            let mut up = TcpStream::connect(&upstream).unwrap();
+            up.write_all(format!("{}\r\nconnection: close\r\n\r\n", lines.join("\r\n")).as_bytes())
+                .unwrap();
+            up.write_all(&body).unwrap();
+            let _ = std::io::copy(&mut up, &mut client);
+        }
+    });
+    (url, bodies)
+}
+
+/// `rap ask --image` with `[generator] kind = "openai"` against a real server speaking the
+/// protocol (`rap serve`, behind a proxy that records the request): the query image and the
+/// concept's reference image travel as `image_url` data URLs, in the content parts exactly
+/// where the RAP layout (`rap prompt`) has `<image>`, and the server's streamed answer comes
+/// back through the CLI.
+#[test]
+fn ask_through_an_openai_server_sends_the_images_where_the_layout_has_them() {
+    let _turn = models_turn();
+    let dog = shared("dreambooth-dev/dog");
+    let info = "<Bo> is a corgi who loves the beach.";
+    let mut server_side = Rap::new();
+    server_side.models_dir = default_models();
+    let mut client = Rap::new();
+    client.models_dir = default_models();
+    for rap in [&server_side, &client] {
+        rap.ok(&[
+            "concept",
+            "add",
+            "Bo",
+            "--image",
+            s(&dog.join("00.jpg")),
+            "--info",
+            info,
+        ]);
+    }
+    let server = Serve::start(&server_side, &[]);
+    let (proxy, bodies) = recording_proxy(server.url.split("/v1").next().unwrap());
+    std::fs::write(
+        client.data_dir().join("config.toml"),
+        format!(
+            "[generator]\nkind = \"openai\"\n\n[generator.openai]\nbase_url = \"{proxy}/v1\"\n\
+             model = \"any\"\naccepts_images = true\ntimeout_secs = 300\n"
+        ),
+    )
+    .unwrap();
+    let query = dog.join("03.jpg");
+    let question = "Who is this?";
+    let answer = client.json(&[
+        "ask",
+        "--image",
+        s(&query),
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0",
+        question,
+    ]);
+    assert_eq!(answer["mode"], "multimodal", "{answer}");
+    assert_eq!(answer["concepts"][0]["name"], "Bo", "{answer}");
+    assert!(
+        !answer["answer"].as_str().unwrap().trim().is_empty(),
+        "{answer}"
+    );
+
+    let bodies = bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 1, "one request");
+    let body: serde_json::Value = serde_json::from_slice(&bodies[0]).unwrap();
+    assert_eq!(body["stream"], true, "{body}");
+    let user = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "user")
+        .unwrap();
+    let parts = user["content"].as_array().unwrap();
+    // The parts, with each image written as the layout's `<image>`, are the RAP first turn.
+    let mut joined = String::new();
+    let mut images = Vec::new();
+    for p in parts {
+        match p["type"].as_str().unwrap() {
+            "text" => joined.push_str(p["text"].as_str().unwrap()),
+            "image_url" => {
+                joined.push_str("<image>");
+                images.push(p["image_url"]["url"].as_str().unwrap().to_string());
+            }
+            other => panic!("unexpected part {other}"),
+        }
+    }
+    let prompt = client.json(&["prompt", "--image", s(&query), question]);
+    assert!(
+        prompt["prompt"].as_str().unwrap().contains(&joined),
+        "the parts {joined:?} are not the layout of {}",
+        prompt["prompt"]
+    );
+    assert!(
+        joined.contains("Name: <Bo>, Info: <Bo> is a corgi"),
+        "{joined}"
+    );
+    // The query image first, then Bo's reference image, byte for byte.
+    let url = |p: &Path| rap_llm::openai::data_url("image/jpeg", &std::fs::read(p).unwrap());
+    assert_eq!(images.len(), 2);
+    assert!(images[0] == url(&query), "the first image is not the query");
+    assert!(
+        images[1] == url(&dog.join("00.jpg")),
+        "the second is not Bo's"
+    );
+}
