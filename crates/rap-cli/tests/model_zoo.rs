@@ -246,3 +246,58 @@ fn a_memory_switches_encoder_and_refuses_a_changed_one() {
     assert!(err.contains("nope"), "{err}");
     assert_eq!(rap.json(&["status"])["memory_encoder"]["name"], "tiny-dino");
 }
+
+/// `rap detect --model DIR --query TEXT...`: the tiny OWLv2 checkpoint (random weights, so only
+/// the shape of the answer is checked here; its numbers are rap-vision's golden test).
+#[test]
+fn detect_with_an_owlv2_folder_and_text_queries() {
+    let rap = Rap::new();
+    let owl = fixture("owlv2").display().to_string();
+    let img = photo("dog/00.jpg");
+    let out = rap.json(&[
+        "detect",
+        &img,
+        "--model",
+        &owl,
+        "--query",
+        "a photo of a dog",
+        "--query",
+        "candle",
+        "--min-score",
+        "0",
+        "--max",
+        "4",
+    ]);
+    let dets = out["detections"].as_array().unwrap();
+    assert_eq!(dets.len(), 4, "{out}");
+    let mut last = f64::MAX;
+    for d in dets {
+        let q = d["query"].as_u64().unwrap() as usize;
+        assert_eq!(d["label"], ["a photo of a dog", "candle"][q]);
+        let score = d["score"].as_f64().unwrap();
+        assert!(score > 0.0 && score < 1.0 && score <= last, "{out}");
+        last = score;
+        let b: Vec<f64> = d["box"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        // dog/00.jpg is 780 x 780.
+        assert!(
+            b[0] >= 0.0
+                && b[1] >= 0.0
+                && b[0] < b[2]
+                && b[1] < b[3]
+                && b[2] <= 780.0
+                && b[3] <= 780.0,
+            "{b:?}"
+        );
+    }
+    let out = rap.run(&["detect", &img, "--query", "dog"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--model"), "{err}");
+    let clip = fixture("clip").display().to_string();
+    let err = rap.fails(&["detect", &img, "--model", &clip, "--query", "dog"]);
+    assert!(err.contains("not an OWLv2 detector"), "{err}");
+}
