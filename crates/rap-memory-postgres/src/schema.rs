@@ -34,7 +34,7 @@ use rap_core::{Error, Result};
 pub const SCHEMA_VERSION: i32 = 1;
 
 /// An arbitrary constant naming the advisory lock held while migrating.
-const MIGRATION_LOCK: i64 = 0x7261_705f_6d69_67;
+const MIGRATION_LOCK: i64 = 0x0072_6170_5f6d_6967;
 
 /// Migrations by version: `MIGRATIONS[0]` brings an empty database to version 1.
 const MIGRATIONS: &[&str] = &[
