@@ -75,6 +75,13 @@ pub enum RegionSource {
     Detector { label: String, score: f32 },
 }
 
+/// Proposes regions of an image worth embedding on their own (a detector's boxes), besides
+/// the whole image and the sliding windows retrieval always looks at.
+pub trait RegionProposer: Send + Sync {
+    /// Regions of `image`, in its pixels, best first.
+    fn propose(&self, image: &image::RgbImage) -> crate::Result<Vec<Region>>;
+}
+
 /// A region of an image to embed.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Region {

@@ -74,6 +74,8 @@ pub struct Engine {
     /// Loads encoders other than the default by name (see [`crate::encoders`]).
     pub(crate) resolver: Option<EncoderResolver>,
     pub(crate) named: Mutex<HashMap<String, Arc<dyn ImageEncoder>>>,
+    /// Extra query regions (a detector's boxes) for retrieval, if any.
+    pub(crate) proposer: Option<Arc<dyn rap_core::RegionProposer>>,
 }
 
 impl Engine {
@@ -103,6 +105,7 @@ impl Engine {
             indexes: Mutex::new(HashMap::new()),
             resolver: None,
             named: Mutex::new(HashMap::new()),
+            proposer: None,
         }
     }
 
@@ -110,6 +113,18 @@ impl Engine {
     /// (`rap reindex --encoder NAME`); without it every memory uses the default encoder.
     pub fn with_encoder_resolver(mut self, resolver: EncoderResolver) -> Self {
         self.resolver = Some(resolver);
+        self
+    }
+
+    /// Adds a region proposer (a detector): retrieval also embeds the boxes it proposes in
+    /// each query image, besides the whole image and the windows.
+    ///
+    /// Nothing turns this on by default: with CenterNet's boxes on dreambooth-dev (`--refs 1`,
+    /// 86 queries; `crates/rap-cli/examples/detector_retrieval.rs`) top-1 (0.953), MRR (0.973)
+    /// and weighted recognition at 0.5 (0.974) were unchanged, for 1.2 more regions and about
+    /// 45% more time per query.
+    pub fn with_region_proposer(mut self, proposer: Arc<dyn rap_core::RegionProposer>) -> Self {
+        self.proposer = Some(proposer);
         self
     }
 

@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 /// 20 subjects more closely. Another encoder needs its own calibration.
 pub const DEFAULT_THRESHOLD: f32 = 0.5;
 
+/// Proposed boxes narrower or shorter than this (pixels) are not embedded.
+const MIN_REGION: f32 = 32.0;
+
 /// How retrieval runs.
 #[derive(Debug, Clone)]
 pub struct RetrieveOptions {
@@ -199,7 +202,15 @@ impl Engine {
         timings.decode_ms += ms(start.elapsed());
 
         let start = Instant::now();
-        let regions = proposals(rgb.width(), rgb.height(), window_scales);
+        let mut regions = proposals(rgb.width(), rgb.height(), window_scales);
+        if let Some(p) = &self.proposer {
+            // A detector's boxes join the windows (tiny boxes say little to the encoder).
+            regions.extend(
+                p.propose(&rgb)?
+                    .into_iter()
+                    .filter(|r| r.bbox.width() >= MIN_REGION && r.bbox.height() >= MIN_REGION),
+            );
+        }
         let crops = regions
             .iter()
             .map(|r| rap_image::crop_box(&rgb, &r.bbox))

@@ -229,6 +229,23 @@ impl CenterNet {
     }
 }
 
+/// The detector as a retrieval region proposer: its boxes (default settings), labelled.
+impl rap_core::RegionProposer for CenterNet {
+    fn propose(&self, image: &image::RgbImage) -> Result<Vec<rap_core::Region>> {
+        Ok(self
+            .detect(image, &DetectOptions::default())?
+            .into_iter()
+            .map(|d| rap_core::Region {
+                bbox: d.bbox,
+                source: rap_core::RegionSource::Detector {
+                    label: d.label.to_string(),
+                    score: d.score,
+                },
+            })
+            .collect())
+    }
+}
+
 /// Score threshold, class-agnostic greedy non-maximum suppression, and input pixels to the
 /// original image's pixels (clamped to the image).
 pub fn postprocess(
