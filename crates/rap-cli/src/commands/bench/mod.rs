@@ -1,6 +1,7 @@
 //! `rap bench`: performance figures, each with its unit, measured on this machine. Without a
 //! subcommand it runs the whole suite ([`suite`]): every benchmark below, one after another.
 
+mod generate;
 mod memory;
 mod retrieval;
 mod suite;
@@ -27,6 +28,8 @@ pub enum BenchCommand {
     /// Retrieve on real photos: add-concept and query latency, where the time goes,
     /// encoder images/s, 12-megapixel decode.
     Retrieval(retrieval::RetrievalArgs),
+    /// Local GGUF model: prompt and generation tokens/s (compare tools/golden/bench_llamacpp.py).
+    Generate(generate::GenerateArgs),
     /// The key index alone on synthetic unit vectors at several sizes: build time, QPS,
     /// latency, recall@10 against exact search, memory (exact scan and HNSW).
     Vectors(vectors::VectorsArgs),
@@ -37,6 +40,7 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
         None => suite::run(ctx, args.suite),
         Some(BenchCommand::Memory(args)) => memory::run(ctx.json, args),
         Some(BenchCommand::Retrieval(args)) => retrieval::run(ctx, args),
+        Some(BenchCommand::Generate(args)) => generate::run(ctx, args),
         Some(BenchCommand::Vectors(args)) => vectors::run(ctx.json, args),
     }
 }
