@@ -3,34 +3,13 @@
 //! through one is retrieved through the other on its very next request, and a removal through
 //! either is seen by both: search runs in the database, so no process holds a stale index.
 
-use rap_core::{EncoderInfo, ImageEncoder, NewConcept, Result, Tenant};
+use rap_core::{EncoderInfo, ImageEncoder, NewConcept, Tenant};
 use rap_engine::{Engine, EngineConfig, MemoryBackend, RetrieveOptions};
 use rap_memory_postgres::testing::TestDb;
 use std::sync::Arc;
 
-/// A test encoder: the mean colour of an image (a red query finds the red reference). The
-/// `rap` binary never ships anything like it.
-struct MeanColour(EncoderInfo);
-
-impl ImageEncoder for MeanColour {
-    fn info(&self) -> &EncoderInfo {
-        &self.0
-    }
-    fn embed(&self, images: &[image::RgbImage]) -> Result<Vec<rap_core::Embedding>> {
-        images
-            .iter()
-            .map(|img| {
-                let mut sum = [0f32; 3];
-                for p in img.pixels() {
-                    for c in 0..3 {
-                        sum[c] += p[c] as f32 + 1.0;
-                    }
-                }
-                rap_core::Embedding::normalized(sum.to_vec())
-            })
-            .collect()
-    }
-}
+mod common;
+use common::MeanColour;
 
 fn png(rgb: [u8; 3]) -> Vec<u8> {
     let img = image::RgbImage::from_pixel(24, 24, image::Rgb(rgb));

@@ -9,28 +9,8 @@ use rap_core::{
 use rap_engine::{Engine, EngineConfig, ImageInput, RetrieveOptions};
 use std::sync::Arc;
 
-/// A test encoder: the mean colour of an image. The `rap` binary never ships anything like it.
-struct MeanColour(EncoderInfo);
-
-impl ImageEncoder for MeanColour {
-    fn info(&self) -> &EncoderInfo {
-        &self.0
-    }
-    fn embed(&self, images: &[image::RgbImage]) -> Result<Vec<rap_core::Embedding>> {
-        images
-            .iter()
-            .map(|img| {
-                let mut sum = [0f32; 3];
-                for p in img.pixels() {
-                    for c in 0..3 {
-                        sum[c] += p[c] as f32 + 1.0;
-                    }
-                }
-                rap_core::Embedding::normalized(sum.to_vec())
-            })
-            .collect()
-    }
-}
+mod common;
+use common::MeanColour;
 
 /// Proposes fixed boxes (the real detector, CenterNet, is tested in rap-vision and the CLI).
 struct Fixed(Result<Vec<BoundingBox>>);
