@@ -25,6 +25,7 @@
 //!   threshold and recorded in `tenant_indexes`; its searches name that predicate literally so
 //!   the planner uses exactly that index. Until the index is recorded, search stays exact.
 
+mod bulk;
 pub mod schema;
 pub mod testing;
 
@@ -66,6 +67,15 @@ impl Default for PgOptions {
             connect_timeout: std::time::Duration::from_secs(10),
         }
     }
+}
+
+/// What [`PgStore::disk_usage`] measures, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    pub total_bytes: u64,
+    /// The embeddings table with its TOAST table and every index on it (HNSW included).
+    pub embeddings_bytes: u64,
+    pub hnsw_index_bytes: u64,
 }
 
 /// The PostgreSQL-backed [`ConceptStore`].
@@ -216,6 +226,27 @@ impl PgStore {
                 .map(|r| r.get::<_, String>(0))
                 .collect::<Vec<_>>()
                 .join("\n"))
+        })
+    }
+
+    /// Bytes on disk: the whole database, the embeddings table (with its TOAST and btrees)
+    /// and the per-tenant HNSW indexes.
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        self.read(|tx| {
+            let row = tx
+                .query_one(
+                    "SELECT pg_database_size(current_database()),
+                            pg_total_relation_size('embeddings'),
+                            coalesce((SELECT sum(pg_relation_size(to_regclass(index_name)))
+                                      FROM tenant_indexes), 0)::bigint",
+                    &[],
+                )
+                .map_err(db_err)?;
+            Ok(DiskUsage {
+                total_bytes: row.get::<_, i64>(0) as u64,
+                embeddings_bytes: row.get::<_, i64>(1) as u64,
+                hnsw_index_bytes: row.get::<_, i64>(2) as u64,
+            })
         })
     }
 
@@ -597,12 +628,15 @@ impl ConceptStore for PgStore {
         concepts: Vec<(NewConcept, Vec<ImageInput>)>,
     ) -> Result<Vec<Concept>> {
         self.write(tenant, |tx| {
-            let mut out = Vec::with_capacity(concepts.len());
-            for (new, images) in &concepts {
-                let id = insert_concept(tx, tenant, new, images)?;
-                out.push(load_concept(tx, tenant, &id)?);
-            }
-            Ok(out)
+            let ids = match bulk::insert_concepts(tx, tenant, &concepts)? {
+                Some(ids) => ids,
+                // Something to refuse: one by one, so the error is a single add's.
+                None => concepts
+                    .iter()
+                    .map(|(new, images)| insert_concept(tx, tenant, new, images))
+                    .collect::<Result<Vec<_>>>()?,
+            };
+            bulk::load_concepts(tx, tenant, &ids)
         })
     }
 
@@ -813,6 +847,9 @@ impl ConceptStore for PgStore {
     ) -> Result<()> {
         let t = tenant.as_str();
         self.write(tenant, |tx| {
+            if bulk::put_keys(tx, t, encoder, keys)?.is_some() {
+                return Ok(());
+            }
             for (image, region, embedding) in keys {
                 let exists = tx
                     .query_opt(

@@ -735,6 +735,225 @@ fn api_keys_are_hashed_scoped_and_revocable(store: &dyn ConceptStore) {
     ));
 }
 
+/// A distinct 8x8 PNG for any `n` (more than `input`'s 256).
+fn numbered(n: u32) -> ImageInput {
+    let b = n.to_le_bytes();
+    let img = image::RgbImage::from_fn(8, 8, |x, y| {
+        image::Rgb([b[0], b[1] ^ (x as u8), b[2] ^ (y as u8)])
+    });
+    let mut out = Vec::new();
+    img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    ImageInput::from_bytes(out, &Limits::default()).unwrap()
+}
+
+/// A deterministic unit vector of 32 dimensions near one of four cluster centres.
+fn clustered(n: u32) -> Embedding {
+    let mut state = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let centre = (n % 4) as usize;
+    let v: Vec<f32> = (0..32)
+        .map(|i| if i == centre { 1.0 } else { 0.0 } + 0.25 * next())
+        .collect();
+    unit(&v)
+}
+
+/// Adds `count` concepts (in batches of 100) with one clustered key each; returns their
+/// (image, key) pairs.
+fn fill_tenant(
+    store: &dyn ConceptStore,
+    tenant: &Tenant,
+    count: u32,
+    first: u32,
+) -> Vec<(ImageId, Embedding)> {
+    let mut out = Vec::new();
+    for start in (0..count).step_by(100) {
+        let ns: Vec<u32> = (start..(start + 100).min(count))
+            .map(|i| first + i)
+            .collect();
+        let batch = ns
+            .iter()
+            .map(|n| (concept(&format!("c{n}")), vec![numbered(*n)]))
+            .collect();
+        let added = store.add_concepts(tenant, batch).unwrap();
+        let keys: Vec<_> = added
+            .iter()
+            .zip(&ns)
+            .map(|(c, n)| (c.images[0].id.clone(), Region::whole(8, 8), clustered(*n)))
+            .collect();
+        store.put_keys(tenant, "enc", &keys).unwrap();
+        out.extend(keys.into_iter().map(|(i, _, k)| (i, k)));
+    }
+    out
+}
+
+/// Issue 8: a tenant with 10 concepts among many others (one large, many small, all with keys
+/// in the same clusters, and some keys exactly on the queries) gets exactly its own top-k.
+fn a_ten_concept_tenant_among_many_gets_exactly_its_own_top_k(store: &dyn ConceptStore) {
+    fill_tenant(store, &t("large"), 600, 0);
+    for i in 0..20 {
+        fill_tenant(store, &t(&format!("small{i}")), 15, 1_000 + 15 * i);
+    }
+    let ten = t("ten");
+    let mine = fill_tenant(store, &ten, 10, 5_000);
+    assert_eq!(store.stats(&ten).unwrap().embeddings, 10);
+    // Other tenants hold the queries themselves.
+    let queries: Vec<Embedding> = (0..12).map(|q| clustered(9_000 + q)).collect();
+    let decoys: Vec<_> = queries
+        .iter()
+        .enumerate()
+        .map(|(q, key)| (numbered(20_000 + q as u32), key.clone()))
+        .collect();
+    let decoy = t("decoy");
+    let added = store
+        .add_concepts(
+            &decoy,
+            decoys
+                .iter()
+                .enumerate()
+                .map(|(q, (img, _))| (concept(&format!("d{q}")), vec![img.clone()]))
+                .collect(),
+        )
+        .unwrap();
+    let keys: Vec<_> = added
+        .iter()
+        .zip(&decoys)
+        .map(|(c, (_, key))| (c.images[0].id.clone(), Region::whole(8, 8), key.clone()))
+        .collect();
+    store.put_keys(&decoy, "enc", &keys).unwrap();
+
+    let mut search = Searcher::new(&ten);
+    for query in &queries {
+        let mut want: Vec<(f32, ImageId)> = mine
+            .iter()
+            .map(|(id, k)| (k.cosine(query), id.clone()))
+            .collect();
+        want.sort_by(|x, y| y.0.total_cmp(&x.0));
+        for k in [3, 10, 50] {
+            let got = search.search(store, query, k);
+            assert_eq!(
+                got.iter().map(|x| &x.1).collect::<Vec<_>>(),
+                want.iter().take(k).map(|x| &x.1).collect::<Vec<_>>(),
+                "top-{k}"
+            );
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g.0 - w.0).abs() < 1e-5, "scores: {} vs {}", g.0, w.0);
+            }
+        }
+    }
+}
+
+/// `add_concepts` and `put_keys` of many at once give what one at a time gives: aliases and
+/// images in order, a key given twice keeps the last, a replaced key is logged out then in.
+fn batches_write_what_single_adds_write(store: &dyn ConceptStore) {
+    let (a, b) = (t("a"), t("b"));
+    let mut bo = concept("<Bo>");
+    bo.aliases = vec!["shiba".into(), "Akita".into()];
+    let images = vec![input(1), input(2), input(1)];
+    let single = store.add_concept(&a, &bo, images.clone()).unwrap();
+    let mut rex = concept("rex");
+    rex.aliases = vec!["T-Rex".into()];
+    let batch = store
+        .add_concepts(
+            &b,
+            vec![(bo.clone(), images.clone()), (rex, vec![input(3)])],
+        )
+        .unwrap();
+    let strip = |c: &rap_core::Concept| {
+        (
+            c.name.clone(),
+            c.aliases.clone(),
+            c.images.clone(),
+            c.category.clone(),
+            c.info.clone(),
+        )
+    };
+    assert_eq!(strip(&batch[0]), strip(&single));
+    assert_eq!(batch[0].aliases, vec!["Akita", "shiba"]);
+    assert_eq!(batch[0].images.len(), 2);
+    assert_eq!(store.concept(&b, "t-rex").unwrap().id, batch[1].id);
+    assert_eq!(store.concept(&b, "akita").unwrap(), batch[0]);
+
+    let whole = Region::whole(16, 12);
+    store
+        .put_keys(
+            &b,
+            "enc",
+            &[
+                (input(1).id, whole.clone(), axis(0)),
+                (input(2).id, whole.clone(), axis(1)),
+            ],
+        )
+        .unwrap();
+    let v = store.key_version(&b, "enc").unwrap();
+    let old: Vec<u64> = store
+        .keys(&b, "enc")
+        .unwrap()
+        .iter()
+        .map(|e| e.key)
+        .collect();
+    // A batch replacing one key and adding another: the old key out, then both in.
+    store
+        .put_keys(
+            &b,
+            "enc",
+            &[
+                (input(1).id, whole.clone(), axis(2)),
+                (input(3).id, whole.clone(), axis(3)),
+            ],
+        )
+        .unwrap();
+    let keys = store.keys(&b, "enc").unwrap();
+    assert_eq!(keys.len(), 3, "one key per (image, region)");
+    let key_of = |keys: &[rap_memory::KeyEntry], id: &ImageId| {
+        keys.iter().find(|e| &e.image == id).unwrap().clone()
+    };
+    let (one, three) = (key_of(&keys, &input(1).id), key_of(&keys, &input(3).id));
+    assert!((one.embedding.cosine(&axis(2)) - 1.0).abs() < 1e-6);
+    assert!(one.key < three.key, "keys in the batch's order");
+    let (changes, v2) = store.key_changes_since(&b, "enc", v).unwrap();
+    assert_eq!(
+        changes,
+        vec![
+            KeyChange::Removed(old[0]),
+            KeyChange::Added(one.key),
+            KeyChange::Added(three.key)
+        ]
+    );
+    // An (image, region) given twice in one batch: the last one is kept.
+    store
+        .put_keys(
+            &b,
+            "enc",
+            &[
+                (input(3).id, whole.clone(), axis(5)),
+                (input(3).id, whole.clone(), axis(4)),
+            ],
+        )
+        .unwrap();
+    let keys = store.keys(&b, "enc").unwrap();
+    assert_eq!(keys.len(), 3);
+    assert!(
+        (key_of(&keys, &input(3).id).embedding.cosine(&axis(4)) - 1.0).abs() < 1e-6,
+        "the last given"
+    );
+    let (changes, _) = store.key_changes_since(&b, "enc", v2).unwrap();
+    assert_eq!(
+        changes.first(),
+        Some(&KeyChange::Removed(three.key)),
+        "{changes:?}"
+    );
+    assert_eq!(changes.len(), 4, "{changes:?}");
+    let mut index = KeyIndex::build(store, &b, "enc", 8).unwrap();
+    assert_eq!(index.refresh(store).unwrap(), 0);
+    assert_eq!(index.len(), 3);
+}
+
 // ---- the suite, once per backend ----
 
 macro_rules! conformance {
@@ -752,6 +971,8 @@ macro_rules! conformance {
                 top_k_is_ranked_and_exact_for_a_small_tenant,
                 key_log_lets_an_index_catch_up,
                 api_keys_are_hashed_scoped_and_revocable,
+                a_ten_concept_tenant_among_many_gets_exactly_its_own_top_k,
+                batches_write_what_single_adds_write,
             );
         }
     };
@@ -780,3 +1001,17 @@ fn postgres() -> (common::TestDb, rap_memory_postgres::PgStore) {
 
 conformance!(embedded_sqlite, sqlite());
 conformance!(postgres_pgvector, postgres());
+
+/// The same with a low HNSW threshold, so that the large neighbour is searched through its own
+/// HNSW index while the 10-concept tenant is scanned exactly.
+#[test]
+fn postgres_pgvector_with_indexed_neighbours_ten_concept_tenant() {
+    let db = common::TestDb::new();
+    let store = db.store_with(rap_memory_postgres::PgOptions {
+        hnsw_above: 300,
+        ..rap_memory_postgres::PgOptions::default()
+    });
+    a_ten_concept_tenant_among_many_gets_exactly_its_own_top_k(&store);
+    assert!(store.tenant_index(&t("large"), "enc").unwrap().is_some());
+    assert!(store.tenant_index(&t("ten"), "enc").unwrap().is_none());
+}
