@@ -1,7 +1,7 @@
 //! `[generator] path = DIR` runs a local LLaVA folder: `rap ask` with the tiny random LLaVA of
 //! rap-llm-local's golden test sees the query image and the concept's reference image.
 
-mod common;
+use crate::common;
 use common::*;
 use std::path::PathBuf;
 

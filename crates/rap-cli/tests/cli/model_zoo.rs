@@ -2,7 +2,7 @@
 //! golden tests: `rap models add/list/verify/rm/install`, `rap embed`, `rap reindex --encoder`
 //! (the memory records its encoder; a changed encoder is an error), `rap retrieve --text-only`.
 
-mod common;
+use crate::common;
 
 use common::Rap;
 use std::path::{Path, PathBuf};

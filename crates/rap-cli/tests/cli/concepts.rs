@@ -1,7 +1,7 @@
 //! `rap concept ...`, `rap import`, `rap export`: the CLI contract, and bad input that must
 //! fail with a clear one-line error while leaving the memory exactly as it was.
 
-mod common;
+use crate::common;
 use common::{png, s, shared, Rap};
 
 #[test]

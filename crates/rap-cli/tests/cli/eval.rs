@@ -3,7 +3,7 @@
 //! curve), on files built from the shared photos; `rap bench vectors` and the `rap bench`
 //! suite at small sizes.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

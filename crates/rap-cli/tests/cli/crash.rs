@@ -1,7 +1,7 @@
 //! Crash safety: a stream of `rap concept add` is killed with SIGKILL at random moments, and
 //! afterwards every acknowledged add is there whole and nothing is half-written.
 
-mod common;
+use crate::common;
 use common::{png, s, Rap};
 use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader};

@@ -2,7 +2,7 @@
 //! in new photos, edits take effect at the very next search, and without an encoder the
 //! error says how to install one.
 
-mod common;
+use crate::common;
 use common::{s, shared, Rap};
 
 fn dreambooth(rel: &str) -> std::path::PathBuf {

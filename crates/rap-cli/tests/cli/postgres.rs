@@ -4,7 +4,7 @@
 //! added through one is found through the other on the next request, a deletion through
 //! either is seen by both.
 
-mod common;
+use crate::common;
 use common::{s, shared, Rap};
 use rap_memory_postgres::testing::TestDb;
 use std::io::{BufRead, BufReader};

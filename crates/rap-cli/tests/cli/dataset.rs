@@ -3,7 +3,7 @@
 //! some of those photos; byte-for-byte stability, JSON output, and one-line errors that leave
 //! no output behind.
 
-mod common;
+use crate::common;
 
 use common::{s, shared, Rap};
 use std::collections::BTreeMap;

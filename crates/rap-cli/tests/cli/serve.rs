@@ -2,7 +2,7 @@
 //! EfficientNet-Lite0 encoder and SmolLM2), the official `openai` Python client from PyPI
 //! (installed into a venv under the target dir), and a real Chromium driven by Playwright.
 
-mod common;
+use crate::common;
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

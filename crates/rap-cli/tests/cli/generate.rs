@@ -1,6 +1,6 @@
 //! `rap prompt`, `rap config show`, `rap ask` and `rap chat` on a temporary data dir.
 
-mod common;
+use crate::common;
 use common::*;
 
 const SYSTEM: &str = "A chat between a curious user and an artificial intelligence assistant. \

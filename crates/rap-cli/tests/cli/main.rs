@@ -1,0 +1,15 @@
+//! The `rap` binary end to end, as one test binary (one module per area: linking a binary
+//! per file cost minutes of CI).
+
+mod common;
+mod concepts;
+mod crash;
+mod dataset;
+mod detect;
+mod eval;
+mod generate;
+mod llava;
+mod model_zoo;
+mod postgres;
+mod retrieve;
+mod serve;

@@ -1,0 +1,6 @@
+//! rap-memory's integration tests as one test binary (one module per area).
+
+mod api_keys;
+mod reference;
+mod saved_index;
+mod store;
