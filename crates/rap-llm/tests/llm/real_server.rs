@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! RAP_TEST_OPENAI_URL=http://127.0.0.1:8765/v1 RAP_TEST_OPENAI_MODEL=smollm2 \
-//!     cargo test -p rap-llm --test real_server -- --test-threads 1
+//!     cargo test -p rap-llm --test llm real_server -- --test-threads 1
 //! ```
 //!
 //! One test at a time: llama-cpp-python's server interrupts a running stream when another request
