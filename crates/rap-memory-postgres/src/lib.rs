@@ -78,6 +78,9 @@ pub struct DiskUsage {
     pub hnsw_index_bytes: u64,
 }
 
+/// The session advisory lock held while a per-tenant HNSW index is built.
+const INDEX_BUILD_LOCK: i64 = 0x0072_6170_5f68_6e73;
+
 /// The PostgreSQL-backed [`ConceptStore`].
 pub struct PgStore {
     pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
@@ -295,6 +298,44 @@ impl PgStore {
             return Err(Error::Storage(format!(
                 "keys of encoder {encoder} have {dim} to {max_dim} dimensions"
             )));
+        }
+        // One build at a time per database: two `CREATE INDEX CONCURRENTLY` on one table wait
+        // for each other's transaction (a deadlock the server breaks by failing one, whose
+        // work is lost). Whoever does not get the lock leaves it to a later write.
+        let locked: bool = conn
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&INDEX_BUILD_LOCK])
+            .map_err(db_err)?
+            .get(0);
+        if !locked {
+            tracing::debug!(tenant = %tenant, encoder, "another HNSW build is running; later");
+            return Ok(());
+        }
+        let built = self.build_tenant_index(&mut conn, tenant, encoder, dim, count);
+        conn.execute("SELECT pg_advisory_unlock($1)", &[&INDEX_BUILD_LOCK])
+            .map_err(db_err)?;
+        built
+    }
+
+    /// Builds (tenant, encoder)'s HNSW index, holding [`INDEX_BUILD_LOCK`].
+    fn build_tenant_index(
+        &self,
+        conn: &mut Conn,
+        tenant: &Tenant,
+        encoder: &str,
+        dim: i32,
+        count: i64,
+    ) -> Result<()> {
+        let t = tenant.as_str();
+        // Another process may have built it since the check above.
+        let indexed = conn
+            .query_opt(
+                "SELECT 1 FROM tenant_indexes WHERE tenant_id = $1 AND encoder = $2",
+                &[&t, &encoder],
+            )
+            .map_err(db_err)?
+            .is_some();
+        if indexed {
+            return Ok(());
         }
         // The server quotes the names (format's %I and %L), not this code.
         let row = conn
