@@ -4,6 +4,7 @@
 mod generate;
 mod memory;
 mod retrieval;
+mod scale;
 mod suite;
 mod vectors;
 
@@ -33,6 +34,9 @@ pub enum BenchCommand {
     /// The key index alone on synthetic unit vectors at several sizes: build time, QPS,
     /// latency, recall@10 against exact search, memory (exact scan and HNSW).
     Vectors(vectors::VectorsArgs),
+    /// A service-sized memory (1M concepts, 10,000 tenants) in the embedded store or
+    /// PostgreSQL: insert rate, per-tenant top-k latency, recall against exact, size on disk.
+    Scale(scale::ScaleArgs),
 }
 
 pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
@@ -42,6 +46,7 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
         Some(BenchCommand::Retrieval(args)) => retrieval::run(ctx, args),
         Some(BenchCommand::Generate(args)) => generate::run(ctx, args),
         Some(BenchCommand::Vectors(args)) => vectors::run(ctx.json, args),
+        Some(BenchCommand::Scale(args)) => scale::run(ctx.json, args),
     }
 }
 
