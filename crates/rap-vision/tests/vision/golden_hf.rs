@@ -5,7 +5,7 @@
 //! input, preprocessing + model on real photos (the processed pixels pinned by sha256), and the
 //! text embeddings; plus the preprocessing of the real checkpoints' processor configs.
 
-mod golden_common;
+use crate::golden_common;
 
 use candle_core::{Device, Tensor};
 use rap_core::ImageEncoder;

@@ -8,7 +8,7 @@
 //! predicted boxes and the post-processed detections in image pixels.
 
 #[allow(dead_code)]
-mod golden_common;
+use crate::golden_common;
 
 use rap_vision::owlv2::{post_process, DetectOptions, Owlv2};
 use std::path::PathBuf;

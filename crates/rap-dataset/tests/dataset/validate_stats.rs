@@ -1,7 +1,7 @@
 //! `validate` finds each kind of fault in a built data set (and none in a clean one); `stats`
 //! agrees with what the build reported.
 
-mod common;
+use crate::common;
 
 use common::*;
 use rap_dataset::{build, validate, BuildOptions, FaultKind, Input, ValidateOptions, Writer};

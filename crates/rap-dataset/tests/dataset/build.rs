@@ -2,7 +2,7 @@
 //! over some of its photos: stability for a seed, chosen samples' exact JSON, noise, boxes,
 //! crops, generator texts and their checks, and failures that leave nothing behind.
 
-mod common;
+use crate::common;
 
 use common::*;
 use rap_core::{

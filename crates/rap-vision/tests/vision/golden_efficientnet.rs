@@ -6,7 +6,7 @@
 //! (`$RAP_MODELS_DIR`, else `target/test-models`) and installs it through the installer when
 //! it is missing. Without network it is skipped - except in CI (`CI` set), where it fails.
 
-mod golden_common;
+use crate::golden_common;
 
 use rap_core::ImageEncoder;
 use rap_vision::{models, EfficientNetLite0Encoder, Pooling};

@@ -13,7 +13,7 @@
 //! 4. samples with more `extra` entries than the model takes (2 or 3) are dropped;
 //! 5. a turn holding `<image>` is stripped of surrounding white space before tokenising.
 
-mod common;
+use crate::common;
 
 use common::*;
 use rap_core::{Message, Part, Role};
