@@ -9,7 +9,7 @@ use rap_core::{
 use rap_engine::{ChatSession, Engine, EngineConfig, Mode, RetrieveOptions};
 use std::sync::{Arc, Mutex};
 
-mod common;
+use crate::common;
 use common::MeanColour;
 
 /// Answers "answer N" and records every conversation it was given.

@@ -8,7 +8,7 @@ use rap_engine::{Engine, EngineConfig, MemoryBackend, RetrieveOptions};
 use rap_memory_postgres::testing::TestDb;
 use std::sync::Arc;
 
-mod common;
+use crate::common;
 use common::MeanColour;
 
 fn png(rgb: [u8; 3]) -> Vec<u8> {

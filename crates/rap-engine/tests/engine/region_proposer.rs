@@ -9,7 +9,7 @@ use rap_core::{
 use rap_engine::{Engine, EngineConfig, ImageInput, RetrieveOptions};
 use std::sync::Arc;
 
-mod common;
+use crate::common;
 use common::MeanColour;
 
 /// Proposes fixed boxes (the real detector, CenterNet, is tested in rap-vision and the CLI).
