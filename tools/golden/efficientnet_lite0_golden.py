@@ -1,4 +1,4 @@
-"""Golden outputs of EfficientNet-Lite0 for crates/rap-vision/tests/golden_efficientnet.rs.
+"""Golden outputs of EfficientNet-Lite0 for crates/rap-vision/tests/vision/golden_efficientnet.rs.
 
 A reference PyTorch implementation (written from the architecture facts in the project's
 models documentation, EfficientNet-PyTorch weight names) loads the real checkpoint from the

@@ -1,5 +1,5 @@
 """Golden outputs of the Hugging Face encoders (CLIP, DINOv2, SigLIP) for
-crates/rap-vision/tests/golden_hf.rs.
+crates/rap-vision/tests/vision/golden_hf.rs.
 
 For each architecture it builds a tiny model with random weights (fixed seed, a few layers,
 small width) with transformers, saves it in the standard Hugging Face folder layout
@@ -73,7 +73,7 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
 def synthetic_pixels(batch, size):
-    """The model-only input; crates/rap-vision/tests/golden_hf.rs builds the same tensor:
+    """The model-only input; crates/rap-vision/tests/vision/golden_hf.rs builds the same tensor:
     x[b, c, y, x] = sin(0.37 * (b + 1) + 0.11 * c + 0.05 * y - 0.07 * x) * 1.5."""
     b, c, y, x = np.meshgrid(np.arange(batch), np.arange(3), np.arange(size), np.arange(size),
                              indexing="ij")

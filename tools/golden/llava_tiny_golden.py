@@ -1,4 +1,4 @@
-"""Golden outputs of a tiny random LLaVA-1.5 for crates/rap-llm-local/tests/llava_golden.rs.
+"""Golden outputs of a tiny random LLaVA-1.5 for crates/rap-llm-local/tests/llm_local/llava_golden.rs.
 
 Builds a tiny LlavaForConditionalGeneration with transformers (fixed seed; CLIP vision tower of
 3 layers on 32 px images with 8 px patches = 16 image tokens, `gelu` two-layer projector, a

@@ -16,7 +16,7 @@
 //! - [`rng`], [`names`] and [`augment`] make it deterministic: one seed, the same bytes.
 //!
 //! The reference trainer reads `OUT/train.json` with `--image_folder OUT`; its data preparation
-//! turns each sample's `extra` into the RAP prompt layout (see `tests/trainer_layout.rs`).
+//! turns each sample's `extra` into the RAP prompt layout (see `tests/dataset/trainer_layout.rs`).
 
 pub mod augment;
 pub mod build;

@@ -11,7 +11,7 @@
 //! Known gap: Pillow 13 sometimes runs the vertical pass first when both axes shrink (the rule
 //! is not reproduced yet), and then a pixel can differ by a level or two. Shortest-edge resizes
 //! (CLIP, DINOv2) of the golden photos and fixed-size resizes of square photos agree exactly
-//! (`tests/golden_hf.rs`).
+//! (`tests/vision/golden_hf.rs`).
 
 use image::RgbImage;
 use rap_image::Filter;

