@@ -24,7 +24,7 @@ pub use generate::{
     FinishReason, Generation, GenerationParams, Generator, GeneratorInfo, ImageData, Message, Part,
     Role, REPEAT_WINDOW,
 };
-pub use region::{BoundingBox, Region, RegionProposer, RegionSource};
+pub use region::{BoundingBox, ProposalHints, Region, RegionProposer, RegionSource};
 pub use tenant::Tenant;
 
 /// How a concept was found by retrieval.

@@ -75,11 +75,37 @@ pub enum RegionSource {
     Detector { label: String, score: f32 },
 }
 
+/// What a [`RegionProposer`] is asked to look for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProposalHints {
+    /// The tenant's concept categories ("dog", "mug"): distinct, non-empty, trimmed, lowercase,
+    /// sorted. An open-vocabulary detector queries exactly these (the reference runs its
+    /// detector with the union of the concepts' categories as its classes).
+    pub categories: Vec<String>,
+}
+
+impl ProposalHints {
+    /// Hints from concept categories as stored: blanks dropped, duplicates (ignoring case and
+    /// surrounding spaces) merged.
+    pub fn from_categories<'a>(categories: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut out: Vec<String> = categories
+            .into_iter()
+            .map(|c| c.trim().to_lowercase())
+            .filter(|c| !c.is_empty())
+            .collect();
+        out.sort();
+        out.dedup();
+        ProposalHints { categories: out }
+    }
+}
+
 /// Proposes regions of an image worth embedding on their own (a detector's boxes), besides
 /// the whole image and the sliding windows retrieval always looks at.
 pub trait RegionProposer: Send + Sync {
-    /// Regions of `image`, in its pixels, best first.
-    fn propose(&self, image: &image::RgbImage) -> crate::Result<Vec<Region>>;
+    /// Regions of `image`, in its pixels, best first, looking for what `hints` names (a
+    /// closed-set detector may ignore the hints).
+    fn propose(&self, image: &image::RgbImage, hints: &ProposalHints)
+        -> crate::Result<Vec<Region>>;
 }
 
 /// A region of an image to embed.
@@ -108,5 +134,12 @@ mod tests {
         let b = BoundingBox::new(1.0, 0.0, 3.0, 2.0);
         assert!((a.iou(&b) - 2.0 / 6.0).abs() < 1e-6);
         assert_eq!(a.iou(&BoundingBox::new(5.0, 5.0, 6.0, 6.0)), 0.0);
+    }
+
+    #[test]
+    fn hints_are_distinct_non_empty_categories() {
+        let h = ProposalHints::from_categories(["dog", " Dog ", "", "mug", "  ", "cat"]);
+        assert_eq!(h.categories, vec!["cat", "dog", "mug"]);
+        assert!(ProposalHints::from_categories([""]).categories.is_empty());
     }
 }

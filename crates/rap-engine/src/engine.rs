@@ -117,7 +117,9 @@ impl Engine {
     }
 
     /// Adds a region proposer (a detector): retrieval also embeds the boxes it proposes in
-    /// each query image, besides the whole image and the windows.
+    /// each query image, besides the whole image and the windows. At each query it is told
+    /// the tenant's concept categories as stored then ([`rap_core::ProposalHints`]), which an
+    /// open-vocabulary detector queries.
     ///
     /// Nothing turns this on by default: with CenterNet's boxes on dreambooth-dev (`--refs 1`,
     /// 86 queries; `crates/rap-cli/examples/detector_retrieval.rs`) top-1 (0.953), MRR (0.973)

@@ -9,7 +9,8 @@
 
 use crate::Engine;
 use rap_core::{
-    BoundingBox, ConceptId, Error, Hit, ImageId, Region, RegionSource, Result, Tenant, Via,
+    BoundingBox, ConceptId, Error, Hit, ImageId, ProposalHints, Region, RegionSource, Result,
+    Tenant, Via,
 };
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -62,6 +63,10 @@ pub struct Timings {
 pub struct Retrieval {
     pub hits: Vec<Hit>,
     pub timings: Timings,
+    /// The region proposer's (detector's) boxes in the query image, as it proposed them (those
+    /// under 32 px were not embedded); empty without a proposer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detections: Vec<Region>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -145,6 +150,7 @@ impl Engine {
     ) -> Result<Retrieval> {
         let mut hits: Vec<Hit> = Vec::new();
         let mut timings = Timings::default();
+        let mut detections = Vec::new();
         if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
             let concepts = self.concepts(tenant)?;
             let names: Vec<_> = concepts
@@ -164,7 +170,13 @@ impl Engine {
             }
         }
         if let Some(bytes) = image {
-            let scored = self.score_image(tenant, bytes, &options.window_scales, &mut timings)?;
+            let scored = self.score_image_with_detections(
+                tenant,
+                bytes,
+                &options.window_scales,
+                &mut timings,
+                &mut detections,
+            )?;
             let room = options.top_k.saturating_sub(hits.len());
             let image_hits: Vec<_> = scored
                 .into_iter()
@@ -183,7 +195,11 @@ impl Engine {
                 });
             }
         }
-        Ok(Retrieval { hits, timings })
+        Ok(Retrieval {
+            hits,
+            timings,
+            detections,
+        })
     }
 
     /// Every concept that matched any region of the image, with its best score and the box
@@ -196,6 +212,21 @@ impl Engine {
         window_scales: &[f32],
         timings: &mut Timings,
     ) -> Result<Vec<(ConceptId, f32, BoundingBox)>> {
+        self.score_image_with_detections(tenant, bytes, window_scales, timings, &mut Vec::new())
+    }
+
+    /// [`Engine::score_image`], also giving the region proposer's boxes (`detections`).
+    ///
+    /// The proposer is told the tenant's concept categories as they are now (read from the
+    /// store at each call, so an edited category counts at the next query).
+    pub fn score_image_with_detections(
+        &self,
+        tenant: &Tenant,
+        bytes: &[u8],
+        window_scales: &[f32],
+        timings: &mut Timings,
+        detections: &mut Vec<Region>,
+    ) -> Result<Vec<(ConceptId, f32, BoundingBox)>> {
         let encoder = self.encoder_for(tenant)?;
         let start = Instant::now();
         let rgb = rap_image::decode(bytes, self.limits())?;
@@ -204,12 +235,18 @@ impl Engine {
         let start = Instant::now();
         let mut regions = proposals(rgb.width(), rgb.height(), window_scales);
         if let Some(p) = &self.proposer {
+            let concepts = self.store().concepts(tenant)?;
+            let hints =
+                ProposalHints::from_categories(concepts.iter().map(|c| c.category.as_str()));
+            let proposed = p.propose(&rgb, &hints)?;
             // A detector's boxes join the windows (tiny boxes say little to the encoder).
             regions.extend(
-                p.propose(&rgb)?
-                    .into_iter()
-                    .filter(|r| r.bbox.width() >= MIN_REGION && r.bbox.height() >= MIN_REGION),
+                proposed
+                    .iter()
+                    .filter(|r| r.bbox.width() >= MIN_REGION && r.bbox.height() >= MIN_REGION)
+                    .cloned(),
             );
+            *detections = proposed;
         }
         let crops = regions
             .iter()

@@ -1,13 +1,14 @@
 //! A region proposer (a detector) adds its boxes to the regions retrieval embeds: a small
 //! concept that the whole image and the windows dilute is found at full strength, with the
 //! proposed box; boxes under 32 px are not embedded; a failing proposer fails the retrieval.
+//! The proposer is told the tenant's concept categories as stored at each query.
 
 use rap_core::{
-    BoundingBox, EncoderInfo, Error, ImageEncoder, NewConcept, Region, RegionProposer,
-    RegionSource, Result, Tenant,
+    BoundingBox, EncoderInfo, Error, ImageEncoder, NewConcept, ProposalHints, Region,
+    RegionProposer, RegionSource, Result, Tenant,
 };
-use rap_engine::{Engine, EngineConfig, ImageInput, RetrieveOptions};
-use std::sync::Arc;
+use rap_engine::{ConceptEdit, Engine, EngineConfig, ImageInput, RetrieveOptions};
+use std::sync::{Arc, Mutex};
 
 use crate::common;
 use common::MeanColour;
@@ -16,7 +17,7 @@ use common::MeanColour;
 struct Fixed(Result<Vec<BoundingBox>>);
 
 impl RegionProposer for Fixed {
-    fn propose(&self, _: &image::RgbImage) -> Result<Vec<Region>> {
+    fn propose(&self, _: &image::RgbImage, _: &ProposalHints) -> Result<Vec<Region>> {
         match &self.0 {
             Ok(boxes) => Ok(boxes
                 .iter()
@@ -101,4 +102,109 @@ fn proposed_boxes_join_the_regions() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("detector broke"), "{err}");
+}
+
+/// Records the hints of every call, and proposes one box per category (labelled with it).
+#[derive(Default)]
+struct Recording(Mutex<Vec<ProposalHints>>);
+
+impl RegionProposer for Recording {
+    fn propose(&self, image: &image::RgbImage, hints: &ProposalHints) -> Result<Vec<Region>> {
+        self.0.lock().unwrap().push(hints.clone());
+        let (w, h) = image.dimensions();
+        Ok(hints
+            .categories
+            .iter()
+            .map(|c| Region {
+                bbox: BoundingBox::whole(w, h),
+                source: RegionSource::Detector {
+                    label: c.clone(),
+                    score: 0.5,
+                },
+            })
+            .collect())
+    }
+}
+
+#[test]
+fn the_proposer_is_told_the_tenants_categories_as_they_are_at_each_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::new("t").unwrap();
+    let other = Tenant::new("other").unwrap();
+    let recording = Arc::new(Recording::default());
+    let engine = engine(dir.path()).with_region_proposer(recording.clone());
+    let add = |t: &Tenant, name: &str, category: &str, colour: [u8; 3]| {
+        let img = image::RgbImage::from_pixel(64, 64, image::Rgb(colour));
+        engine
+            .add_concept(
+                t,
+                &NewConcept {
+                    name: name.into(),
+                    category: category.into(),
+                    ..Default::default()
+                },
+                vec![ImageInput::from_bytes(png(&img), engine.limits()).unwrap()],
+            )
+            .unwrap();
+    };
+    add(&tenant, "bo", "dog", [200, 120, 40]);
+    add(&tenant, "rex", " Dog", [180, 100, 30]);
+    add(&tenant, "cup", "mug", [20, 20, 200]);
+    add(&tenant, "blank", "", [20, 200, 20]);
+    add(&other, "kitty", "cat", [90, 90, 90]);
+    let query = png(&image::RgbImage::from_pixel(
+        100,
+        80,
+        image::Rgb([200, 120, 40]),
+    ));
+    let retrieval = engine
+        .retrieve(&tenant, Some(&query), None, &RetrieveOptions::default())
+        .unwrap();
+    // The tenant's categories, distinct and non-empty; never another tenant's.
+    let seen = recording.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].categories, vec!["dog", "mug"]);
+    // The retrieval reports what the proposer proposed.
+    let labels: Vec<_> = retrieval
+        .detections
+        .iter()
+        .map(|r| match &r.source {
+            RegionSource::Detector { label, .. } => label.clone(),
+            s => panic!("{s:?}"),
+        })
+        .collect();
+    assert_eq!(labels, vec!["dog", "mug"]);
+    assert_eq!(retrieval.detections[0].bbox, BoundingBox::whole(100, 80));
+
+    // An edit counts at the next query (nothing cached).
+    engine
+        .edit_concept(
+            &tenant,
+            "cup",
+            ConceptEdit {
+                category: Some("teapot".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    engine
+        .retrieve(&tenant, Some(&query), None, &RetrieveOptions::default())
+        .unwrap();
+    engine.remove_concept(&tenant, "bo").unwrap();
+    engine.remove_concept(&tenant, "rex").unwrap();
+    let mut t = rap_engine::retrieve::Timings::default();
+    engine
+        .score_image(&tenant, &query, &[], &mut t)
+        .unwrap();
+    let seen = recording.0.lock().unwrap().clone();
+    assert_eq!(seen[1].categories, vec!["dog", "teapot"]);
+    assert_eq!(seen[2].categories, vec!["teapot"]);
+    // The other tenant's proposer call sees only its own.
+    engine
+        .score_image(&other, &query, &[], &mut t)
+        .unwrap();
+    assert_eq!(
+        recording.0.lock().unwrap().last().unwrap().categories,
+        vec!["cat"]
+    );
 }

@@ -2,6 +2,7 @@
 
 mod golden_common;
 mod golden_centernet;
+mod detector_owlv2;
 mod golden_efficientnet;
 mod golden_hf;
 mod golden_owlv2;
