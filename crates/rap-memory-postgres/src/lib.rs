@@ -26,8 +26,14 @@
 //!   the planner uses exactly that index. Until the index is recorded, search stays exact.
 
 mod bulk;
+mod external;
+mod import;
+pub mod s3;
 pub mod schema;
 pub mod testing;
+
+pub use external::BlobGcReport;
+pub use s3::{open_blob_store, S3BlobStore, S3Config};
 
 use pgvector::Vector;
 use postgres::error::SqlState;
@@ -39,10 +45,11 @@ use rap_core::{
 };
 use rap_memory::api_keys::key_id;
 use rap_memory::{
-    ApiKeyInfo, ApiKeyStore, ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyHit,
-    KeyLocation, NewApiKey, StoreStats,
+    ApiKeyInfo, ApiKeyStore, BlobStore, ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry,
+    KeyHit, KeyLocation, NewApiKey, StoreStats, TenantDump,
 };
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// How a [`PgStore`] connects and when it builds per-tenant HNSW indexes.
 #[derive(Debug, Clone)]
@@ -85,6 +92,8 @@ const INDEX_BUILD_LOCK: i64 = 0x0072_6170_5f68_6e73;
 pub struct PgStore {
     pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
     options: PgOptions,
+    /// Where image bytes go instead of `blobs.data` (see [`external`]), if anywhere.
+    blobs: Option<Arc<dyn BlobStore>>,
 }
 
 type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
@@ -136,7 +145,11 @@ impl PgStore {
             .connection_timeout(options.connect_timeout)
             .build(manager)
             .map_err(pool_err)?;
-        let store = PgStore { pool, options };
+        let store = PgStore {
+            pool,
+            options,
+            blobs: None,
+        };
         let mut conn = store.conn()?;
         schema::migrate(&mut conn)?;
         drop(conn);
@@ -190,17 +203,6 @@ impl PgStore {
         let out = f(&mut tx)?;
         tx.commit().map_err(db_err)?;
         Ok(out)
-    }
-
-    /// Every tenant that has had a concept (for migration and administration).
-    pub fn tenants(&self) -> Result<Vec<Tenant>> {
-        self.read(|tx| {
-            tx.query("SELECT tenant_id FROM tenants ORDER BY tenant_id", &[])
-                .map_err(db_err)?
-                .iter()
-                .map(|r| Tenant::new(r.get::<_, String>(0)))
-                .collect()
-        })
     }
 
     /// The server's plan for a search of (tenant, encoder) (`EXPLAIN` of the very statement
@@ -497,13 +499,15 @@ fn attach_image(
     position: i32,
 ) -> Result<()> {
     let t = tenant.as_str();
+    // With a blob store the bytes are its object (written before this, see `external`).
+    let data = (!external::external_blobs()).then_some(&image.bytes);
     tx.execute(
         "INSERT INTO blobs (tenant_id, sha256, data, size, format, width, height)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         &[
             &t,
             &image.id.0,
-            &image.bytes,
+            &data,
             &(image.bytes.len() as i64),
             &image.meta.format,
             &(image.meta.width as i32),
@@ -657,7 +661,8 @@ impl ConceptStore for PgStore {
         new: &NewConcept,
         images: Vec<ImageInput>,
     ) -> Result<Concept> {
-        self.write(tenant, |tx| {
+        let refs: Vec<&ImageInput> = images.iter().collect();
+        self.write_with_images(tenant, &refs, |tx| {
             let id = insert_concept(tx, tenant, new, &images)?;
             load_concept(tx, tenant, &id)
         })
@@ -668,7 +673,8 @@ impl ConceptStore for PgStore {
         tenant: &Tenant,
         concepts: Vec<(NewConcept, Vec<ImageInput>)>,
     ) -> Result<Vec<Concept>> {
-        self.write(tenant, |tx| {
+        let refs: Vec<&ImageInput> = concepts.iter().flat_map(|(_, i)| i).collect();
+        self.write_with_images(tenant, &refs, |tx| {
             let ids = match bulk::insert_concepts(tx, tenant, &concepts)? {
                 Some(ids) => ids,
                 // Something to refuse: one by one, so the error is a single add's.
@@ -716,7 +722,9 @@ impl ConceptStore for PgStore {
         edit: ConceptEdit,
     ) -> Result<Concept> {
         let t = tenant.as_str();
-        self.write(tenant, |tx| {
+        let added: Vec<&ImageInput> = edit.add_images.iter().collect();
+        let mut dropped = Vec::new();
+        let concept = self.write_with_images(tenant, &added, |tx| {
             let id = find_concept_id(tx, tenant, name_or_alias)?;
             let before = load_concept(tx, tenant, &id)?;
             if let Some(new_name) = &edit.rename {
@@ -799,6 +807,7 @@ impl ConceptStore for PgStore {
             for image in &removed_blobs {
                 collect_blob(tx, tenant, &image.0)?;
             }
+            dropped.clone_from(&removed_blobs);
             let remaining: i64 = tx
                 .query_one(
                     "SELECT count(*) FROM concept_images WHERE tenant_id = $1 AND concept_id = $2",
@@ -818,11 +827,13 @@ impl ConceptStore for PgStore {
             )
             .map_err(db_err)?;
             load_concept(tx, tenant, &id)
-        })
+        })?;
+        self.drop_unreferenced(tenant, &dropped);
+        Ok(concept)
     }
 
     fn remove_concept(&self, tenant: &Tenant, name_or_alias: &str) -> Result<Concept> {
-        self.write(tenant, |tx| {
+        let removed = self.write(tenant, |tx| {
             let id = find_concept_id(tx, tenant, name_or_alias)?;
             let concept = load_concept(tx, tenant, &id)?;
             tx.execute(
@@ -834,11 +845,14 @@ impl ConceptStore for PgStore {
                 collect_blob(tx, tenant, &image.id.0)?;
             }
             Ok(concept)
-        })
+        })?;
+        let images: Vec<ImageId> = removed.images.iter().map(|i| i.id.clone()).collect();
+        self.drop_unreferenced(tenant, &images);
+        Ok(removed)
     }
 
     fn image_bytes(&self, tenant: &Tenant, image: &ImageId) -> Result<Vec<u8>> {
-        self.read(|tx| {
+        let data: Option<Vec<u8>> = self.read(|tx| {
             tx.query_opt(
                 "SELECT data FROM blobs WHERE tenant_id = $1 AND sha256 = $2",
                 &[&tenant.as_str(), &image.0],
@@ -846,7 +860,8 @@ impl ConceptStore for PgStore {
             .map_err(db_err)?
             .map(|r| r.get(0))
             .ok_or_else(|| Error::not_found("image", image.0.clone()))
-        })
+        })?;
+        self.row_bytes(tenant, image, data)
     }
 
     fn concepts_with_image(&self, tenant: &Tenant, image: &ImageId) -> Result<Vec<ConceptId>> {
@@ -1096,6 +1111,14 @@ impl ConceptStore for PgStore {
             }
             Ok(Some(out))
         })
+    }
+
+    fn tenants(&self) -> Result<Vec<Tenant>> {
+        self.tenants_with_concepts()
+    }
+
+    fn import_tenant(&self, tenant: &Tenant, dump: &TenantDump, replace: bool) -> Result<()> {
+        self.import(tenant, dump, replace)
     }
 
     fn api_key_store(&self) -> Option<&dyn ApiKeyStore> {

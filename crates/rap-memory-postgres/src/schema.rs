@@ -31,7 +31,7 @@ use postgres::Client;
 use rap_core::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// An arbitrary constant naming the advisory lock held while migrating.
 const MIGRATION_LOCK: i64 = 0x0072_6170_5f6d_6967;
@@ -144,6 +144,10 @@ CREATE TABLE api_keys (
     created_at bigint NOT NULL,
     revoked_at bigint
 );
+",
+    // 2: image bytes may live in a blob store (S3): a row without `data` has its bytes there.
+    "
+ALTER TABLE blobs ALTER COLUMN data DROP NOT NULL;
 ",
 ];
 

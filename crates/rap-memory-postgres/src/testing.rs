@@ -5,11 +5,15 @@
 //! a server of your own; otherwise the first test of a binary starts one through
 //! `scripts/test-postgres.sh` (PyPI's pgserver wheel), which stops it when the binary exits.
 //! A server that cannot be had fails the tests: they never pass without PostgreSQL.
+//!
+//! Likewise [`s3_endpoint`] / [`TestBucket`]: an S3 server (moto, through
+//! `scripts/test-s3.sh`) and a fresh bucket per test, for the blob store.
 
-use crate::{PgOptions, PgStore};
+use crate::{PgOptions, PgStore, S3BlobStore, S3Config};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 static SERVER: OnceLock<String> = OnceLock::new();
@@ -95,6 +99,160 @@ impl Drop for TestDb {
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name
             ));
+        }
+    }
+}
+
+// ---- an S3 server (moto) for the blob store ----
+
+static S3_SERVER: OnceLock<String> = OnceLock::new();
+static NEXT_BUCKET: AtomicUsize = AtomicUsize::new(0);
+
+/// The test S3 server's endpoint (`http://127.0.0.1:PORT`), started on first use through
+/// `scripts/test-s3.sh` (PyPI's moto), which stops it when the test binary exits;
+/// `RAP_TEST_S3_ENDPOINT` points the tests at a server of your own. A server that cannot be
+/// had panics: a test that needs S3 never passes without it.
+pub fn s3_endpoint() -> &'static str {
+    S3_SERVER.get_or_init(|| {
+        if let Ok(url) = std::env::var("RAP_TEST_S3_ENDPOINT") {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-s3.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .arg(std::process::id().to_string())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "the S3 server for the tests could not be started by {} (python3 with pip is needed \
+             to install PyPI's moto; or set RAP_TEST_S3_ENDPOINT):\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("the script printed the endpoint")
+            .to_owned()
+    })
+}
+
+/// A new, empty bucket on the test S3 server (left for the server's end: it lives in memory).
+pub struct TestBucket {
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+impl TestBucket {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        let endpoint = s3_endpoint().to_owned();
+        let bucket = format!(
+            "rap-test-{}-{}",
+            std::process::id(),
+            NEXT_BUCKET.fetch_add(1, Ordering::Relaxed)
+        );
+        // The test server takes unsigned requests; creating a bucket is not a store operation.
+        crate::s3::install_tls_provider();
+        let status = reqwest::blocking::Client::new()
+            .put(format!("{endpoint}/{bucket}"))
+            .send()
+            .expect("create a test bucket")
+            .status();
+        assert!(status.is_success(), "creating bucket {bucket}: {status}");
+        TestBucket { endpoint, bucket }
+    }
+
+    /// `s3://BUCKET/PREFIX`.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.bucket)
+    }
+
+    /// The environment a `rap` process needs to reach this bucket (with `RAP_BLOB_STORE`).
+    pub fn env(&self, prefix: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("RAP_BLOB_STORE", self.url(prefix)),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "rap-test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "rap-test-secret".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    pub fn config(&self, prefix: &str) -> S3Config {
+        let env = self.env(prefix);
+        S3Config::parse(&self.url(prefix))
+            .expect("a valid bucket URL")
+            .with_env(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+    }
+
+    pub fn blob_store(&self, prefix: &str) -> Arc<S3BlobStore> {
+        Arc::new(S3BlobStore::connect(self.config(prefix)).expect("connect to the test bucket"))
+    }
+}
+
+/// An S3 server of its own (not shared with other tests), for a test that stops it.
+pub struct OwnS3Server {
+    pub endpoint: String,
+    dir: String,
+}
+
+impl OwnS3Server {
+    /// Starts one (through `scripts/test-s3.sh`, like [`s3_endpoint`]); it stops when this is
+    /// dropped or stopped, or when the test binary exits.
+    pub fn start() -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-s3.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .arg(std::process::id().to_string())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "an S3 server could not be started by {}:\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines = stdout.lines();
+        let endpoint = lines.next().expect("the endpoint").to_owned();
+        let dir = lines.next().expect("the server's folder").to_owned();
+        OwnS3Server { endpoint, dir }
+    }
+
+    /// A bucket on this server.
+    pub fn bucket(&self, name: &str) -> TestBucket {
+        crate::s3::install_tls_provider();
+        let status = reqwest::blocking::Client::new()
+            .put(format!("{}/{name}", self.endpoint))
+            .send()
+            .expect("create a test bucket")
+            .status();
+        assert!(status.is_success(), "creating bucket {name}: {status}");
+        TestBucket {
+            endpoint: self.endpoint.clone(),
+            bucket: name.to_owned(),
+        }
+    }
+
+    /// Stops the server now (its port then refuses connections).
+    pub fn stop(&self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-s3.sh");
+        let _ = Command::new("bash")
+            .arg(&script)
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+impl Drop for OwnS3Server {
+    fn drop(&mut self) {
+        if Path::new(&self.dir).exists() {
+            self.stop();
         }
     }
 }

@@ -954,6 +954,96 @@ fn batches_write_what_single_adds_write(store: &dyn ConceptStore) {
     assert_eq!(index.len(), 3);
 }
 
+fn tenants_are_those_holding_concepts(store: &dyn ConceptStore) {
+    assert!(store.tenants().unwrap().is_empty());
+    store
+        .add_concept(&t("zed"), &concept("bo"), vec![input(1)])
+        .unwrap();
+    store
+        .add_concept(&t("amy"), &concept("bo"), vec![input(1)])
+        .unwrap();
+    store
+        .add_concept(&t("amy"), &concept("dug"), vec![input(2)])
+        .unwrap();
+    assert_eq!(store.tenants().unwrap(), vec![t("amy"), t("zed")]);
+    store.remove_concept(&t("zed"), "bo").unwrap();
+    assert_eq!(store.tenants().unwrap(), vec![t("amy")]);
+}
+
+fn import_keeps_ids_and_times_and_refuses_a_held_tenant(store: &dyn ConceptStore) {
+    let a = t("a");
+    let shared = input(5);
+    let mut bo = concept("bo");
+    bo.aliases = vec!["Bobo".into()];
+    store
+        .add_concept(&a, &bo, vec![shared.clone(), input(1)])
+        .unwrap();
+    store
+        .add_concept(&a, &concept("dug"), vec![shared.clone()])
+        .unwrap();
+    put(store, &a, &shared.id, axis(0));
+    put(store, &a, &input(1).id, axis(1));
+    let original = store.concepts(&a).unwrap();
+    let summary = rap_memory::migrate::summarize(store, &a).unwrap();
+    let dump = rap_memory::migrate::export_tenant(store, &a).unwrap();
+    assert_eq!(dump.images.len(), 2, "a shared image is dumped once");
+
+    // Into a tenant that holds anything: refused, nothing changes.
+    let err = store.import_tenant(&a, &dump, false).unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict(_)) && err.to_string().contains("already holds"),
+        "{err}"
+    );
+    assert_eq!(store.concepts(&a).unwrap(), original);
+
+    // Emptied, then imported: the same concepts (ids, times, aliases, images), bytes and keys.
+    store.remove_concept(&a, "bo").unwrap();
+    store.remove_concept(&a, "dug").unwrap();
+    assert_eq!(store.stats(&a).unwrap(), StoreStats::default());
+    store.import_tenant(&a, &dump, false).unwrap();
+    assert_eq!(store.concepts(&a).unwrap(), original);
+    assert_eq!(store.concept(&a, "bobo").unwrap().name, "bo");
+    assert_eq!(store.image_bytes(&a, &shared.id).unwrap(), shared.bytes);
+    assert_eq!(rap_memory::migrate::summarize(store, &a).unwrap(), summary);
+    assert_eq!(
+        Searcher::new(&a).images(store, &axis(1), 1),
+        vec![input(1).id]
+    );
+
+    // Replacing: the old memory goes, images and keys included, in one step.
+    store
+        .add_concept(&t("c"), &concept("rex"), vec![input(9)])
+        .unwrap();
+    let mut other = rap_memory::migrate::export_tenant(store, &t("c")).unwrap();
+    other.concepts[0].id = rap_core::ConceptId("imported-rex".into());
+    store.import_tenant(&a, &other, true).unwrap();
+    assert_eq!(names(store, &a), vec!["rex"]);
+    assert_eq!(store.concept(&a, "rex").unwrap().id.0, "imported-rex");
+    assert!(matches!(
+        store.image_bytes(&a, &shared.id),
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(
+        store.stats(&a).unwrap(),
+        StoreStats {
+            concepts: 1,
+            images: 1,
+            embeddings: 0
+        }
+    );
+    assert!(Searcher::new(&a).images(store, &axis(1), 1).is_empty());
+    assert_eq!(
+        names(store, &t("c")),
+        vec!["rex"],
+        "the other tenant is untouched"
+    );
+    // A dump whose concept uses an image it lacks is refused whole.
+    let mut broken = dump.clone();
+    broken.images.pop();
+    assert!(store.import_tenant(&t("d"), &broken, false).is_err());
+    assert_eq!(store.stats(&t("d")).unwrap(), StoreStats::default());
+}
+
 // ---- the suite, once per backend ----
 
 macro_rules! conformance {
@@ -973,6 +1063,8 @@ macro_rules! conformance {
                 api_keys_are_hashed_scoped_and_revocable,
                 a_ten_concept_tenant_among_many_gets_exactly_its_own_top_k,
                 batches_write_what_single_adds_write,
+                tenants_are_those_holding_concepts,
+                import_keeps_ids_and_times_and_refuses_a_held_tenant,
             );
         }
     };
@@ -999,8 +1091,20 @@ fn postgres() -> (common::TestDb, rap_memory_postgres::PgStore) {
     (db, store)
 }
 
+/// PostgreSQL with the image bytes in an S3 bucket (a real S3 server, see `common`).
+fn postgres_s3() -> (
+    (common::TestDb, common::TestBucket),
+    rap_memory_postgres::PgStore,
+) {
+    let db = common::TestDb::new();
+    let bucket = common::TestBucket::new();
+    let store = db.store().with_blob_store(bucket.blob_store("conformance"));
+    ((db, bucket), store)
+}
+
 conformance!(embedded_sqlite, sqlite());
 conformance!(postgres_pgvector, postgres());
+conformance!(postgres_pgvector_s3, postgres_s3());
 
 /// The same with a low HNSW threshold, so that the large neighbour is searched through its own
 /// HNSW index while the 10-concept tenant is scanned exactly.

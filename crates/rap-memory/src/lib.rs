@@ -6,21 +6,27 @@
 //! - [`key_index`]: [`KeyIndex`], which keeps one up to date with the store incrementally
 //!   (and keeps a large one saved beside the store, so a new process need not rebuild it).
 //! - [`api_keys`]: server API keys ([`ApiKeyStore`]; only their hashes are stored).
+//! - [`blobs`]: [`BlobStore`], the seam for image bytes kept outside the database (S3).
+//! - [`migrate`]: copying every tenant from one backend to another, verified by checksums.
 //! - [`reference`]: import and export of the reference implementation's `database.json`.
 //!
 //! The store is the source of truth; an index can always be rebuilt from it.
 
 pub mod api_keys;
+pub mod blobs;
 pub mod index;
 pub mod key_index;
+pub mod migrate;
 pub mod reference;
 mod sqlite;
 pub mod store;
 
 pub use api_keys::{ApiKeyInfo, ApiKeyStore, NewApiKey};
+pub use blobs::BlobStore;
 pub use index::{ExactIndex, HnswIndex, VectorIndex};
 pub use key_index::{IndexOrigin, KeyIndex, HNSW_THRESHOLD};
 pub use sqlite::SqliteStore;
 pub use store::{
     ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyHit, KeyLocation, StoreStats,
+    TenantDump,
 };

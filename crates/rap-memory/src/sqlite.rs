@@ -29,14 +29,14 @@
 
 use crate::api_keys::{ApiKeyInfo, ApiKeyStore, NewApiKey};
 use crate::store::{
-    ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyLocation, StoreStats,
+    ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyLocation, StoreStats, TenantDump,
 };
 use rap_core::{
     normalize_name_key, Concept, ConceptId, ConceptImage, Embedding, Error, ImageId, NewConcept,
     Region, Result, Tenant,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -401,23 +401,60 @@ fn insert_concept(
     }
     let id = ConceptId(uuid::Uuid::now_v7().to_string());
     let now = now_ms();
+    let images: Vec<&ImageInput> = images.iter().collect();
+    insert_concept_as(tx, tenant, &id, new, (now, now), &images)?;
+    Ok(id)
+}
+
+/// Inserts a concept with a given id and (created, updated) times.
+fn insert_concept_as(
+    tx: &Transaction,
+    tenant: &Tenant,
+    id: &ConceptId,
+    new: &NewConcept,
+    (created_at, updated_at): (i64, i64),
+    images: &[&ImageInput],
+) -> Result<()> {
     let name = rap_core::strip_brackets(new.name.trim());
     tx.execute(
-        "INSERT INTO concepts (id, tenant, name, category, info, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![id.0, tenant.as_str(), name, new.category.trim(), new.info, now],
+        "INSERT INTO concepts (id, tenant, name, category, info, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![id.0, tenant.as_str(), name, new.category.trim(), new.info, created_at, updated_at],
     )
-    .map_err(db_err)?;
-    claim_name(tx, tenant, &id, &new.name, false)?;
+    .map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Error::Conflict(format!("concept id {} is already in use", id.0))
+        }
+        e => db_err(e),
+    })?;
+    claim_name(tx, tenant, id, &new.name, false)?;
     for alias in &new.aliases {
-        claim_name(tx, tenant, &id, alias, true)?;
+        claim_name(tx, tenant, id, alias, true)?;
     }
     let mut seen = HashSet::new();
     for (pos, image) in images.iter().enumerate() {
         if seen.insert(&image.id) {
-            attach_image(tx, tenant, &id, image, pos as i64)?;
+            attach_image(tx, tenant, id, image, pos as i64)?;
         }
     }
-    Ok(id)
+    Ok(())
+}
+
+/// Deletes everything a tenant holds (its keys' removals logged), inside `tx`.
+fn clear_tenant(tx: &Transaction, tenant: &Tenant) -> Result<()> {
+    let t = tenant.as_str();
+    tx.execute("DELETE FROM concepts WHERE tenant = ?1", params![t])
+        .map_err(db_err)?;
+    tx.execute(
+        "INSERT INTO key_log (tenant, encoder, key, op)
+         SELECT tenant, encoder, key, '-' FROM embeddings WHERE tenant = ?1 ORDER BY key",
+        params![t],
+    )
+    .map_err(db_err)?;
+    tx.execute("DELETE FROM embeddings WHERE tenant = ?1", params![t])
+        .map_err(db_err)?;
+    tx.execute("DELETE FROM blobs WHERE tenant = ?1", params![t])
+        .map_err(db_err)?;
+    Ok(())
 }
 
 /// Resolves an image id or unique prefix among a concept's images.
@@ -470,6 +507,60 @@ fn to_key_entry((key, sha, region, vector): (u64, String, String, Vec<u8>)) -> R
         region: parse_region(key, &region)?,
         embedding: Embedding::from_le_bytes(&vector)?,
     })
+}
+
+/// Stores keys of `encoder` (replacing any for the same image and region), inside `tx`;
+/// keys of images not (or no longer) stored are skipped.
+fn insert_keys(
+    tx: &Transaction,
+    tenant: &Tenant,
+    encoder: &str,
+    keys: &[(ImageId, Region, Embedding)],
+) -> Result<()> {
+    for (image, region, embedding) in keys {
+        let exists: bool = tx
+            .query_row(
+                "SELECT 1 FROM blobs WHERE tenant = ?1 AND sha256 = ?2",
+                params![tenant.as_str(), image.0],
+                |_| Ok(true),
+            )
+            .optional()
+            .map_err(db_err)?
+            .unwrap_or(false);
+        if !exists {
+            continue; // deleted while it was being embedded
+        }
+        let region = region_to_text(region)?;
+        let old: Option<i64> = tx
+            .query_row(
+                "SELECT key FROM embeddings WHERE tenant = ?1 AND sha256 = ?2 AND region = ?3 AND encoder = ?4",
+                params![tenant.as_str(), image.0, region, encoder],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        if let Some(old) = old {
+            tx.execute("DELETE FROM embeddings WHERE key = ?1", params![old])
+                .map_err(db_err)?;
+            tx.execute(
+                "INSERT INTO key_log (tenant, encoder, key, op) VALUES (?1, ?2, ?3, '-')",
+                params![tenant.as_str(), encoder, old],
+            )
+            .map_err(db_err)?;
+        }
+        tx.execute(
+            "INSERT INTO embeddings (tenant, sha256, region, encoder, vector) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![tenant.as_str(), image.0, region, encoder, embedding.to_le_bytes()],
+        )
+        .map_err(db_err)?;
+        let key = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO key_log (tenant, encoder, key, op) VALUES (?1, ?2, ?3, '+')",
+            params![tenant.as_str(), encoder, key],
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
 }
 
 impl ConceptStore for SqliteStore {
@@ -707,52 +798,7 @@ impl ConceptStore for SqliteStore {
         encoder: &str,
         keys: &[(ImageId, Region, Embedding)],
     ) -> Result<()> {
-        self.write(|tx| {
-            for (image, region, embedding) in keys {
-                let exists: bool = tx
-                    .query_row(
-                        "SELECT 1 FROM blobs WHERE tenant = ?1 AND sha256 = ?2",
-                        params![tenant.as_str(), image.0],
-                        |_| Ok(true),
-                    )
-                    .optional()
-                    .map_err(db_err)?
-                    .unwrap_or(false);
-                if !exists {
-                    continue; // deleted while it was being embedded
-                }
-                let region = region_to_text(region)?;
-                let old: Option<i64> = tx
-                    .query_row(
-                        "SELECT key FROM embeddings WHERE tenant = ?1 AND sha256 = ?2 AND region = ?3 AND encoder = ?4",
-                        params![tenant.as_str(), image.0, region, encoder],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(db_err)?;
-                if let Some(old) = old {
-                    tx.execute("DELETE FROM embeddings WHERE key = ?1", params![old])
-                        .map_err(db_err)?;
-                    tx.execute(
-                        "INSERT INTO key_log (tenant, encoder, key, op) VALUES (?1, ?2, ?3, '-')",
-                        params![tenant.as_str(), encoder, old],
-                    )
-                    .map_err(db_err)?;
-                }
-                tx.execute(
-                    "INSERT INTO embeddings (tenant, sha256, region, encoder, vector) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![tenant.as_str(), image.0, region, encoder, embedding.to_le_bytes()],
-                )
-                .map_err(db_err)?;
-                let key = tx.last_insert_rowid();
-                tx.execute(
-                    "INSERT INTO key_log (tenant, encoder, key, op) VALUES (?1, ?2, ?3, '+')",
-                    params![tenant.as_str(), encoder, key],
-                )
-                .map_err(db_err)?;
-            }
-            Ok(())
-        })
+        self.write(|tx| insert_keys(tx, tenant, encoder, keys))
     }
 
     fn keys(&self, tenant: &Tenant, encoder: &str) -> Result<Vec<KeyEntry>> {
@@ -770,7 +816,6 @@ impl ConceptStore for SqliteStore {
             rows.into_iter().map(to_key_entry).collect()
         })
     }
-
     fn key_locations(&self, tenant: &Tenant, encoder: &str) -> Result<Vec<KeyLocation>> {
         self.read(|tx| {
             let mut stmt = tx
@@ -900,6 +945,59 @@ impl ConceptStore for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(db_err)?;
             Ok(rows)
+        })
+    }
+
+    fn tenants(&self) -> Result<Vec<Tenant>> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT DISTINCT tenant FROM concepts ORDER BY tenant")
+                .map_err(db_err)?;
+            let names = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err)?;
+            names.into_iter().map(Tenant::new).collect()
+        })
+    }
+
+    fn import_tenant(&self, tenant: &Tenant, dump: &TenantDump, replace: bool) -> Result<()> {
+        let images: HashMap<&ImageId, &ImageInput> =
+            dump.images.iter().map(|i| (&i.id, i)).collect();
+        self.write(|tx| {
+            if replace {
+                clear_tenant(tx, tenant)?;
+            } else {
+                let held: i64 = tx
+                    .query_row(
+                        "SELECT (SELECT count(*) FROM concepts WHERE tenant = ?1)
+                              + (SELECT count(*) FROM blobs WHERE tenant = ?1)",
+                        params![tenant.as_str()],
+                        |r| r.get(0),
+                    )
+                    .map_err(db_err)?;
+                if held > 0 {
+                    return Err(Error::Conflict(format!(
+                        "tenant {tenant} already holds a memory here"
+                    )));
+                }
+            }
+            for concept in &dump.concepts {
+                let (new, refs) = crate::migrate::concept_parts(concept, &images)?;
+                insert_concept_as(
+                    tx,
+                    tenant,
+                    &concept.id,
+                    &new,
+                    (concept.created_at, concept.updated_at),
+                    &refs,
+                )?;
+            }
+            for (encoder, keys) in &dump.keys {
+                insert_keys(tx, tenant, encoder, keys)?;
+            }
+            Ok(())
         })
     }
 

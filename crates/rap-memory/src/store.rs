@@ -85,6 +85,18 @@ pub struct StoreStats {
     pub embeddings: u64,
 }
 
+/// A whole tenant's memory as migration moves it between backends
+/// ([`ConceptStore::import_tenant`]; read by [`crate::migrate::export_tenant`]).
+#[derive(Debug, Clone, Default)]
+pub struct TenantDump {
+    /// Every concept with its id, name, aliases, fields, times and images (in order).
+    pub concepts: Vec<Concept>,
+    /// The bytes of every image the concepts use, once each.
+    pub images: Vec<ImageInput>,
+    /// Every key, by encoder (sorted by name): the image, region and embedding of each.
+    pub keys: Vec<(String, Vec<(ImageId, Region, Embedding)>)>,
+}
+
 /// The concept memory's storage. Every method is one transaction: it happens completely or
 /// not at all. Every method is scoped to one tenant; nothing crosses tenants.
 pub trait ConceptStore: Send + Sync {
@@ -178,6 +190,15 @@ pub trait ConceptStore: Send + Sync {
     ) -> Result<Option<Vec<Vec<KeyHit>>>> {
         Ok(None)
     }
+
+    /// Every tenant that holds at least one concept, by name.
+    fn tenants(&self) -> Result<Vec<Tenant>>;
+
+    /// Writes a whole tenant's memory in one transaction (migration): concepts keep their
+    /// ids, names, aliases, fields and times; images their bytes; keys get new ids. A tenant
+    /// that already holds anything is refused ([`Error::Conflict`]) unless `replace`, which
+    /// first deletes everything it holds, in the same transaction.
+    fn import_tenant(&self, tenant: &Tenant, dump: &TenantDump, replace: bool) -> Result<()>;
 
     /// Where this backend keeps server API keys, if it keeps them at all.
     fn api_key_store(&self) -> Option<&dyn crate::ApiKeyStore> {

@@ -1,0 +1,163 @@
+//! [`ConceptStore::import_tenant`](rap_memory::ConceptStore::import_tenant) and
+//! [`ConceptStore::tenants`](rap_memory::ConceptStore::tenants) for [`PgStore`]: a whole
+//! tenant written in one transaction (migration), concepts keeping their ids and times.
+
+use crate::{attach_image, claim_name, db_err, region_to_text, PgStore};
+use pgvector::Vector;
+use postgres::Transaction;
+use rap_core::{ConceptId, Error, ImageId, NewConcept, Result, Tenant};
+use rap_memory::{ImageInput, TenantDump};
+use std::collections::{HashMap, HashSet};
+
+impl PgStore {
+    pub(crate) fn tenants_with_concepts(&self) -> Result<Vec<Tenant>> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT tenant_id FROM concepts GROUP BY tenant_id ORDER BY tenant_id COLLATE \"C\"",
+                &[],
+            )
+            .map_err(db_err)?
+            .iter()
+            .map(|r| Tenant::new(r.get::<_, String>(0)))
+            .collect()
+        })
+    }
+
+    pub(crate) fn import(&self, tenant: &Tenant, dump: &TenantDump, replace: bool) -> Result<()> {
+        let by_id: HashMap<&ImageId, &ImageInput> =
+            dump.images.iter().map(|i| (&i.id, i)).collect();
+        let images: Vec<&ImageInput> = dump.images.iter().collect();
+        let mut cleared = Vec::new();
+        self.write_with_images(tenant, &images, |tx| {
+            if replace {
+                cleared = clear_tenant(tx, tenant)?;
+            } else {
+                let held: i64 = tx
+                    .query_one(
+                        "SELECT (SELECT count(*) FROM concepts WHERE tenant_id = $1)
+                              + (SELECT count(*) FROM blobs WHERE tenant_id = $1)",
+                        &[&tenant.as_str()],
+                    )
+                    .map_err(db_err)?
+                    .get(0);
+                if held > 0 {
+                    return Err(Error::Conflict(format!(
+                        "tenant {tenant} already holds a memory here"
+                    )));
+                }
+            }
+            for concept in &dump.concepts {
+                let (new, refs) = rap_memory::migrate::concept_parts(concept, &by_id)?;
+                insert_concept_as(
+                    tx,
+                    tenant,
+                    &concept.id,
+                    &new,
+                    (concept.created_at, concept.updated_at),
+                    &refs,
+                )?;
+            }
+            for (encoder, keys) in &dump.keys {
+                let t = tenant.as_str();
+                let statement = tx
+                    .prepare(
+                        "WITH k AS (
+                             INSERT INTO embeddings (tenant_id, encoder, sha256, region, dim, vector)
+                             VALUES ($1, $2, $3, $4, $5, $6) RETURNING key)
+                         INSERT INTO key_log (tenant_id, encoder, key, op)
+                         SELECT $1, $2, key, '+' FROM k",
+                    )
+                    .map_err(db_err)?;
+                for (image, region, embedding) in keys {
+                    if !by_id.contains_key(image) {
+                        return Err(Error::invalid(format!(
+                            "a key of encoder {encoder} is of image {}, which no concept uses",
+                            image.0
+                        )));
+                    }
+                    let region = region_to_text(region)?;
+                    let vector = Vector::from(embedding.as_slice().to_vec());
+                    tx.execute(
+                        &statement,
+                        &[&t, encoder, &image.0, &region, &(embedding.dim() as i32), &vector],
+                    )
+                    .map_err(db_err)?;
+                }
+            }
+            Ok(())
+        })?;
+        // Objects of images the replaced memory had and the new one has not.
+        self.drop_unreferenced(tenant, &cleared);
+        for (encoder, _) in &dump.keys {
+            self.ensure_tenant_index(tenant, encoder);
+        }
+        Ok(())
+    }
+}
+
+/// Inserts a concept with a given id and (created, updated) times.
+fn insert_concept_as(
+    tx: &mut Transaction,
+    tenant: &Tenant,
+    id: &ConceptId,
+    new: &NewConcept,
+    (created_at, updated_at): (i64, i64),
+    images: &[&ImageInput],
+) -> Result<()> {
+    let t = tenant.as_str();
+    tx.execute(
+        "INSERT INTO tenants (tenant_id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[&t, &created_at],
+    )
+    .map_err(db_err)?;
+    let name = rap_core::strip_brackets(new.name.trim());
+    tx.execute(
+        "INSERT INTO concepts (tenant_id, id, name, category, info, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &t,
+            &id.0,
+            &name,
+            &new.category.trim(),
+            &new.info,
+            &created_at,
+            &updated_at,
+        ],
+    )
+    .map_err(db_err)?;
+    claim_name(tx, tenant, id, &new.name, false)?;
+    for alias in &new.aliases {
+        claim_name(tx, tenant, id, alias, true)?;
+    }
+    let mut seen = HashSet::new();
+    for (pos, image) in images.iter().enumerate() {
+        if seen.insert(&image.id) {
+            attach_image(tx, tenant, id, image, pos as i32)?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes everything a tenant holds (its keys' removals logged); returns the images whose
+/// rows it deleted.
+fn clear_tenant(tx: &mut Transaction, tenant: &Tenant) -> Result<Vec<ImageId>> {
+    let t = tenant.as_str();
+    tx.execute("DELETE FROM concepts WHERE tenant_id = $1", &[&t])
+        .map_err(db_err)?;
+    tx.execute(
+        "WITH gone AS (DELETE FROM embeddings WHERE tenant_id = $1 RETURNING encoder, key)
+         INSERT INTO key_log (tenant_id, encoder, key, op)
+         SELECT $1, encoder, key, '-' FROM gone ORDER BY key",
+        &[&t],
+    )
+    .map_err(db_err)?;
+    Ok(tx
+        .query(
+            "DELETE FROM blobs WHERE tenant_id = $1 RETURNING sha256",
+            &[&t],
+        )
+        .map_err(db_err)?
+        .iter()
+        .map(|r| ImageId(r.get(0)))
+        .collect())
+}
