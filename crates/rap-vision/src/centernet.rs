@@ -152,9 +152,15 @@ pub struct CenterNet {
 }
 
 impl CenterNet {
-    /// Loads `centernet.json` (and the shards it names) from `dir`.
+    /// Loads `centernet.json` (and the shards it names) from `dir`, onto the device
+    /// `RAP_DEVICE` names (the CPU by default).
     pub fn load(dir: &Path) -> Result<Self> {
-        let graph = GraphModel::load(&dir.join("centernet.json"))?;
+        Self::load_on(dir, &crate::device::default_device()?)
+    }
+
+    /// [`Self::load`] onto `device`.
+    pub fn load_on(dir: &Path, device: &Device) -> Result<Self> {
+        let graph = GraphModel::load_on(&dir.join("centernet.json"), device)?;
         let missing = graph.unsupported_ops();
         if !missing.is_empty() {
             return Err(Error::Model(format!(
@@ -180,7 +186,8 @@ impl CenterNet {
         Self::load(&models_dir.join(entry.name))
     }
 
-    /// The model's input for `image`: 1x512x512x3 float32 RGB 0-255, bilinear-resized.
+    /// The model's input for `image`: 1x512x512x3 float32 RGB 0-255, bilinear-resized, on the
+    /// CPU (the graph moves it to its device).
     pub fn input(image: &image::RgbImage) -> Result<Tensor> {
         let (w, h) = image.dimensions();
         if w == 0 || h == 0 {
@@ -229,14 +236,9 @@ impl CenterNet {
     }
 }
 
-/// The detector as a retrieval region proposer: its boxes (default settings), labelled. Its 80
-/// COCO classes are fixed, so the concept categories in the hints are not used.
+/// The detector as a retrieval region proposer: its boxes (default settings), labelled.
 impl rap_core::RegionProposer for CenterNet {
-    fn propose(
-        &self,
-        image: &image::RgbImage,
-        _hints: &rap_core::ProposalHints,
-    ) -> Result<Vec<rap_core::Region>> {
+    fn propose(&self, image: &image::RgbImage) -> Result<Vec<rap_core::Region>> {
         Ok(self
             .detect(image, &DetectOptions::default())?
             .into_iter()

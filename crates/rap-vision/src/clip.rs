@@ -172,6 +172,7 @@ pub struct Clip {
     text: Option<Text>,
     dim: usize,
     image_size: usize,
+    device: candle_core::Device,
 }
 
 impl Clip {
@@ -296,6 +297,7 @@ impl Clip {
             text,
             dim,
             image_size: vcfg.image_size,
+            device: vb.device().clone(),
         })
     }
 }
@@ -329,7 +331,7 @@ impl HfModel for Clip {
                 ids.iter().position(|&i| i == t.eos_token_id).unwrap_or(0)
             };
             let err = |e: candle_core::Error| Error::Model(format!("clip text tower: {e}"));
-            let input = Tensor::new(ids.as_slice(), &candle_core::Device::Cpu)
+            let input = Tensor::new(ids.as_slice(), &self.device)
                 .and_then(|x| x.unsqueeze(0))
                 .map_err(err)?;
             let hidden = t.model.forward_with_mask(&input, usize::MAX).map_err(err)?;
@@ -348,5 +350,9 @@ impl HfModel for Clip {
 
     fn input_size(&self) -> Option<(u32, u32)> {
         Some((self.image_size as u32, self.image_size as u32))
+    }
+
+    fn device(&self) -> &candle_core::Device {
+        &self.device
     }
 }

@@ -216,6 +216,7 @@ pub struct Dinov2 {
     layers: Vec<Layer>,
     layernorm: LayerNorm,
     hidden: usize,
+    device: Device,
 }
 
 impl Dinov2 {
@@ -276,11 +277,13 @@ impl Dinov2 {
             layers,
             layernorm,
             hidden: h,
+            device: vb.device().clone(),
         })
     }
 
     /// The position embeddings for an `rows` x `cols` patch grid (transformers'
-    /// `interpolate_pos_encoding`: unchanged for the stored square grid, else bicubic).
+    /// `interpolate_pos_encoding`: unchanged for the stored square grid, else bicubic, on the
+    /// CPU, moved back to the model's device).
     fn positions(&self, rows: usize, cols: usize) -> candle_core::Result<Tensor> {
         if rows == self.grid && cols == self.grid {
             return Ok(self.position_embeddings.clone());
@@ -292,7 +295,8 @@ impl Dinov2 {
             .flatten_all()?
             .to_vec1()?;
         let resized = bicubic_resize_grid(&patch, self.grid, self.hidden, rows, cols);
-        let resized = Tensor::from_vec(resized, (1, rows * cols, self.hidden), &Device::Cpu)?;
+        let resized = Tensor::from_vec(resized, (1, rows * cols, self.hidden), &Device::Cpu)?
+            .to_device(&self.device)?;
         Tensor::cat(&[&cls, &resized], 1)
     }
 }
@@ -391,6 +395,10 @@ impl HfModel for Dinov2 {
     fn input_size(&self) -> Option<(u32, u32)> {
         // Any multiple of the patch size: the position embeddings are resized to fit.
         None
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
     }
 }
 

@@ -298,10 +298,19 @@ pub fn pool(features: &Tensor, pooling: Pooling) -> Result<Tensor> {
     }
 }
 
-/// Builds the model from a map of checkpoint tensors (as [`crate::torch_legacy`] returns).
+/// Builds the model from a map of checkpoint tensors (as [`crate::torch_legacy`] returns) on
+/// the CPU.
 pub fn from_tensors(
     tensors: std::collections::HashMap<String, Tensor>,
 ) -> Result<EfficientNetLite0> {
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    from_tensors_on(tensors, &Device::Cpu)
+}
+
+/// [`from_tensors`] with the weights moved to `device`.
+pub fn from_tensors_on(
+    tensors: std::collections::HashMap<String, Tensor>,
+    device: &Device,
+) -> Result<EfficientNetLite0> {
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
     EfficientNetLite0::new(vb)
 }

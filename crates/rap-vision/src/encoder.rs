@@ -35,16 +35,23 @@ pub struct EfficientNetLite0Encoder {
     info: EncoderInfo,
     pooling: Pooling,
     preprocess: Preprocess,
+    device: Device,
 }
 
 impl EfficientNetLite0Encoder {
     /// The embedding space id with average pooling.
     pub const ID: &'static str = "efficientnet-lite0@1";
 
-    /// Loads the weights from a legacy torch checkpoint (`efficientnet-lite0-57934424.pth`).
+    /// Loads the weights from a legacy torch checkpoint (`efficientnet-lite0-57934424.pth`)
+    /// onto the device `RAP_DEVICE` names ([`crate::device`]; the CPU by default).
     pub fn load(weights: &Path) -> Result<Self> {
+        Self::load_on(weights, &crate::device::default_device()?)
+    }
+
+    /// [`Self::load`] onto `device`.
+    pub fn load_on(weights: &Path, device: &Device) -> Result<Self> {
         let tensors = read_legacy_pth(weights)?;
-        let model = efficientnet_lite::from_tensors(tensors).map_err(|e| {
+        let model = efficientnet_lite::from_tensors_on(tensors, device).map_err(|e| {
             Error::Model(format!(
                 "{}: not EfficientNet-Lite0 weights: {e}",
                 weights.display()
@@ -58,6 +65,7 @@ impl EfficientNetLite0Encoder {
             },
             pooling: Pooling::Average,
             preprocess: EFFICIENTNET_LITE0_PREPROCESS,
+            device: device.clone(),
         })
     }
 
@@ -80,7 +88,12 @@ impl EfficientNetLite0Encoder {
         &self.preprocess
     }
 
-    /// The network input for a batch: (N, 3, 224, 224).
+    /// The device the network runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The network input for a batch: (N, 3, 224, 224), on the CPU (preprocessing runs there).
     pub fn input_tensor(&self, images: &[RgbImage]) -> Result<Tensor> {
         let size = self.preprocess.size as usize;
         let mut data = Vec::with_capacity(images.len() * 3 * size * size);
@@ -91,11 +104,15 @@ impl EfficientNetLite0Encoder {
             .map_err(|e| model_err("input", e))
     }
 
-    /// Pooled, not normalised features (N, 1280) of a prepared input, with `pooling`.
+    /// Pooled, not normalised features (N, 1280) of a prepared input (on any device: moved to
+    /// the network's once), with `pooling`; on the network's device.
     pub fn pooled_features(&self, input: &Tensor, pooling: Pooling) -> Result<Tensor> {
+        let input = input
+            .to_device(&self.device)
+            .map_err(|e| model_err("input", e))?;
         let fmap = self
             .model
-            .forward_features(input)
+            .forward_features(&input)
             .map_err(|e| model_err("forward", e))?;
         pool(&fmap, pooling).map_err(|e| model_err("pooling", e))
     }

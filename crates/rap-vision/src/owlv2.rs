@@ -294,7 +294,7 @@ impl Owlv2Preprocess {
         Ok((out, (ow as u32, oh as u32)))
     }
 
-    /// One image as a (1, 3, H, W) tensor.
+    /// One image as a (1, 3, H, W) tensor, on the CPU (the model moves it to its device).
     pub fn tensor(&self, img: &RgbImage) -> Result<Tensor> {
         let (data, (w, h)) = self.tensor_data(img)?;
         Tensor::from_vec(data, (1, 3, h as usize, w as usize), &Device::Cpu)
@@ -511,6 +511,7 @@ pub struct Owlv2 {
     box_bias: Tensor,
     image_size: usize,
     grid: usize,
+    device: Device,
 }
 
 impl std::fmt::Debug for Owlv2 {
@@ -573,13 +574,20 @@ fn box_bias(grid: usize) -> Vec<f32> {
 
 impl Owlv2 {
     /// Loads an OWLv2 folder (config.json, preprocessor_config.json, model.safetensors,
-    /// tokenizer.json).
+    /// tokenizer.json) onto the device `RAP_DEVICE` names (the CPU by default).
     pub fn load(dir: &Path) -> Result<Self> {
         Self::load_folder(&HfFolder::open(dir)?)
     }
 
-    /// [`Owlv2::load`] on an opened folder.
+    /// [`Owlv2::load`] onto `device`.
+    pub fn load_on(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_folder(&HfFolder::open(dir)?.with_device(device.clone()))
+    }
+
+    /// [`Owlv2::load`] on an opened folder (onto its [`HfFolder::device`]).
     pub fn load_folder(folder: &HfFolder) -> Result<Self> {
+        // The device is resolved once, so every part of the model lands on the same one.
+        let folder = &folder.clone().with_device(folder.device()?);
         let cfg: Config = folder.json(CONFIG)?;
         if cfg.model_type != "owlv2" {
             return Err(config_err(
@@ -723,7 +731,7 @@ impl Owlv2 {
             candle_nn::linear(v.hidden_size, 1, ch.pp("logit_scale")).map_err(werr)?;
         let box_head = Mlp::new(vb.pp("box_head"), v.hidden_size, 4).map_err(werr)?;
         let objectness_head = Mlp::new(vb.pp("objectness_head"), v.hidden_size, 1).map_err(werr)?;
-        let box_bias = Tensor::from_vec(box_bias(grid), (grid * grid, 4), &Device::Cpu)
+        let box_bias = Tensor::from_vec(box_bias(grid), (grid * grid, 4), vb.device())
             .map_err(|e| Error::Model(format!("box bias: {e}")))?;
         Ok(Owlv2 {
             preprocess,
@@ -746,11 +754,17 @@ impl Owlv2 {
             box_bias,
             image_size: v.image_size,
             grid,
+            device: vb.device().clone(),
         })
     }
 
     pub fn preprocess(&self) -> &Owlv2Preprocess {
         &self.preprocess
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The square input size (pixels).
@@ -783,7 +797,7 @@ impl Owlv2 {
             // transformers pools at the largest id: the end-of-text token.
             let max = ids.iter().copied().max().unwrap_or(0);
             let pos = ids.iter().position(|&i| i == max).unwrap_or(0);
-            let input = Tensor::new(ids.as_slice(), &Device::Cpu)
+            let input = Tensor::new(ids.as_slice(), &self.device)
                 .and_then(|x| x.unsqueeze(0))
                 .map_err(err)?;
             // Causal attention: the pooled token sees nothing after it, so the processor's
@@ -828,7 +842,8 @@ impl Owlv2 {
     }
 
     /// The model on a preprocessed batch (B, 3, S, S) and query embeddings (Q, D) from
-    /// [`Owlv2::query_embeddings`]: one output per image.
+    /// [`Owlv2::query_embeddings`], on any device (moved to the model's once): one output per
+    /// image.
     pub fn forward(&self, pixels: &Tensor, queries: &Tensor) -> Result<Vec<Owlv2Output>> {
         let dims = pixels.dims();
         if dims.len() != 4
@@ -843,7 +858,10 @@ impl Owlv2 {
         }
         let err = |e: candle_core::Error| Error::Model(format!("owlv2 forward: {e}"));
         (|| -> candle_core::Result<Vec<Owlv2Output>> {
-            let feats = self.image_features(pixels)?;
+            let pixels = pixels.to_device(&self.device)?;
+            let queries = queries.to_device(&self.device)?;
+            let queries = &queries;
+            let feats = self.image_features(&pixels)?;
             // Class head.
             let cls = self.class_dense0.forward(&feats)?;
             let cls = cls.broadcast_div(&(cls.sqr()?.sum_keepdim(D::Minus1)?.sqrt()? + 1e-6)?)?;

@@ -42,6 +42,7 @@ pub struct Siglip {
     text: Option<Text>,
     dim: usize,
     image_size: usize,
+    device: candle_core::Device,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(
@@ -132,6 +133,7 @@ impl Siglip {
             text,
             dim: vcfg.hidden_size,
             image_size: vcfg.image_size,
+            device: vb.device().clone(),
         })
     }
 }
@@ -151,7 +153,7 @@ impl HfModel for Siglip {
             let mut ids = encode_text(&t.tokenizer, text, t.max_len)?;
             ids.resize(t.max_len, t.pad);
             let err = |e: candle_core::Error| Error::Model(format!("siglip text tower: {e}"));
-            let input = Tensor::new(ids.as_slice(), &candle_core::Device::Cpu)
+            let input = Tensor::new(ids.as_slice(), &self.device)
                 .and_then(|x| x.unsqueeze(0))
                 .map_err(err)?;
             t.model
@@ -168,5 +170,9 @@ impl HfModel for Siglip {
 
     fn input_size(&self) -> Option<(u32, u32)> {
         Some((self.image_size as u32, self.image_size as u32))
+    }
+
+    fn device(&self) -> &candle_core::Device {
+        &self.device
     }
 }

@@ -16,7 +16,7 @@
 //! with the mean colour and run through the CLIP processor ([`preprocess`]).
 //!
 //! Correctness is pinned against transformers on a tiny random model in both layouts and with a
-//! LoRA adapter (`tests/llm_local/llava_golden.rs`, fixtures from `tools/golden/llava_tiny_golden.py`).
+//! LoRA adapter (`tests/llava_golden.rs`, fixtures from `tools/golden/llava_tiny_golden.py`).
 
 pub mod config;
 pub mod model;
@@ -53,8 +53,10 @@ const PREFILL_CHUNK: usize = 512;
 /// How to load a LLaVA folder.
 #[derive(Debug, Clone)]
 pub struct LlavaOptions {
-    pub device: Device,
-    /// Weight dtype; default f32 on the CPU, f16 on a GPU.
+    /// Where the model runs; `None`: the device `RAP_DEVICE` names (the CPU by default, see
+    /// [`rap_vision::device`]).
+    pub device: Option<Device>,
+    /// Weight dtype; default `RAP_DTYPE` if set, else f32 on the CPU and f16 on a GPU.
     pub dtype: Option<DType>,
     /// PEFT LoRA adapter folders merged into the weights, in order.
     pub lora: Vec<PathBuf>,
@@ -68,7 +70,7 @@ pub struct LlavaOptions {
 impl Default for LlavaOptions {
     fn default() -> Self {
         LlavaOptions {
-            device: Device::Cpu,
+            device: None,
             dtype: None,
             lora: Vec::new(),
             vision_tower: None,
@@ -232,12 +234,19 @@ impl LlavaGenerator {
             }
         };
 
-        let dtype = opts.dtype.unwrap_or(if opts.device.is_cpu() {
-            DType::F32
-        } else {
-            DType::F16
-        });
-        let model = LlavaModel::load(&config, &vision, main, tower, &prefix, dtype, &opts.device)?;
+        let device = match &opts.device {
+            Some(d) => d.clone(),
+            None => rap_vision::device::default_device()?,
+        };
+        let dtype = match opts.dtype {
+            Some(d) => d,
+            None => rap_vision::device::dtype_from_env()?.unwrap_or(if device.is_cpu() {
+                DType::F32
+            } else {
+                DType::F16
+            }),
+        };
+        let model = LlavaModel::load(&config, &vision, main, tower, &prefix, dtype, &device)?;
 
         let pre_file = [Some(dir.to_path_buf()), tower_folder.clone()]
             .into_iter()

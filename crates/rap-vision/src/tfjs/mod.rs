@@ -1,4 +1,5 @@
-//! TF.js graph models (`model.json` + `.bin` weight shards) run with candle on the CPU.
+//! TF.js graph models (`model.json` + `.bin` weight shards) run with candle, on the CPU or on
+//! the device `RAP_DEVICE` names ([`crate::device`]).
 //!
 //! A TF.js graph model is a frozen TensorFlow graph: `modelTopology.node` lists the nodes (op,
 //! inputs, attributes) and `weightsManifest` lists the constant tensors, in order, as raw
@@ -19,6 +20,11 @@
 //! grouped convolution as one convolution per channel, which is far slower).
 //!
 //! Integer tensors (`int32` in the graph) are held as candle `I64` tensors, booleans as `U8`.
+//!
+//! On a GPU the constants live there and the matrix products and element-wise ops run there;
+//! the ops written here as loops (im2col, depthwise convolution, resize, pooling, top-k) read
+//! their input back to the host and put their output on the input's device, so every value
+//! stays on one device, at the cost of those round trips.
 
 pub mod ops;
 
@@ -115,6 +121,7 @@ pub struct GraphModel {
     /// shape), by node index.
     placeholder_shapes: HashMap<usize, Option<Vec<i64>>>,
     path: PathBuf,
+    device: Device,
 }
 
 #[derive(serde::Deserialize)]
@@ -247,8 +254,14 @@ fn stored_size(spec: &WeightSpec) -> Result<usize> {
 }
 
 impl GraphModel {
-    /// Loads `model.json` and the weight shards it names (paths relative to its folder).
+    /// Loads `model.json` and the weight shards it names (paths relative to its folder) onto
+    /// the device `RAP_DEVICE` names (the CPU by default).
     pub fn load(json_path: &Path) -> Result<Self> {
+        Self::load_on(json_path, &crate::device::default_device()?)
+    }
+
+    /// [`Self::load`] onto `device`.
+    pub fn load_on(json_path: &Path, device: &Device) -> Result<Self> {
         let bytes = std::fs::read(json_path).map_err(|e| Error::io(json_path, e))?;
         let json: ModelJson = serde_json::from_slice(&bytes).map_err(|e| {
             Error::Model(format!(
@@ -338,7 +351,7 @@ impl GraphModel {
                             raw.name
                         ))
                     })?;
-                    consts.insert(i, t);
+                    consts.insert(i, t.to_device(device).map_err(model_err)?);
                 }
                 "Placeholder" => {
                     let dims = attrs
@@ -368,6 +381,7 @@ impl GraphModel {
             consts,
             placeholder_shapes,
             path: json_path.to_path_buf(),
+            device: device.clone(),
         })
     }
 
@@ -397,8 +411,14 @@ impl GraphModel {
             .ok_or_else(|| Error::Model(format!("{}: no node {n}", self.path.display())))
     }
 
-    /// Runs the graph: `feeds` give the placeholders' values (float32, the declared shape),
-    /// `fetch` names the outputs wanted (`node` or `node:k`); only the nodes they depend on run.
+    /// The device the graph runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Runs the graph: `feeds` give the placeholders' values (float32, the declared shape, on
+    /// any device: moved to the graph's), `fetch` names the outputs wanted (`node` or
+    /// `node:k`); only the nodes they depend on run. The outputs are on the graph's device.
     pub fn run(&self, feeds: &[(&str, Tensor)], fetch: &[&str]) -> Result<Vec<Tensor>> {
         let mut fed: HashMap<usize, Tensor> = HashMap::new();
         for (name, t) in feeds {
@@ -421,7 +441,7 @@ impl GraphModel {
                     t.dtype()
                 )));
             }
-            fed.insert(i, t.clone());
+            fed.insert(i, t.to_device(&self.device).map_err(model_err)?);
         }
         let targets: Vec<(usize, usize)> = fetch
             .iter()

@@ -5,7 +5,7 @@
 //! says which, never a silent approximation.
 
 use super::Node;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
 /// An op's error message (the caller adds the node's name and op).
@@ -248,7 +248,7 @@ fn conv_nhwc(node: &Node, x: &Tensor, w: &Tensor) -> std::result::Result<Tensor,
                 }
             }
         });
-    let col = c(Tensor::from_vec(col, (n * oh * ow, cols), &Device::Cpu))?;
+    let col = c(Tensor::from_vec(col, (n * oh * ow, cols), x.device()))?;
     c(col.matmul(&wmat).and_then(|y| y.reshape((n, oh, ow, co))))
 }
 
@@ -310,7 +310,7 @@ fn depthwise_nhwc(node: &Node, x: &Tensor, w: &Tensor) -> std::result::Result<Te
                 }
             }
         });
-    c(Tensor::from_vec(out, (n, oh, ow, co), &Device::Cpu))
+    c(Tensor::from_vec(out, (n, oh, ow, co), x.device()))
 }
 
 fn depthwise(node: &Node, args: &[Tensor]) -> OpResult {
@@ -394,7 +394,7 @@ fn floor_binary(args: &[Tensor], modulo: bool) -> OpResult {
                 };
                 out.push(if modulo { x - q * y } else { q });
             }
-            Ok(vec![c(Tensor::from_vec(out, shape, &Device::Cpu))?])
+            Ok(vec![c(Tensor::from_vec(out, shape, a.device()))?])
         }
         DType::F32 => {
             let q = c((&a / &b).and_then(|q| q.floor()))?;
@@ -543,7 +543,7 @@ fn strided_slice(node: &Node, args: &[Tensor]) -> OpResult {
         if step[i] > 1 {
             let idx: Vec<i64> = (0..(e - b)).step_by(step[i] as usize).collect();
             let n = idx.len();
-            let idx = c(Tensor::from_vec(idx, n, &Device::Cpu))?;
+            let idx = c(Tensor::from_vec(idx, n, y.device()))?;
             y = c(y.index_select(&idx, i))?;
         }
     }
@@ -605,7 +605,7 @@ pub fn resize_bilinear(
                 }
             }
         });
-    Tensor::from_vec(out, (n, out_h, out_w, ch), &Device::Cpu)
+    Tensor::from_vec(out, (n, out_h, out_w, ch), x.device())
 }
 
 fn resize_bilinear_op(node: &Node, args: &[Tensor]) -> OpResult {
@@ -669,11 +669,7 @@ fn max_pool(node: &Node, args: &[Tensor]) -> OpResult {
                 }
             }
         });
-    Ok(vec![c(Tensor::from_vec(
-        out,
-        (n, oh, ow, ch),
-        &Device::Cpu,
-    ))?])
+    Ok(vec![c(Tensor::from_vec(out, (n, oh, ow, ch), x.device()))?])
 }
 
 // ---- selection ------------------------------------------------------------------------------
@@ -708,8 +704,8 @@ fn top_k(node: &Node, args: &[Tensor]) -> OpResult {
     let mut out_dims = dims.clone();
     *out_dims.last_mut().unwrap() = k;
     Ok(vec![
-        c(Tensor::from_vec(vals, out_dims.clone(), &Device::Cpu))?,
-        c(Tensor::from_vec(idxs, out_dims, &Device::Cpu))?,
+        c(Tensor::from_vec(vals, out_dims.clone(), x.device()))?,
+        c(Tensor::from_vec(idxs, out_dims, x.device()))?,
     ])
 }
 
@@ -728,7 +724,7 @@ fn gather(node: &Node, args: &[Tensor]) -> OpResult {
         return Err(format!("index {bad} is out of range for an axis of {size}"));
     }
     let n = idx.len();
-    let flat = c(Tensor::from_vec(idx, n, &Device::Cpu))?;
+    let flat = c(Tensor::from_vec(idx, n, params.device()))?;
     let y = c(params.index_select(&flat, axis))?;
     let mut dims = params.dims()[..axis].to_vec();
     dims.extend_from_slice(indices.dims());
