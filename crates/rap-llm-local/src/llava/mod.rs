@@ -16,7 +16,7 @@
 //! with the mean colour and run through the CLIP processor ([`preprocess`]).
 //!
 //! Correctness is pinned against transformers on a tiny random model in both layouts and with a
-//! LoRA adapter (`tests/llava_golden.rs`, fixtures from `tools/golden/llava_tiny_golden.py`).
+//! LoRA adapter (`tests/llm_local/llava_golden.rs`, fixtures from `tools/golden/llava_tiny_golden.py`).
 
 pub mod config;
 pub mod model;
