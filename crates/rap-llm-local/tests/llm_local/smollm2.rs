@@ -2,7 +2,7 @@
 //! tokens, and the generator's streaming, stopping, cancellation and limits.
 //! Expected values come from `tools/golden/gguf_llamacpp.py`.
 
-mod common;
+use crate::common;
 
 use candle_core::Device;
 use rap_core::{Error, FinishReason, GenerationParams, Generator, ImageData, Message, Part, Role};
@@ -29,7 +29,7 @@ struct Golden {
 }
 
 fn golden() -> Golden {
-    serde_json::from_str(include_str!("golden/smollm2-135m-instruct-q4_1.json"))
+    serde_json::from_str(include_str!("../golden/smollm2-135m-instruct-q4_1.json"))
         .expect("golden JSON parses")
 }
 
