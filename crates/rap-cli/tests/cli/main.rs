@@ -6,6 +6,7 @@ mod concepts;
 mod crash;
 mod dataset;
 mod detect;
+mod device;
 mod eval;
 mod generate;
 mod llava;
