@@ -4,7 +4,7 @@
 //!
 //! `cargo run -p rap-vision --example golden_inputs -- OUT_DIR`
 
-#[path = "../tests/golden_common/mod.rs"]
+#[path = "../tests/vision/golden_common/mod.rs"]
 mod golden_common;
 
 fn main() {
