@@ -102,6 +102,7 @@ impl Context {
         });
         let mut config = self.config.clone();
         config.memory = crate::commands::config::memory_backend(&self.data_dir)?;
+        config.blob_store = crate::commands::config::blob_store(&self.data_dir)?;
         Ok(Engine::open(config, loader)?.with_encoder_resolver(resolver))
     }
 }

@@ -66,6 +66,11 @@ enum Command {
     /// Training data: build RAP training sets, validate and describe them.
     #[command(subcommand)]
     Dataset(commands::dataset::DatasetCommand),
+    /// Copy the whole memory between the embedded store and PostgreSQL, verified.
+    Migrate(commands::migrate::MigrateArgs),
+    /// The shared memory's image objects (S3 blob store): `rap blobs gc`.
+    #[command(subcommand)]
+    Blobs(commands::blobs::BlobsCommand),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +102,8 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => commands::keys::run(&ctx, cmd),
         Command::Chat(args) => commands::chat::run(&ctx, args),
         Command::Dataset(cmd) => commands::dataset::run(&ctx, max_pixels, cmd),
+        Command::Migrate(args) => commands::migrate::run(&ctx, args),
+        Command::Blobs(cmd) => commands::blobs::run(&ctx, cmd),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -42,6 +42,9 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// Which store holds the memory.
     pub memory: MemoryBackend,
+    /// With [`MemoryBackend::Postgres`]: where image bytes go instead of the database
+    /// (`s3://BUCKET/PREFIX`, reached with the standard `AWS_*` variables).
+    pub blob_store: Option<String>,
 }
 
 impl EngineConfig {
@@ -50,6 +53,7 @@ impl EngineConfig {
             data_dir: data_dir.into(),
             limits: Limits::default(),
             memory: MemoryBackend::Embedded,
+            blob_store: None,
         }
     }
 
@@ -82,10 +86,20 @@ impl Engine {
     /// Opens the memory `config.memory` names: the embedded one in `config.data_dir`
     /// (created if needed), or a PostgreSQL database (migrated to this build's schema).
     pub fn open(config: EngineConfig, loader: EncoderLoader) -> Result<Self> {
-        let store: Arc<dyn ConceptStore> = match &config.memory {
-            MemoryBackend::Embedded => Arc::new(SqliteStore::open(config.store_path())?),
-            MemoryBackend::Postgres { url } => {
-                Arc::new(rap_memory_postgres::PgStore::connect(url)?)
+        let store: Arc<dyn ConceptStore> = match (&config.memory, &config.blob_store) {
+            (MemoryBackend::Embedded, None) => Arc::new(SqliteStore::open(config.store_path())?),
+            (MemoryBackend::Embedded, Some(_)) => {
+                return Err(Error::invalid(
+                    "a blob store is for the postgres backend: the embedded memory keeps its \
+                     images in its own file",
+                ))
+            }
+            (MemoryBackend::Postgres { url }, blobs) => {
+                let mut store = rap_memory_postgres::PgStore::connect(url)?;
+                if let Some(blobs) = blobs {
+                    store = store.with_blob_store(rap_memory_postgres::open_blob_store(blobs)?);
+                }
+                Arc::new(store)
             }
         };
         Ok(Self::with_store(config, store, loader))

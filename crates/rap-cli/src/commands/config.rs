@@ -32,11 +32,15 @@
 //! backend = "embedded"              # DATA_DIR/memory.sqlite; or "postgres": a PostgreSQL
 //!                                   # database with pgvector, shared by many processes
 //! # database_url = "postgres://rap@db.internal:5432/rap"   # better: RAP_DATABASE_URL
+//! # blob_store = "s3://rap-images/prod"   # postgres only: image bytes in an S3 bucket under
+//! #                                       # PREFIX/TENANT/SHA256 (AWS_ENDPOINT_URL, AWS_REGION,
+//! #                                       # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); without
+//! #                                       # it they stay in the database
 //! ```
 //!
 //! Environment overrides: `RAP_GENERATOR` (`local` or `openai`), `RAP_OPENAI_BASE_URL`,
 //! `RAP_OPENAI_MODEL`, `RAP_OPENAI_API_KEY_ENV`, `RAP_TEMPLATE`, `RAP_TOP_K`, `RAP_THRESHOLD`,
-//! `RAP_MEMORY_BACKEND` (`embedded` or `postgres`), `RAP_DATABASE_URL`.
+//! `RAP_MEMORY_BACKEND` (`embedded` or `postgres`), `RAP_DATABASE_URL`, `RAP_BLOB_STORE`.
 
 use crate::context::Context;
 use crate::output;
@@ -151,6 +155,9 @@ pub struct MemorySection {
     /// The PostgreSQL URL (never shown by `rap config show`: it may hold a password).
     #[serde(skip_serializing)]
     pub database_url: Option<String>,
+    /// `s3://BUCKET/PREFIX`: where the postgres backend keeps image bytes (else in the database).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blob_store: Option<String>,
 }
 
 impl std::fmt::Debug for MemorySection {
@@ -158,6 +165,7 @@ impl std::fmt::Debug for MemorySection {
         f.debug_struct("MemorySection")
             .field("backend", &self.backend)
             .field("database_url", &self.database_url.as_ref().map(|_| "(set)"))
+            .field("blob_store", &self.blob_store)
             .finish()
     }
 }
@@ -176,6 +184,17 @@ pub struct Config {
 pub fn memory_backend(data_dir: &Path) -> Result<rap_engine::MemoryBackend> {
     let config = Config::read(data_dir)?;
     config.memory_backend()
+}
+
+/// The blob store the config file and environment choose for the memory's image bytes.
+pub fn blob_store(data_dir: &Path) -> Result<Option<String>> {
+    Ok(Config::read(data_dir)?.memory.blob_store)
+}
+
+/// The `[memory]` settings as given, whichever backend they choose (for `rap migrate`, which
+/// uses both backends).
+pub fn memory_settings(data_dir: &Path) -> Result<MemorySection> {
+    Ok(Config::read(data_dir)?.memory)
 }
 
 impl Config {
@@ -208,6 +227,11 @@ impl Config {
     /// What `[memory]` chooses, or why it cannot be used.
     pub fn memory_backend(&self) -> Result<rap_engine::MemoryBackend> {
         Ok(match self.memory.backend {
+            MemoryKind::Embedded if self.memory.blob_store.is_some() => bail!(
+                "memory.blob_store (RAP_BLOB_STORE) is for backend = postgres: the embedded \
+                 memory keeps its images in its own file (unset it, or set \
+                 RAP_MEMORY_BACKEND=postgres)"
+            ),
             MemoryKind::Embedded => rap_engine::MemoryBackend::Embedded,
             MemoryKind::Postgres => match &self.memory.database_url {
                 Some(url) if !url.trim().is_empty() => rap_engine::MemoryBackend::Postgres {
@@ -231,6 +255,9 @@ impl Config {
         }
         if let Some(url) = var("RAP_DATABASE_URL") {
             self.memory.database_url = Some(url);
+        }
+        if let Some(url) = var("RAP_BLOB_STORE") {
+            self.memory.blob_store = Some(url.trim().to_owned()).filter(|u| !u.is_empty());
         }
         if let Some(v) = var("RAP_GENERATOR") {
             self.generator.kind = match v.trim() {
@@ -390,6 +417,32 @@ mod tests {
         assert_eq!(
             Config::default().memory_backend().unwrap(),
             rap_engine::MemoryBackend::Embedded
+        );
+    }
+
+    #[test]
+    fn blob_store_from_the_file_or_the_environment_and_only_for_postgres() {
+        let text = "[memory]\nbackend = \"postgres\"\nblob_store = \"s3://rap-images/prod\"\n";
+        let mut c = parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.memory.blob_store.as_deref(), Some("s3://rap-images/prod"));
+        // Shown (it names a bucket, no secret).
+        assert!(toml::to_string(&c)
+            .unwrap()
+            .contains("s3://rap-images/prod"));
+        c.apply_env(|k| match k {
+            "RAP_BLOB_STORE" => Some("s3://other/p".into()),
+            "RAP_DATABASE_URL" => Some("postgres://rap@127.0.0.1/rap".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.memory.blob_store.as_deref(), Some("s3://other/p"));
+        c.check().unwrap();
+        c.apply_env(|k| (k == "RAP_MEMORY_BACKEND").then(|| "embedded".into()))
+            .unwrap();
+        let e = c.check().unwrap_err().to_string();
+        assert!(
+            e.contains("RAP_BLOB_STORE") && e.contains("postgres"),
+            "{e}"
         );
     }
 

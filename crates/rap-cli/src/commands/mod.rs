@@ -2,6 +2,7 @@
 
 pub mod ask;
 pub mod bench;
+pub mod blobs;
 pub mod chat;
 pub mod concept;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod detect;
 pub mod embed;
 pub mod eval;
 pub mod keys;
+pub mod migrate;
 pub mod models;
 pub mod prompt;
 pub mod retrieve;

@@ -13,4 +13,5 @@ mod llava;
 mod model_zoo;
 mod postgres;
 mod retrieve;
+mod scale_out;
 mod serve;
