@@ -69,7 +69,7 @@ impl Context {
     }
 
     /// The engine, opened on first use. Its encoder is the installed default, loaded only
-    /// when a command needs it.
+    /// when a command needs it; its region proposer the configured detector, if any.
     pub fn engine(&self) -> Result<&Engine> {
         if let Some(e) = self.engine.get() {
             return Ok(e);
@@ -103,6 +103,11 @@ impl Context {
         let mut config = self.config.clone();
         config.memory = crate::commands::config::memory_backend(&self.data_dir)?;
         config.blob_store = crate::commands::config::blob_store(&self.data_dir)?;
-        Ok(Engine::open(config, loader)?.with_encoder_resolver(resolver))
+        let mut engine = Engine::open(config, loader)?.with_encoder_resolver(resolver);
+        // `[retrieval] detector`: its boxes join the regions of every image query.
+        if let Some(p) = crate::commands::config::detector(&self.data_dir, &self.models_dir())? {
+            engine = engine.with_region_proposer(p);
+        }
+        Ok(engine)
     }
 }

@@ -21,6 +21,13 @@
 //! [retrieval]
 //! top_k = 2
 //! threshold = 0.5
+//! # detector = "centernet"          # a detector whose boxes join the regions retrieval looks
+//! #                                 # at: "centernet" (rap models install centernet), or an
+//! #                                 # OWLv2 checkpoint (a name from `rap models add NAME --path
+//! #                                 # DIR`, or the folder), queried with the concepts'
+//! #                                 # categories; none by default
+//! # detector_threshold = 0.1        # its boxes scoring below this are dropped
+//! # detector_max_boxes = 20         # at most this many per image
 //!
 //! [server]                          # `rap serve`
 //! allow_image_urls = false          # let chat image_url parts be http(s) URLs it fetches
@@ -40,7 +47,8 @@
 //!
 //! Environment overrides: `RAP_GENERATOR` (`local` or `openai`), `RAP_OPENAI_BASE_URL`,
 //! `RAP_OPENAI_MODEL`, `RAP_OPENAI_API_KEY_ENV`, `RAP_TEMPLATE`, `RAP_TOP_K`, `RAP_THRESHOLD`,
-//! `RAP_MEMORY_BACKEND` (`embedded` or `postgres`), `RAP_DATABASE_URL`, `RAP_BLOB_STORE`.
+//! `RAP_MEMORY_BACKEND` (`embedded` or `postgres`), `RAP_DATABASE_URL`, `RAP_BLOB_STORE`,
+//! `RAP_DETECTOR` (empty: none).
 
 use crate::context::Context;
 use crate::output;
@@ -108,6 +116,17 @@ impl Default for GeneratorConfig {
 pub struct RetrievalConfig {
     pub top_k: usize,
     pub threshold: f32,
+    /// The detector whose boxes join retrieval's regions (`rap_vision::detector`):
+    /// `centernet`, or an OWLv2 model name or folder. None by default (CenterNet did not
+    /// help on dreambooth-dev).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detector: Option<String>,
+    /// The detector's score threshold (0-1); unset: the detector's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detector_threshold: Option<f32>,
+    /// At most this many detector boxes per image; unset: the detector's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detector_max_boxes: Option<usize>,
 }
 
 impl Default for RetrievalConfig {
@@ -115,8 +134,36 @@ impl Default for RetrievalConfig {
         RetrievalConfig {
             top_k: 2,
             threshold: rap_engine::DEFAULT_THRESHOLD,
+            detector: None,
+            detector_threshold: None,
+            detector_max_boxes: None,
         }
     }
+}
+
+/// The retrieval detector the config file and environment choose, as a region proposer
+/// (checked now, loaded at its first use); `None` when there is none.
+pub fn detector(
+    data_dir: &Path,
+    models_dir: &Path,
+) -> Result<Option<std::sync::Arc<dyn rap_core::RegionProposer>>> {
+    let r = Config::read(data_dir)?.retrieval;
+    let Some(spec) = r.detector else {
+        return Ok(None);
+    };
+    let settings = rap_vision::detector::DetectorSettings {
+        threshold: r.detector_threshold,
+        max_boxes: r.detector_max_boxes,
+    };
+    // A relative folder is relative to the data dir, like generator.path.
+    let spec = if !spec.contains(['/', '\\']) || Path::new(&spec).is_absolute() {
+        spec
+    } else {
+        data_dir.join(&spec).display().to_string()
+    };
+    rap_vision::detector::resolve_detector(models_dir, &spec, settings)
+        .map(Some)
+        .context("retrieval.detector (or RAP_DETECTOR)")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -293,6 +340,9 @@ impl Config {
                 .parse()
                 .map_err(|_| anyhow::anyhow!("RAP_TOP_K={k:?}: not a whole number"))?;
         }
+        if let Some(d) = var("RAP_DETECTOR") {
+            self.retrieval.detector = Some(d.trim().to_owned()).filter(|d| !d.is_empty());
+        }
         if let Some(t) = var("RAP_THRESHOLD") {
             self.retrieval.threshold = t
                 .trim()
@@ -418,6 +468,30 @@ mod tests {
             Config::default().memory_backend().unwrap(),
             rap_engine::MemoryBackend::Embedded
         );
+    }
+
+    #[test]
+    fn detector_from_the_file_or_the_environment() {
+        let text = "[retrieval]\ndetector = \"owlv2\"\ndetector_threshold = 0.2\n\
+                    detector_max_boxes = 5\n";
+        let mut c = parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.retrieval.detector.as_deref(), Some("owlv2"));
+        assert_eq!(c.retrieval.detector_threshold, Some(0.2));
+        assert_eq!(c.retrieval.detector_max_boxes, Some(5));
+        assert!(toml::to_string(&c)
+            .unwrap()
+            .contains("detector = \"owlv2\""));
+        c.apply_env(|k| (k == "RAP_DETECTOR").then(|| " centernet ".into()))
+            .unwrap();
+        assert_eq!(c.retrieval.detector.as_deref(), Some("centernet"));
+        c.apply_env(|k| (k == "RAP_DETECTOR").then(String::new))
+            .unwrap();
+        assert_eq!(c.retrieval.detector, None, "empty: none");
+        assert!(!toml::to_string(&Config::default())
+            .unwrap()
+            .contains("detector"));
+        let e = parse("[retrieval]\ndetectr = \"x\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(format!("{e:#}").contains("detectr"), "{e:#}");
     }
 
     #[test]

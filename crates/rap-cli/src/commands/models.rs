@@ -27,8 +27,9 @@ pub enum ModelsCommand {
         endpoint: Option<String>,
     },
     /// Register a Hugging Face checkpoint folder you already have (config.json,
-    /// preprocessor_config.json, model.safetensors, tokenizer.json) under NAME. The folder is
-    /// used where it is; `rm` never deletes it.
+    /// preprocessor_config.json, model.safetensors, tokenizer.json) under NAME: an encoder, or
+    /// an OWLv2 detector (for `[retrieval] detector = "NAME"`). The folder is used where it
+    /// is; `rm` never deletes it.
     Add {
         name: String,
         #[arg(long)]
@@ -145,6 +146,16 @@ pub fn run(ctx: &Context, cmd: ModelsCommand) -> Result<()> {
 fn print_manifest(ctx: &Context, m: &hub::HfManifest, what: &str) -> Result<()> {
     if ctx.json {
         return output::print_json(m);
+    }
+    if m.kind == hub::HfKind::Detector {
+        println!(
+            "{what} {} ({} detector; use it with [retrieval] detector = \"{}\") at {}",
+            m.name,
+            m.model_type,
+            m.name,
+            m.dir.display()
+        );
+        return Ok(());
     }
     println!(
         "{what} {} ({}, {}-d{}, encoder id {}) at {}",
@@ -276,18 +287,22 @@ fn list(ctx: &Context, dir: &std::path::Path) -> Result<()> {
             hub::Source::Hub { .. } => "installed".to_string(),
             hub::Source::Folder => format!("registered ({})", m.dir.display()),
         };
-        t.add_row(vec![
-            m.name.clone(),
-            format!("hf-{}", m.model_type),
-            bytes(size),
-            state,
-            format!(
-                "{}-d{}, encoder id {}",
-                m.dim,
-                if m.has_text { ", image + text" } else { "" },
-                m.encoder_id
+        let (kind, description) = match m.kind {
+            hub::HfKind::Detector => (
+                format!("detector (hf-{})", m.model_type),
+                "open-vocabulary detector: boxes for the concepts' categories".to_string(),
             ),
-        ]);
+            hub::HfKind::Encoder => (
+                format!("hf-{}", m.model_type),
+                format!(
+                    "{}-d{}, encoder id {}",
+                    m.dim,
+                    if m.has_text { ", image + text" } else { "" },
+                    m.encoder_id
+                ),
+            ),
+        };
+        t.add_row(vec![m.name.clone(), kind, bytes(size), state, description]);
     }
     for e in available {
         t.add_row(vec![

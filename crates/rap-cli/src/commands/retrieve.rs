@@ -64,7 +64,21 @@ pub fn run(ctx: &Context, args: RetrieveArgs) -> Result<()> {
             None => "retrieval".to_string(),
         })?;
     if ctx.json {
-        return output::print_json(&serde_json::json!({ "hits": retrieval.hits }));
+        let mut out = serde_json::json!({ "hits": retrieval.hits });
+        if !retrieval.detections.is_empty() {
+            // The configured detector's boxes, like `rap detect`'s.
+            out["detections"] = retrieval
+                .detections
+                .iter()
+                .map(|r| match &r.source {
+                    rap_core::RegionSource::Detector { label, score } => {
+                        serde_json::json!({ "label": label, "score": score, "box": r.bbox })
+                    }
+                    _ => serde_json::json!({ "box": r.bbox }),
+                })
+                .collect();
+        }
+        return output::print_json(&out);
     }
     if retrieval.hits.is_empty() {
         println!("no concept found (threshold {:.2})", options.threshold);

@@ -12,6 +12,7 @@ mod generate;
 mod llava;
 mod model_zoo;
 mod postgres;
+mod retrieval_detector;
 mod retrieve;
 mod scale_out;
 mod serve;
