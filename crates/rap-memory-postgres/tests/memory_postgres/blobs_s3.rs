@@ -2,7 +2,7 @@
 //! the objects are, when they go, what a failing server does to a write (nothing), the orphan
 //! sweep, and migration from the embedded memory to PostgreSQL + S3 and back.
 
-mod common;
+use crate::common;
 
 use common::{OwnS3Server, TestBucket, TestDb};
 use rap_core::{Embedding, Error, NewConcept, Region, Tenant};

@@ -6,7 +6,7 @@
 //! has one (PostgreSQL), else through a `KeyIndex` kept current from the store's key log
 //! (SQLite) - and the key log itself is exercised on both.
 
-mod common;
+use crate::common;
 
 use rap_core::{Embedding, Error, ImageId, NewConcept, Region, Tenant};
 use rap_image::Limits;
