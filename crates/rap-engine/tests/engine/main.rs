@@ -1,6 +1,6 @@
 //! rap-engine's integration tests as one test binary (one module per area).
 
-mod common;
 mod chat;
+mod common;
 mod postgres;
 mod region_proposer;

@@ -193,16 +193,12 @@ fn the_proposer_is_told_the_tenants_categories_as_they_are_at_each_query() {
     engine.remove_concept(&tenant, "bo").unwrap();
     engine.remove_concept(&tenant, "rex").unwrap();
     let mut t = rap_engine::retrieve::Timings::default();
-    engine
-        .score_image(&tenant, &query, &[], &mut t)
-        .unwrap();
+    engine.score_image(&tenant, &query, &[], &mut t).unwrap();
     let seen = recording.0.lock().unwrap().clone();
     assert_eq!(seen[1].categories, vec!["dog", "teapot"]);
     assert_eq!(seen[2].categories, vec!["teapot"]);
     // The other tenant's proposer call sees only its own.
-    engine
-        .score_image(&other, &query, &[], &mut t)
-        .unwrap();
+    engine.score_image(&other, &query, &[], &mut t).unwrap();
     assert_eq!(
         recording.0.lock().unwrap().last().unwrap().categories,
         vec!["cat"]
