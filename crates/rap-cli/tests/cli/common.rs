@@ -1,8 +1,10 @@
 //! Helpers shared by the CLI tests: running `rap` on a temporary data dir, making images.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub struct Rap {
     pub dir: tempfile::TempDir,
@@ -163,4 +165,92 @@ pub fn png_bomb(w: u32, h: u32) -> Vec<u8> {
     );
     chunk(&mut out, b"IEND", &[]);
     out
+}
+
+/// A running `rap serve` on a free loopback port; killed on drop.
+pub struct Serve {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub url: String,
+}
+
+impl Serve {
+    /// Runs `command` (a `rap` command, its environment set) as `rap serve --json` with `extra`
+    /// arguments and waits for the line that says where it listens.
+    pub fn start(mut command: Command, extra: &[&str]) -> Serve {
+        let mut child = command
+            .args(["serve", "--addr", "127.0.0.1:0", "--json"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: serde_json::Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("rap serve did not start ({e}): {line:?}");
+            }
+        };
+        Serve {
+            child,
+            url: v["listening"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// SIGTERM, then the exit status (within `limit`).
+    pub fn stop(&mut self, limit: Duration) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "rap serve did not stop within {limit:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A multipart/form-data body (hand-built: the workspace's reqwest is built without its
+/// multipart feature, and turning it on would rebuild it for every crate).
+pub fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "rap-test-boundary-5d1c";
+    let mut body = Vec::new();
+    for (name, value) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        if *name == "image" {
+            body.extend_from_slice(
+                b"Content-Disposition: form-data; name=\"image\"; filename=\"photo.jpg\"\r\n\
+                  Content-Type: image/jpeg\r\n\r\n",
+            );
+        } else {
+            body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            );
+        }
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }

@@ -5,10 +5,9 @@
 //! either is seen by both.
 
 use crate::common;
-use common::{s, shared, Rap};
+use common::{multipart, s, shared, Rap, Serve};
 use rap_memory_postgres::testing::TestDb;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn dreambooth(rel: &str) -> std::path::PathBuf {
     shared("dreambooth-dev").join(rel)
@@ -84,68 +83,6 @@ fn commands_from_different_data_dirs_share_one_memory() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
-/// A running `rap serve` on the shared memory; killed on drop.
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Serve {
-    fn start(rap: &Rap, db: &TestDb) -> Serve {
-        let mut child = cmd(rap, db)
-            .args(["serve", "--addr", "127.0.0.1:0", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("rap serve did not start ({e}): {line:?}"));
-        Serve {
-            child,
-            url: v["listening"]
-                .as_str()
-                .unwrap()
-                .trim_end_matches('/')
-                .to_string(),
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A multipart/form-data body (hand-built: the workspace's reqwest is built without its
-/// multipart feature, and turning it on would rebuild it for every crate).
-fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
-    let boundary = "rap-test-boundary-5d1c";
-    let mut body = Vec::new();
-    for (name, value) in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        if *name == "image" {
-            body.extend_from_slice(
-                b"Content-Disposition: form-data; name=\"image\"; filename=\"photo.jpg\"\r\n\
-                  Content-Type: image/jpeg\r\n\r\n",
-            );
-        } else {
-            body.extend_from_slice(
-                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
-            );
-        }
-        body.extend_from_slice(value);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 fn post(
     http: &reqwest::blocking::Client,
     url: &str,
@@ -191,7 +128,10 @@ fn two_servers_on_one_database_stay_consistent() {
             s(&dreambooth("dog/00.jpg")),
         ],
     );
-    let (a, b) = (Serve::start(&one, &db), Serve::start(&two, &db));
+    let (a, b) = (
+        Serve::start(cmd(&one, &db), &[]),
+        Serve::start(cmd(&two, &db), &[]),
+    );
     rap_llm::http::install_tls_provider();
     let http = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(120))

@@ -4,11 +4,10 @@
 //! to PostgreSQL + S3 and back is the same, with the same checksums printed both ways.
 
 use crate::common;
-use common::{s, shared, Rap};
+use common::{multipart, s, shared, Rap, Serve};
 use rap_memory::BlobStore;
 use rap_memory_postgres::testing::{TestBucket, TestDb};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn dreambooth(rel: &str) -> std::path::PathBuf {
     shared("dreambooth-dev").join(rel)
@@ -209,74 +208,13 @@ fn migrate_copies_every_tenant_to_postgres_and_s3_and_back() {
     assert!(err.contains("RAP_DATABASE_URL"), "{err}");
 }
 
-/// A running `rap serve` on the shared memory; killed on drop.
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Serve {
-    fn start(rap: &Rap, db: &TestDb, bucket: &TestBucket) -> Serve {
-        let mut child = on_postgres(rap, db, bucket)
-            .args(["serve", "--addr", "127.0.0.1:0", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("rap serve did not start ({e}): {line:?}"));
-        Serve {
-            child,
-            url: v["listening"]
-                .as_str()
-                .unwrap()
-                .trim_end_matches('/')
-                .to_string(),
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A multipart/form-data body (hand-built: the workspace's reqwest has no multipart feature).
-fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
-    let boundary = "rap-test-boundary-8e2a";
-    let mut body = Vec::new();
-    for (name, value) in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        if *name == "image" {
-            body.extend_from_slice(
-                b"Content-Disposition: form-data; name=\"image\"; filename=\"photo.jpg\"\r\n\
-                  Content-Type: image/jpeg\r\n\r\n",
-            );
-        } else {
-            body.extend_from_slice(
-                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
-            );
-        }
-        body.extend_from_slice(value);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 #[test]
 fn two_servers_on_postgres_and_s3_serve_each_others_images() {
     let (db, bucket) = (TestDb::new(), TestBucket::new());
     let (one, two) = (Rap::new(), Rap::new());
     let (a, b) = (
-        Serve::start(&one, &db, &bucket),
-        Serve::start(&two, &db, &bucket),
+        Serve::start(on_postgres(&one, &db, &bucket), &[]),
+        Serve::start(on_postgres(&two, &db, &bucket), &[]),
     );
     rap_llm::http::install_tls_provider();
     let http = reqwest::blocking::Client::builder()

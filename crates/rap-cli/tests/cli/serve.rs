@@ -4,10 +4,9 @@
 
 use crate::common;
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// The two tests that run the real models take turns: two model processes on a 2-core
 /// machine slow each other down many times over (a first answer took 100 s instead of 4 s).
@@ -40,68 +39,6 @@ fn default_models() -> PathBuf {
         dir
     })
     .clone()
-}
-
-/// A running `rap serve`; SIGTERM on drop.
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Serve {
-    fn start(rap: &Rap, extra: &[&str]) -> Serve {
-        let mut child = rap
-            .command()
-            .args(["serve", "--addr", "127.0.0.1:0", "--json"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: serde_json::Value = match serde_json::from_str(&line) {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("rap serve did not start ({e}): {line:?}");
-            }
-        };
-        Serve {
-            child,
-            url: v["listening"].as_str().unwrap().to_string(),
-        }
-    }
-
-    /// SIGTERM, then the exit status (within `limit`).
-    fn stop(&mut self, limit: Duration) -> std::process::ExitStatus {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "rap serve did not stop within {limit:?} of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 #[test]
@@ -217,7 +154,7 @@ fn the_official_openai_client_gets_personalized_answers() {
         .as_str()
         .unwrap()
         .to_string();
-    let mut server = Serve::start(&rap, &[]);
+    let mut server = Serve::start(rap.command(), &[]);
     let python = openai_python();
     let out = Command::new(&python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/openai_client.py"))
@@ -308,7 +245,7 @@ fn the_page_works_in_a_real_browser() {
     let node_modules = playwright();
     let mut rap = Rap::new();
     rap.models_dir = default_models();
-    let mut server = Serve::start(&rap, &[]);
+    let mut server = Serve::start(rap.command(), &[]);
     let artifacts = std::env::var_os("RAP_ARTIFACTS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts"))
@@ -434,7 +371,7 @@ fn ask_through_an_openai_server_sends_the_images_where_the_layout_has_them() {
             info,
         ]);
     }
-    let server = Serve::start(&server_side, &[]);
+    let server = Serve::start(server_side.command(), &[]);
     let (proxy, bodies) = recording_proxy(server.url.split("/v1").next().unwrap());
     std::fs::write(
         client.data_dir().join("config.toml"),
