@@ -235,9 +235,8 @@ impl Engine {
         let start = Instant::now();
         let mut regions = proposals(rgb.width(), rgb.height(), window_scales);
         if let Some(p) = &self.proposer {
-            let concepts = self.store().concepts(tenant)?;
-            let hints =
-                ProposalHints::from_categories(concepts.iter().map(|c| c.category.as_str()));
+            let categories = self.store().categories(tenant)?;
+            let hints = ProposalHints::from_categories(categories.iter().map(String::as_str));
             let proposed = p.propose(&rgb, &hints)?;
             // A detector's boxes join the windows (tiny boxes say little to the encoder).
             regions.extend(

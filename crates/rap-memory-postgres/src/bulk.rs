@@ -9,6 +9,7 @@
 //! same transaction, which finds the problem and reports it exactly as a single add would (or,
 //! for keys given twice, keeps the last): errors and results are the same either way.
 
+use crate::external::ImageBytes;
 use crate::{attach_image, db_err, now_ms, region_to_text};
 use pgvector::Vector;
 use postgres::Transaction;
@@ -25,6 +26,7 @@ pub(crate) fn insert_concepts(
     tx: &mut Transaction,
     tenant: &rap_core::Tenant,
     concepts: &[(NewConcept, Vec<ImageInput>)],
+    bytes: ImageBytes,
 ) -> Result<Option<Vec<ConceptId>>> {
     let t = tenant.as_str();
     // Every name and alias: (lowercase key, display, concept index, is_alias).
@@ -100,7 +102,7 @@ pub(crate) fn insert_concepts(
         let mut seen = HashSet::new();
         for (pos, image) in images.iter().enumerate() {
             if seen.insert(&image.id) {
-                attach_image(tx, tenant, id, image, pos as i32)?;
+                attach_image(tx, tenant, id, image, pos as i32, bytes)?;
             }
         }
     }

@@ -10,6 +10,7 @@
 //! - deleting: the transaction that drops an image's last reference deletes the row; only
 //!   after it commits is the object deleted, again under the tenant's lock and only if no
 //!   row has come back meanwhile ([`PgStore::drop_unreferenced`]).
+//!
 //! A crash between a commit and a delete leaves an orphan object, never a row without bytes;
 //! [`PgStore::collect_orphan_blobs`] (`rap blobs gc`) sweeps orphans, also under the lock.
 //!
@@ -20,36 +21,17 @@ use crate::{db_err, PgStore};
 use postgres::Transaction;
 use rap_core::{Error, ImageId, Result, Tenant};
 use rap_memory::{BlobStore, ImageInput};
-use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-thread_local! {
-    /// Set while a write of a store with a blob store runs on this thread: `attach_image` (and
-    /// the set-based insert) then leave `blobs.data` NULL, the bytes being in the blob store.
-    /// (A flag of the running transaction's thread rather than a parameter, so the insert
-    /// paths that attach images need not each carry it; the closure runs on this thread.)
-    static EXTERNAL: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Whether the image bytes of the write running on this thread go to a blob store.
-pub(crate) fn external_blobs() -> bool {
-    EXTERNAL.with(Cell::get)
-}
-
-/// Sets the flag for its lifetime (also when the write fails or panics).
-struct ExternalGuard(bool);
-
-impl ExternalGuard {
-    fn set(on: bool) -> Self {
-        ExternalGuard(EXTERNAL.with(|f| f.replace(on)))
-    }
-}
-
-impl Drop for ExternalGuard {
-    fn drop(&mut self) {
-        EXTERNAL.with(|f| f.set(self.0));
-    }
+/// Where a write keeps the bytes of the images it attaches: [`PgStore::write_with_images`]
+/// hands it to its closure, which passes it down to `attach_image`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ImageBytes {
+    /// In the `blobs` row's `data` (a store without a blob store).
+    InRow,
+    /// In the blob store, already written; the row's `data` stays NULL.
+    InBlobStore,
 }
 
 /// What [`PgStore::collect_orphan_blobs`] found and did.
@@ -77,21 +59,21 @@ impl PgStore {
 
     /// A write of `tenant` that attaches `images`: with a blob store, their objects are
     /// written first (under the tenant's lock, inside the transaction) and rows get no bytes;
-    /// if the write fails, the objects it wrote that no row uses are deleted again.
+    /// if the write fails, the objects it wrote that no row uses are deleted again. `f` is told
+    /// where the bytes of the images it attaches go.
     pub(crate) fn write_with_images<T>(
         &self,
         tenant: &Tenant,
         images: &[&ImageInput],
-        f: impl FnOnce(&mut Transaction) -> Result<T>,
+        f: impl FnOnce(&mut Transaction, ImageBytes) -> Result<T>,
     ) -> Result<T> {
         let Some(blobs) = self.blobs.clone() else {
-            return self.write(tenant, f);
+            return self.write(tenant, |tx| f(tx, ImageBytes::InRow));
         };
         let mut uploaded = Vec::new();
         let out = self.write(tenant, |tx| {
             upload_missing(tx, blobs.as_ref(), tenant, images, &mut uploaded)?;
-            let _external = ExternalGuard::set(true);
-            f(tx)
+            f(tx, ImageBytes::InBlobStore)
         });
         if out.is_err() {
             self.drop_unreferenced(tenant, &uploaded);

@@ -2,12 +2,12 @@
 //! [`ConceptStore::tenants`](rap_memory::ConceptStore::tenants) for [`PgStore`]: a whole
 //! tenant written in one transaction (migration), concepts keeping their ids and times.
 
-use crate::{attach_image, claim_name, db_err, region_to_text, PgStore};
-use pgvector::Vector;
+use crate::external::ImageBytes;
+use crate::{attach_image, claim_name, db_err, PgStore};
 use postgres::Transaction;
 use rap_core::{ConceptId, Error, ImageId, NewConcept, Result, Tenant};
 use rap_memory::{ImageInput, TenantDump};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 impl PgStore {
     pub(crate) fn tenants_with_concepts(&self) -> Result<Vec<Tenant>> {
@@ -24,11 +24,10 @@ impl PgStore {
     }
 
     pub(crate) fn import(&self, tenant: &Tenant, dump: &TenantDump, replace: bool) -> Result<()> {
-        let by_id: HashMap<&ImageId, &ImageInput> =
-            dump.images.iter().map(|i| (&i.id, i)).collect();
+        let by_id = rap_memory::migrate::check_dump(dump)?;
         let images: Vec<&ImageInput> = dump.images.iter().collect();
         let mut cleared = Vec::new();
-        self.write_with_images(tenant, &images, |tx| {
+        self.write_with_images(tenant, &images, |tx, bytes| {
             if replace {
                 cleared = clear_tenant(tx, tenant)?;
             } else {
@@ -55,33 +54,16 @@ impl PgStore {
                     &new,
                     (concept.created_at, concept.updated_at),
                     &refs,
+                    bytes,
                 )?;
             }
+            // check_dump refused an (image, region) given twice, the one case put_keys leaves
+            // to the caller.
             for (encoder, keys) in &dump.keys {
-                let t = tenant.as_str();
-                let statement = tx
-                    .prepare(
-                        "WITH k AS (
-                             INSERT INTO embeddings (tenant_id, encoder, sha256, region, dim, vector)
-                             VALUES ($1, $2, $3, $4, $5, $6) RETURNING key)
-                         INSERT INTO key_log (tenant_id, encoder, key, op)
-                         SELECT $1, $2, key, '+' FROM k",
-                    )
-                    .map_err(db_err)?;
-                for (image, region, embedding) in keys {
-                    if !by_id.contains_key(image) {
-                        return Err(Error::invalid(format!(
-                            "a key of encoder {encoder} is of image {}, which no concept uses",
-                            image.0
-                        )));
-                    }
-                    let region = region_to_text(region)?;
-                    let vector = Vector::from(embedding.as_slice().to_vec());
-                    tx.execute(
-                        &statement,
-                        &[&t, encoder, &image.0, &region, &(embedding.dim() as i32), &vector],
-                    )
-                    .map_err(db_err)?;
+                if crate::bulk::put_keys(tx, tenant.as_str(), encoder, keys)?.is_none() {
+                    return Err(Error::Storage(format!(
+                        "encoder {encoder}: a key given twice slipped past the dump check"
+                    )));
                 }
             }
             Ok(())
@@ -103,6 +85,7 @@ fn insert_concept_as(
     new: &NewConcept,
     (created_at, updated_at): (i64, i64),
     images: &[&ImageInput],
+    bytes: ImageBytes,
 ) -> Result<()> {
     let t = tenant.as_str();
     tx.execute(
@@ -132,7 +115,7 @@ fn insert_concept_as(
     let mut seen = HashSet::new();
     for (pos, image) in images.iter().enumerate() {
         if seen.insert(&image.id) {
-            attach_image(tx, tenant, id, image, pos as i32)?;
+            attach_image(tx, tenant, id, image, pos as i32, bytes)?;
         }
     }
     Ok(())

@@ -35,6 +35,7 @@ pub mod testing;
 pub use external::BlobGcReport;
 pub use s3::{open_blob_store, S3BlobStore, S3Config};
 
+use external::ImageBytes;
 use pgvector::Vector;
 use postgres::error::SqlState;
 use postgres::{IsolationLevel, NoTls, Transaction};
@@ -44,11 +45,12 @@ use rap_core::{
     Region, Result, Tenant,
 };
 use rap_memory::api_keys::key_id;
+use rap_memory::api_keys::{import_action, ImportAction};
 use rap_memory::{
     ApiKeyInfo, ApiKeyStore, BlobStore, ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry,
-    KeyHit, KeyLocation, NewApiKey, StoreStats, TenantDump,
+    KeyHit, KeyLocation, NewApiKey, StoreStats, StoredApiKey, TenantDump,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// How a [`PgStore`] connects and when it builds per-tenant HNSW indexes.
@@ -497,10 +499,11 @@ fn attach_image(
     id: &ConceptId,
     image: &ImageInput,
     position: i32,
+    bytes: ImageBytes,
 ) -> Result<()> {
     let t = tenant.as_str();
     // With a blob store the bytes are its object (written before this, see `external`).
-    let data = (!external::external_blobs()).then_some(&image.bytes);
+    let data = (bytes == ImageBytes::InRow).then_some(&image.bytes);
     tx.execute(
         "INSERT INTO blobs (tenant_id, sha256, data, size, format, width, height)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
@@ -565,6 +568,7 @@ fn insert_concept(
     tenant: &Tenant,
     new: &NewConcept,
     images: &[ImageInput],
+    bytes: ImageBytes,
 ) -> Result<ConceptId> {
     if images.is_empty() {
         return Err(Error::invalid(format!(
@@ -594,7 +598,7 @@ fn insert_concept(
     let mut seen = HashSet::new();
     for (pos, image) in images.iter().enumerate() {
         if seen.insert(&image.id) {
-            attach_image(tx, tenant, &id, image, pos as i32)?;
+            attach_image(tx, tenant, &id, image, pos as i32, bytes)?;
         }
     }
     Ok(id)
@@ -662,8 +666,8 @@ impl ConceptStore for PgStore {
         images: Vec<ImageInput>,
     ) -> Result<Concept> {
         let refs: Vec<&ImageInput> = images.iter().collect();
-        self.write_with_images(tenant, &refs, |tx| {
-            let id = insert_concept(tx, tenant, new, &images)?;
+        self.write_with_images(tenant, &refs, |tx, bytes| {
+            let id = insert_concept(tx, tenant, new, &images, bytes)?;
             load_concept(tx, tenant, &id)
         })
     }
@@ -674,13 +678,13 @@ impl ConceptStore for PgStore {
         concepts: Vec<(NewConcept, Vec<ImageInput>)>,
     ) -> Result<Vec<Concept>> {
         let refs: Vec<&ImageInput> = concepts.iter().flat_map(|(_, i)| i).collect();
-        self.write_with_images(tenant, &refs, |tx| {
-            let ids = match bulk::insert_concepts(tx, tenant, &concepts)? {
+        self.write_with_images(tenant, &refs, |tx, bytes| {
+            let ids = match bulk::insert_concepts(tx, tenant, &concepts, bytes)? {
                 Some(ids) => ids,
                 // Something to refuse: one by one, so the error is a single add's.
                 None => concepts
                     .iter()
-                    .map(|(new, images)| insert_concept(tx, tenant, new, images))
+                    .map(|(new, images)| insert_concept(tx, tenant, new, images, bytes))
                     .collect::<Result<Vec<_>>>()?,
             };
             bulk::load_concepts(tx, tenant, &ids)
@@ -715,6 +719,21 @@ impl ConceptStore for PgStore {
         })
     }
 
+    fn categories(&self, tenant: &Tenant) -> Result<Vec<String>> {
+        self.read(|tx| {
+            Ok(tx
+                .query(
+                    "SELECT DISTINCT category COLLATE \"C\" AS c FROM concepts
+                     WHERE tenant_id = $1 AND category <> '' ORDER BY c",
+                    &[&tenant.as_str()],
+                )
+                .map_err(db_err)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        })
+    }
+
     fn edit_concept(
         &self,
         tenant: &Tenant,
@@ -724,7 +743,7 @@ impl ConceptStore for PgStore {
         let t = tenant.as_str();
         let added: Vec<&ImageInput> = edit.add_images.iter().collect();
         let mut dropped = Vec::new();
-        let concept = self.write_with_images(tenant, &added, |tx| {
+        let concept = self.write_with_images(tenant, &added, |tx, bytes| {
             let id = find_concept_id(tx, tenant, name_or_alias)?;
             let before = load_concept(tx, tenant, &id)?;
             if let Some(new_name) = &edit.rename {
@@ -802,7 +821,7 @@ impl ConceptStore for PgStore {
                 .map_err(db_err)?
                 .get(0);
             for (i, image) in edit.add_images.iter().enumerate() {
-                attach_image(tx, tenant, &id, image, next_pos + i as i32)?;
+                attach_image(tx, tenant, &id, image, next_pos + i as i32, bytes)?;
             }
             for image in &removed_blobs {
                 collect_blob(tx, tenant, &image.0)?;
@@ -1265,4 +1284,65 @@ impl ApiKeyStore for PgStore {
                 .get(0))
         })
     }
+
+    fn export_api_keys(&self) -> Result<Vec<StoredApiKey>> {
+        self.read(export_api_keys)
+    }
+
+    fn import_api_keys(&self, keys: &[StoredApiKey], replace: bool) -> Result<()> {
+        // Under the keys' lock, so the check and the writes see the same table.
+        self.write_locked(API_KEYS_LOCK, |tx| {
+            let held: HashMap<String, StoredApiKey> = export_api_keys(tx)?
+                .into_iter()
+                .map(|k| (k.info.id.clone(), k))
+                .collect();
+            // Every key is decided before any is written: a conflict anywhere writes nothing.
+            let actions = keys
+                .iter()
+                .map(|k| import_action(k, held.get(&k.info.id), replace))
+                .collect::<Result<Vec<_>>>()?;
+            for (key, action) in keys.iter().zip(actions) {
+                let i = &key.info;
+                let sql = match action {
+                    ImportAction::Skip => continue,
+                    ImportAction::Insert => {
+                        "INSERT INTO api_keys (id, tenant_id, hash, created_at, revoked_at)
+                         VALUES ($1, $2, $3, $4, $5)"
+                    }
+                    ImportAction::Overwrite => {
+                        "UPDATE api_keys SET tenant_id = $2, hash = $3, created_at = $4,
+                         revoked_at = $5 WHERE id = $1"
+                    }
+                };
+                tx.execute(
+                    sql,
+                    &[
+                        &i.id,
+                        &i.tenant.as_str(),
+                        &key.hash,
+                        &i.created_at,
+                        &i.revoked_at,
+                    ],
+                )
+                .map_err(db_err)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn export_api_keys(tx: &mut Transaction) -> Result<Vec<StoredApiKey>> {
+    tx.query(
+        "SELECT id, tenant_id, created_at, revoked_at, hash FROM api_keys ORDER BY created_at, id",
+        &[],
+    )
+    .map_err(db_err)?
+    .iter()
+    .map(|row| {
+        Ok(StoredApiKey {
+            info: to_api_key(row)?,
+            hash: row.get(4),
+        })
+    })
+    .collect()
 }

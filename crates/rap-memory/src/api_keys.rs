@@ -21,6 +21,14 @@ pub struct ApiKeyInfo {
     pub revoked_at: Option<i64>,
 }
 
+/// A key as a store holds it (its hash, never the key), for moving it to another store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredApiKey {
+    pub info: ApiKeyInfo,
+    /// [`hash_key`] of the whole key.
+    pub hash: String,
+}
+
 /// A newly made key: the only moment the full key exists.
 #[derive(Debug, Clone)]
 pub struct NewApiKey {
@@ -65,6 +73,42 @@ pub trait ApiKeyStore: Send + Sync {
 
     /// Whether any key is active (then a server requires one on every request).
     fn has_active_api_keys(&self) -> Result<bool>;
+
+    /// Every key with its hash, revoked ones included, oldest first (for a migration).
+    fn export_api_keys(&self) -> Result<Vec<StoredApiKey>>;
+
+    /// Writes keys as another store held them (id, tenant, hash, times), all in one
+    /// transaction. A key already stored as given is left alone; one stored differently under
+    /// the same id is overwritten if `replace`, else the whole call is refused
+    /// ([`Error::Conflict`]) and nothing is written.
+    fn import_api_keys(&self, keys: &[StoredApiKey], replace: bool) -> Result<()>;
+}
+
+/// What [`ApiKeyStore::import_api_keys`] does with one key, given what the store holds under
+/// its id: nothing, insert it, or overwrite (`replace`) a different key; a different key
+/// without `replace` is a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportAction {
+    Skip,
+    Insert,
+    Overwrite,
+}
+
+/// Decides [`ImportAction`] for `key` against `held` (the store's key of that id, if any).
+pub fn import_action(
+    key: &StoredApiKey,
+    held: Option<&StoredApiKey>,
+    replace: bool,
+) -> Result<ImportAction> {
+    match held {
+        None => Ok(ImportAction::Insert),
+        Some(h) if h == key => Ok(ImportAction::Skip),
+        Some(_) if replace => Ok(ImportAction::Overwrite),
+        Some(h) => Err(Error::Conflict(format!(
+            "API key {} is already stored here for tenant {}, as a different key",
+            key.info.id, h.info.tenant
+        ))),
+    }
 }
 
 /// The id in a whole key (`rap_<id>_<secret>`), or the argument itself if it is one.

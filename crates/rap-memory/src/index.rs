@@ -138,6 +138,13 @@ impl HnswIndex {
         Ok(HnswIndex { dim, index })
     }
 
+    /// The distance kernels this graph runs on, as usearch names them: "serial" for the
+    /// compiler's portable loops, an instruction set ("haswell", "skylake", "neon", ...) when
+    /// built with the `simd` feature on a CPU that has it.
+    pub fn hardware_acceleration(&self) -> String {
+        self.index.hardware_acceleration()
+    }
+
     /// Writes the graph to `path` (usearch's own file format).
     pub fn save(&self, path: &Path) -> Result<()> {
         self.index.save(path_str(path)?).map_err(usearch_err)

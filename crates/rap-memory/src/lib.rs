@@ -21,7 +21,7 @@ pub mod reference;
 mod sqlite;
 pub mod store;
 
-pub use api_keys::{ApiKeyInfo, ApiKeyStore, NewApiKey};
+pub use api_keys::{ApiKeyInfo, ApiKeyStore, NewApiKey, StoredApiKey};
 pub use blobs::BlobStore;
 pub use index::{ExactIndex, HnswIndex, VectorIndex};
 pub use key_index::{IndexOrigin, KeyIndex, HNSW_THRESHOLD};

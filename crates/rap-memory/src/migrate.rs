@@ -7,13 +7,16 @@
 //! already holds any of the tenants is refused before anything is written, unless
 //! [`MigrateOptions::replace`]. After each tenant both sides are summarised ([`summarize`]:
 //! counts, and sha256 checksums over the concepts, over the image bytes as read back, and over
-//! each encoder's keys) and must agree.
+//! each encoder's keys) and must agree. The server API keys of the migrated tenants go along
+//! (every key when all tenants are migrated, also those of tenants without concepts), as the
+//! source stored them: id, tenant, hash and times, revoked ones included.
 
+use crate::api_keys::{import_action, StoredApiKey};
 use crate::store::{ConceptStore, ImageInput, TenantDump};
 use rap_core::{Concept, Error, ImageId, NewConcept, Result, Tenant};
 use rap_image::ImageMeta;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What to migrate and how.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +56,8 @@ pub struct TenantSummary {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MigrateReport {
     pub tenants: Vec<TenantSummary>,
+    /// Server API keys copied (revoked ones included).
+    pub api_keys: usize,
 }
 
 fn hex_digest(h: Sha256) -> String {
@@ -186,6 +191,39 @@ pub fn export_tenant(store: &dyn ConceptStore, tenant: &Tenant) -> Result<Tenant
     })
 }
 
+/// Checks a dump before a store imports it, the same for every backend: every key is of an
+/// image some concept uses, and no encoder has two keys for one (image, region). Returns the
+/// dump's images by id, for [`concept_parts`].
+pub fn check_dump(dump: &TenantDump) -> Result<HashMap<&ImageId, &ImageInput>> {
+    let images: HashMap<&ImageId, &ImageInput> = dump.images.iter().map(|i| (&i.id, i)).collect();
+    let used: HashSet<&ImageId> = dump
+        .concepts
+        .iter()
+        .flat_map(|c| c.images.iter().map(|i| &i.id))
+        .collect();
+    for (encoder, keys) in &dump.keys {
+        let mut seen = HashSet::with_capacity(keys.len());
+        for (image, region, _) in keys {
+            if !used.contains(image) {
+                return Err(Error::invalid(format!(
+                    "a key of encoder {encoder} is of image {}, which no concept uses",
+                    image.0
+                )));
+            }
+            // Stores tell regions apart by their JSON text.
+            let region =
+                serde_json::to_string(region).map_err(|e| Error::invalid(e.to_string()))?;
+            if !seen.insert((image, region)) {
+                return Err(Error::invalid(format!(
+                    "encoder {encoder} has two keys for the same region of image {}",
+                    image.0
+                )));
+            }
+        }
+    }
+    Ok(images)
+}
+
 /// A dumped concept as the fields a store inserts and its images in order (for the stores'
 /// [`ConceptStore::import_tenant`]); an image missing from the dump is an error.
 pub fn concept_parts<'a>(
@@ -235,6 +273,7 @@ pub fn migrate(
     } else {
         options.tenants.clone()
     };
+    let api_keys = api_keys_to_copy(from, to, options)?;
     if !options.replace {
         let mut held = Vec::new();
         for tenant in &tenants {
@@ -253,6 +292,7 @@ pub fn migrate(
     }
     let mut report = MigrateReport {
         tenants: Vec::new(),
+        api_keys: 0,
     };
     for tenant in &tenants {
         let done = || {
@@ -286,5 +326,63 @@ pub fn migrate(
             }
         }
     }
+    if let Some(target) = to.api_key_store().filter(|_| !api_keys.is_empty()) {
+        let copied = || {
+            format!(
+                "after copying every tenant ({}); the API keys can be copied again by rerunning \
+                 with --replace",
+                report.tenants.len()
+            )
+        };
+        target
+            .import_api_keys(&api_keys, options.replace)
+            .map_err(|e| Error::Storage(format!("API keys: {e} ({})", copied())))?;
+        let held = target.export_api_keys()?;
+        if let Some(missing) = api_keys.iter().find(|k| !held.contains(k)) {
+            return Err(Error::Storage(format!(
+                "verification failed: API key {} is not in the target as in the source ({})",
+                missing.info.id,
+                copied()
+            )));
+        }
+        report.api_keys = api_keys.len();
+    }
     Ok(report)
+}
+
+/// The source's API keys that go with the migrated tenants, checked against the target
+/// before anything is copied: a target that keeps no keys, or holds another key under one of
+/// their ids (without `replace`), is refused.
+fn api_keys_to_copy(
+    from: &dyn ConceptStore,
+    to: &dyn ConceptStore,
+    options: &MigrateOptions,
+) -> Result<Vec<StoredApiKey>> {
+    let Some(source) = from.api_key_store() else {
+        return Ok(Vec::new());
+    };
+    let keys: Vec<StoredApiKey> = source
+        .export_api_keys()?
+        .into_iter()
+        .filter(|k| options.tenants.is_empty() || options.tenants.contains(&k.info.tenant))
+        .collect();
+    if keys.is_empty() {
+        return Ok(keys);
+    }
+    let target = to.api_key_store().ok_or_else(|| {
+        Error::invalid(format!(
+            "the source has {} API key(s) and the target keeps none; nothing was copied",
+            keys.len()
+        ))
+    })?;
+    let held = target.export_api_keys()?;
+    for key in &keys {
+        let same_id = held.iter().find(|h| h.info.id == key.info.id);
+        import_action(key, same_id, options.replace).map_err(|e| {
+            Error::Conflict(format!(
+                "{e}; nothing was copied (replace it with --replace)"
+            ))
+        })?;
+    }
+    Ok(keys)
 }

@@ -27,7 +27,9 @@
 //! Every public method runs in one `IMMEDIATE` transaction: all or nothing. Tenants are a
 //! column of every table and every statement filters by it.
 
-use crate::api_keys::{ApiKeyInfo, ApiKeyStore, NewApiKey};
+use crate::api_keys::{
+    import_action, ApiKeyInfo, ApiKeyStore, ImportAction, NewApiKey, StoredApiKey,
+};
 use crate::store::{
     ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyLocation, StoreStats, TenantDump,
 };
@@ -618,6 +620,23 @@ impl ConceptStore for SqliteStore {
         })
     }
 
+    fn categories(&self, tenant: &Tenant) -> Result<Vec<String>> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT DISTINCT category FROM concepts WHERE tenant = ?1 AND category <> ''
+                     ORDER BY category",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![tenant.as_str()], |r| r.get(0))
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(db_err);
+            rows
+        })
+    }
+
     fn edit_concept(
         &self,
         tenant: &Tenant,
@@ -963,8 +982,7 @@ impl ConceptStore for SqliteStore {
     }
 
     fn import_tenant(&self, tenant: &Tenant, dump: &TenantDump, replace: bool) -> Result<()> {
-        let images: HashMap<&ImageId, &ImageInput> =
-            dump.images.iter().map(|i| (&i.id, i)).collect();
+        let images = crate::migrate::check_dump(dump)?;
         self.write(|tx| {
             if replace {
                 clear_tenant(tx, tenant)?;
@@ -1019,6 +1037,27 @@ fn to_api_key(
         created_at,
         revoked_at,
     })
+}
+
+fn export_api_keys(tx: &Transaction) -> Result<Vec<StoredApiKey>> {
+    let mut stmt = tx
+        .prepare(
+            "SELECT id, tenant, created_at, revoked_at, hash FROM api_keys ORDER BY created_at, id",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| Ok((api_key_row(r)?, r.get::<_, String>(4)?)))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)?;
+    rows.into_iter()
+        .map(|(row, hash)| {
+            Ok(StoredApiKey {
+                info: to_api_key(row)?,
+                hash,
+            })
+        })
+        .collect()
 }
 
 impl ApiKeyStore for SqliteStore {
@@ -1098,6 +1137,50 @@ impl ApiKeyStore for SqliteStore {
                 |r| r.get::<_, bool>(0),
             )
             .map_err(db_err)
+        })
+    }
+
+    fn export_api_keys(&self) -> Result<Vec<StoredApiKey>> {
+        self.read(export_api_keys)
+    }
+
+    fn import_api_keys(&self, keys: &[StoredApiKey], replace: bool) -> Result<()> {
+        self.write(|tx| {
+            let held: HashMap<String, StoredApiKey> = export_api_keys(tx)?
+                .into_iter()
+                .map(|k| (k.info.id.clone(), k))
+                .collect();
+            // Every key is decided before any is written: a conflict anywhere writes nothing.
+            let actions = keys
+                .iter()
+                .map(|k| import_action(k, held.get(&k.info.id), replace))
+                .collect::<Result<Vec<_>>>()?;
+            for (key, action) in keys.iter().zip(actions) {
+                let i = &key.info;
+                let sql = match action {
+                    ImportAction::Skip => continue,
+                    ImportAction::Insert => {
+                        "INSERT INTO api_keys (id, tenant, hash, created_at, revoked_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)"
+                    }
+                    ImportAction::Overwrite => {
+                        "UPDATE api_keys SET tenant = ?2, hash = ?3, created_at = ?4,
+                         revoked_at = ?5 WHERE id = ?1"
+                    }
+                };
+                tx.execute(
+                    sql,
+                    params![
+                        i.id,
+                        i.tenant.as_str(),
+                        key.hash,
+                        i.created_at,
+                        i.revoked_at
+                    ],
+                )
+                .map_err(db_err)?;
+            }
+            Ok(())
         })
     }
 }

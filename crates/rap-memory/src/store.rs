@@ -124,6 +124,10 @@ pub trait ConceptStore: Send + Sync {
     /// All concepts of the tenant, by name.
     fn concepts(&self, tenant: &Tenant) -> Result<Vec<Concept>>;
 
+    /// The categories of the tenant's concepts, each once, sorted (blank ones left out):
+    /// what a region proposer is told to look for, read at every query.
+    fn categories(&self, tenant: &Tenant) -> Result<Vec<String>>;
+
     fn edit_concept(
         &self,
         tenant: &Tenant,

@@ -1,6 +1,7 @@
 //! `rap migrate --to postgres|embedded`: copies the whole memory (every tenant, concept, image
 //! and embedding) from the embedded store into the PostgreSQL one (`RAP_DATABASE_URL`, with
-//! `RAP_BLOB_STORE` if set), or back, and prints the verified counts and checksums. The work
+//! `RAP_BLOB_STORE` if set), or back, with the server API keys, and prints the verified counts
+//! and checksums. The work
 //! is `rap_memory::migrate`; this only opens the two stores and prints.
 
 use crate::context::Context;
@@ -118,5 +119,9 @@ fn print(ctx: &Context, report: &MigrateReport, to: Target, postgres: &PgStore) 
             );
         }
     }
+    println!(
+        "  API keys: {} (hashes only, revoked ones included)",
+        report.api_keys
+    );
     Ok(())
 }

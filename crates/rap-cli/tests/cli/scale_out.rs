@@ -94,6 +94,18 @@ fn migrate_copies_every_tenant_to_postgres_and_s3_and_back() {
         ],
     );
     let listed = |c: Command, tenant: &str| ok(c, &["--tenant", tenant, "concept", "list"]);
+    // Server API keys, one revoked, one of a tenant without concepts: they go along.
+    let key = ok(on_embedded(&source), &["keys", "create"])["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let alice = ok(
+        on_embedded(&source),
+        &["--tenant", "alice", "keys", "create"],
+    );
+    let alice_id = alice["key"].as_str().unwrap().split('_').nth(1).unwrap();
+    ok(on_embedded(&source), &["keys", "revoke", alice_id]);
+    let keys_listed = |c: Command| ok(c, &["keys", "list"]);
 
     let report = ok(
         with_servers(&source, &db, &bucket),
@@ -111,6 +123,11 @@ fn migrate_copies_every_tenant_to_postgres_and_s3_and_back() {
         })
         .collect();
     assert_eq!(summary, [("default", 2, 2), ("team-b", 1, 1)]);
+    assert_eq!(report["api_keys"], 2, "{report}");
+    assert_eq!(
+        keys_listed(on_postgres(&source, &db, &bucket)),
+        keys_listed(on_embedded(&source))
+    );
     let encoders = &tenants[0]["encoders"];
     assert!(
         encoders[0]["encoder"]
@@ -184,6 +201,22 @@ fn migrate_copies_every_tenant_to_postgres_and_s3_and_back() {
     }
     let shown = ok(on_embedded(&back), &["concept", "show", "shiba"]);
     assert_eq!(shown["name"], "bo");
+    assert_eq!(
+        keys_listed(on_embedded(&back)),
+        keys_listed(on_embedded(&source))
+    );
+    // The copied key works where it was copied to: a server on the new memory needs it.
+    rap_llm::http::install_tls_provider();
+    let server = Serve::start(on_embedded(&back), &[]);
+    let concepts = |auth: Option<&str>| {
+        let mut r = reqwest::blocking::Client::new().get(format!("{}/v1/concepts", server.url));
+        if let Some(k) = auth {
+            r = r.bearer_auth(k);
+        }
+        r.send().unwrap().status().as_u16()
+    };
+    assert_eq!((concepts(None), concepts(Some(&key))), (401, 200));
+    drop(server);
 
     // Nothing to sweep after all this; a blob store with the embedded backend is refused.
     let gc = ok(with_servers(&back, &db, &bucket), &["blobs", "gc"]);

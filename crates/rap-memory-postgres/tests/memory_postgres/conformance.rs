@@ -12,7 +12,8 @@ use rap_core::{Embedding, Error, ImageId, NewConcept, Region, Tenant};
 use rap_image::Limits;
 use rap_memory::api_keys::hash_key;
 use rap_memory::{
-    ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyIndex, NewApiKey, SqliteStore, StoreStats,
+    ApiKeyInfo, ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyIndex, NewApiKey, SqliteStore,
+    StoreStats, StoredApiKey,
 };
 use std::io::Cursor;
 
@@ -735,6 +736,60 @@ fn api_keys_are_hashed_scoped_and_revocable(store: &dyn ConceptStore) {
     ));
 }
 
+fn api_keys_move_with_their_hashes_and_revocations(store: &dyn ConceptStore) {
+    let keys = store.api_key_store().expect("this backend keeps API keys");
+    let (a, b) = (
+        NewApiKey::generate().unwrap(),
+        NewApiKey::generate().unwrap(),
+    );
+    keys.add_api_key(&t("alice"), &a).unwrap();
+    keys.add_api_key(&t("bob"), &b).unwrap();
+    keys.revoke_api_key(&b.id).unwrap();
+    let exported = keys.export_api_keys().unwrap();
+    assert_eq!(
+        exported.iter().map(|k| k.hash.as_str()).collect::<Vec<_>>(),
+        [a.hash.as_str(), b.hash.as_str()]
+    );
+    assert_eq!(
+        exported.iter().map(|k| k.info.clone()).collect::<Vec<_>>(),
+        keys.api_keys().unwrap()
+    );
+    // Importing what is there already changes nothing.
+    keys.import_api_keys(&exported, false).unwrap();
+    assert_eq!(keys.export_api_keys().unwrap(), exported);
+
+    // A new key and another key under a held id: refused as a whole without `replace`...
+    let c = NewApiKey::generate().unwrap();
+    let moved = StoredApiKey {
+        info: ApiKeyInfo {
+            id: c.id.clone(),
+            tenant: t("carol"),
+            created_at: 1_000,
+            revoked_at: None,
+        },
+        hash: c.hash.clone(),
+    };
+    let mut clash = exported[0].clone();
+    clash.hash = hash_key("rap_another");
+    let err = keys
+        .import_api_keys(&[moved.clone(), clash.clone()], false)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict(_)) && err.to_string().contains(&a.id),
+        "{err}"
+    );
+    assert_eq!(keys.export_api_keys().unwrap(), exported, "nothing written");
+    // ...and written as given with it: the new key authenticates, the replaced one no more.
+    keys.import_api_keys(&[moved.clone(), clash.clone()], true)
+        .unwrap();
+    assert_eq!(keys.tenant_for_key_hash(&c.hash).unwrap(), Some(t("carol")));
+    assert_eq!(keys.tenant_for_key_hash(&a.hash).unwrap(), None);
+    assert_eq!(
+        keys.export_api_keys().unwrap(),
+        vec![moved, clash, exported[1].clone()]
+    );
+}
+
 /// A distinct 8x8 PNG for any `n` (more than `input`'s 256).
 fn numbered(n: u32) -> ImageInput {
     let b = n.to_le_bytes();
@@ -1042,6 +1097,51 @@ fn import_keeps_ids_and_times_and_refuses_a_held_tenant(store: &dyn ConceptStore
     broken.images.pop();
     assert!(store.import_tenant(&t("d"), &broken, false).is_err());
     assert_eq!(store.stats(&t("d")).unwrap(), StoreStats::default());
+    // So is one with a key of an image no concept uses, or a region keyed twice.
+    let mut stray = dump.clone();
+    stray.keys[0].1[0].0 = input(77).id;
+    let err = store.import_tenant(&t("d"), &stray, false).unwrap_err();
+    assert!(err.to_string().contains("which no concept uses"), "{err}");
+    let mut twice = dump.clone();
+    let first = twice.keys[0].1[0].clone();
+    twice.keys[0].1.push(first);
+    let err = store.import_tenant(&t("d"), &twice, false).unwrap_err();
+    assert!(err.to_string().contains("two keys"), "{err}");
+    assert_eq!(store.stats(&t("d")).unwrap(), StoreStats::default());
+}
+
+fn categories_are_each_tenants_own_once(store: &dyn ConceptStore) {
+    let (a, b) = (t("a"), t("b"));
+    assert!(store.categories(&a).unwrap().is_empty());
+    let mut mug = concept("mug");
+    mug.category = "mug".into();
+    let mut blank = concept("thing");
+    blank.category = String::new();
+    store
+        .add_concept(&a, &concept("bo"), vec![input(1)])
+        .unwrap();
+    store
+        .add_concept(&a, &concept("dug"), vec![input(2)])
+        .unwrap();
+    store.add_concept(&a, &mug, vec![input(3)]).unwrap();
+    store.add_concept(&a, &blank, vec![input(4)]).unwrap();
+    let mut cat = concept("tom");
+    cat.category = "cat".into();
+    store.add_concept(&b, &cat, vec![input(5)]).unwrap();
+    assert_eq!(store.categories(&a).unwrap(), vec!["dog", "mug"]);
+    assert_eq!(store.categories(&b).unwrap(), vec!["cat"]);
+    // An edit counts at once.
+    store
+        .edit_concept(
+            &a,
+            "mug",
+            ConceptEdit {
+                category: Some("cup".into()),
+                ..ConceptEdit::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(store.categories(&a).unwrap(), vec!["cup", "dog"]);
 }
 
 // ---- the suite, once per backend ----
@@ -1065,6 +1165,8 @@ macro_rules! conformance {
                 batches_write_what_single_adds_write,
                 tenants_are_those_holding_concepts,
                 import_keeps_ids_and_times_and_refuses_a_held_tenant,
+                categories_are_each_tenants_own_once,
+                api_keys_move_with_their_hashes_and_revocations,
             );
         }
     };

@@ -1,0 +1,117 @@
+//! `rap_memory::migrate` between two embedded stores: the server API keys go along with the
+//! tenants (hashes and revocations as they were), and a target holding another key under one
+//! of their ids is refused before anything is copied.
+
+use rap_core::{Error, NewConcept, Tenant};
+use rap_image::Limits;
+use rap_memory::migrate::{migrate, MigrateOptions};
+use rap_memory::{ConceptStore, ImageInput, NewApiKey, SqliteStore, StoredApiKey};
+
+fn t(name: &str) -> Tenant {
+    Tenant::new(name).unwrap()
+}
+
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("memory.sqlite")).unwrap();
+    (dir, store)
+}
+
+fn add(store: &SqliteStore, tenant: &str, name: &str, seed: u8) {
+    let img = image::RgbImage::from_fn(8, 6, |x, y| image::Rgb([seed, x as u8, y as u8]));
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let new = NewConcept {
+        name: name.into(),
+        aliases: vec![],
+        category: "dog".into(),
+        info: String::new(),
+    };
+    let image = ImageInput::from_bytes(png, &Limits::default()).unwrap();
+    store.add_concept(&t(tenant), &new, vec![image]).unwrap();
+}
+
+fn stored(store: &SqliteStore) -> Vec<StoredApiKey> {
+    store.api_key_store().unwrap().export_api_keys().unwrap()
+}
+
+#[test]
+fn api_keys_go_along_with_their_tenants() {
+    let (_d, source) = open();
+    add(&source, "alice", "bo", 1);
+    add(&source, "bob", "rex", 2);
+    let keys = source.api_key_store().unwrap();
+    let alice = NewApiKey::generate().unwrap();
+    keys.add_api_key(&t("alice"), &alice).unwrap();
+    let bob = NewApiKey::generate().unwrap();
+    keys.add_api_key(&t("bob"), &bob).unwrap();
+    keys.revoke_api_key(&bob.id).unwrap();
+    // A tenant with a key and no concepts yet.
+    keys.add_api_key(&t("carol"), &NewApiKey::generate().unwrap())
+        .unwrap();
+
+    // Every tenant: every key, exactly as stored.
+    let (_e, all) = open();
+    let report = migrate(&source, &all, &MigrateOptions::default()).unwrap();
+    assert_eq!((report.tenants.len(), report.api_keys), (2, 3));
+    assert_eq!(stored(&all), stored(&source));
+    let moved = all.api_key_store().unwrap();
+    assert_eq!(
+        moved.tenant_for_key_hash(&alice.hash).unwrap(),
+        Some(t("alice"))
+    );
+    assert_eq!(
+        moved.tenant_for_key_hash(&bob.hash).unwrap(),
+        None,
+        "revoked"
+    );
+
+    // Some tenants: their keys only.
+    let (_f, some) = open();
+    let only_alice = MigrateOptions {
+        tenants: vec![t("alice")],
+        ..MigrateOptions::default()
+    };
+    let report = migrate(&source, &some, &only_alice).unwrap();
+    assert_eq!(report.api_keys, 1);
+    assert_eq!(stored(&some), stored(&source)[..1]);
+}
+
+#[test]
+fn a_target_with_another_key_under_the_same_id_is_refused_before_copying() {
+    let (_d, source) = open();
+    add(&source, "alice", "bo", 1);
+    let key = NewApiKey::generate().unwrap();
+    source
+        .api_key_store()
+        .unwrap()
+        .add_api_key(&t("alice"), &key)
+        .unwrap();
+    let (_e, target) = open();
+    let mut other = stored(&source);
+    other[0].hash = rap_memory::api_keys::hash_key("rap_something_else");
+    target
+        .api_key_store()
+        .unwrap()
+        .import_api_keys(&other, false)
+        .unwrap();
+
+    let err = migrate(&source, &target, &MigrateOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict(_))
+            && err.to_string().contains(&key.id)
+            && err.to_string().contains("nothing was copied"),
+        "{err}"
+    );
+    assert!(target.tenants().unwrap().is_empty());
+    assert_eq!(stored(&target), other);
+
+    // With replace: copied, the source's key wins.
+    let replace = MigrateOptions {
+        replace: true,
+        ..MigrateOptions::default()
+    };
+    migrate(&source, &target, &replace).unwrap();
+    assert_eq!(stored(&target), stored(&source));
+}
