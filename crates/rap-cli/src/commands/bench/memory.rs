@@ -3,7 +3,7 @@
 //! open it again in the next process (from its saved copy when large), single add and
 //! remove latency (each one durable transaction), and search latency right after an add.
 
-use super::summary;
+use super::{summary, synthetic};
 use crate::output;
 use anyhow::Result;
 use rap_core::{Embedding, NewConcept, Region, Tenant};
@@ -37,22 +37,6 @@ fn tiny_png(n: u64) -> Vec<u8> {
     out
 }
 
-/// A deterministic pseudo-random unit vector (the `n`th of the benchmark keys).
-pub(super) fn key(n: u64, dim: usize) -> Embedding {
-    // A cheap deterministic pseudo-random vector (splitmix64).
-    let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-    let v = (0..dim)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) as f64 / u64::MAX as f64 - 0.5) as f32
-        })
-        .collect();
-    Embedding::normalized(v).unwrap_or_else(|_| Embedding::from_unit(vec![1.0; 1]))
-}
-
 fn concept(n: u64, dim: usize) -> Result<(NewConcept, ImageInput, Embedding)> {
     let image = ImageInput::from_bytes(tiny_png(n), &Limits::default())?;
     let new = NewConcept {
@@ -61,7 +45,7 @@ fn concept(n: u64, dim: usize) -> Result<(NewConcept, ImageInput, Embedding)> {
         category: "thing".into(),
         aliases: vec![],
     };
-    Ok((new, image, key(n, dim)))
+    Ok((new, image, synthetic::uniform(n, dim)))
 }
 
 pub fn run(json: bool, args: MemoryArgs) -> Result<()> {
@@ -145,8 +129,8 @@ pub fn run(json: bool, args: MemoryArgs) -> Result<()> {
     let queries = 50u64;
     for q in 0..queries {
         let near = (q * 1_999) % concepts as u64;
-        let noise = key(10_000_000 + q, dim);
-        let v: Vec<f32> = key(near, dim)
+        let noise = synthetic::uniform(10_000_000 + q, dim);
+        let v: Vec<f32> = synthetic::uniform(near, dim)
             .as_slice()
             .iter()
             .zip(noise.as_slice())

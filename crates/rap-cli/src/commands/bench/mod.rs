@@ -6,6 +6,7 @@ mod memory;
 mod retrieval;
 mod scale;
 mod suite;
+mod synthetic;
 mod vectors;
 
 use crate::context::Context;

@@ -22,6 +22,7 @@
 //! the embedded store is searched through a warm per-tenant `KeyIndex` (exact up to 50,000
 //! keys, HNSW above), whose build on first use is timed apart.
 
+use super::synthetic::{noisy, Clusters, SplitMix, QUERY_NOISE};
 use super::{machine, summary};
 use crate::output;
 use anyhow::{bail, Context as _, Result};
@@ -95,9 +96,6 @@ const ENCODER: &str = "bench-scale";
 const TEN: usize = 10;
 /// Shares of all concepts held by the large tenants (tenants 1, 2, ...).
 const LARGE_SHARES: [f64; 4] = [0.06, 0.04, 0.03, 0.025];
-/// Noise added to a cluster centre to make a key, and to a key to make a query (norms).
-const KEY_NOISE: f32 = 0.8;
-const QUERY_NOISE: f32 = 0.35;
 
 /// Tenant sizes, key generation and queries: deterministic, so both backends get the same.
 pub(crate) struct Workload {
@@ -106,41 +104,7 @@ pub(crate) struct Workload {
     pub large: Vec<usize>,
     /// Global number of each tenant's first concept.
     first: Vec<usize>,
-    centres: Vec<Embedding>,
-}
-
-/// splitmix64: a tiny, fast, well-mixed deterministic generator (no crate needed for noise).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn new(seed: u64) -> Self {
-        SplitMix(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-0.5, 0.5).
-    fn centred(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-/// `v` plus noise of norm about `norm`, normalised.
-fn noisy(v: &[f32], norm: f32, rng: &mut SplitMix) -> Embedding {
-    // Uniform noise in [-0.5, 0.5) has a standard deviation of 1/sqrt(12) per dimension.
-    let scale = norm * (12.0 / v.len() as f32).sqrt();
-    let out: Vec<f32> = v.iter().map(|x| x + scale * rng.centred()).collect();
-    Embedding::normalized(out).unwrap_or_else(|_| Embedding::from_unit(v.to_vec()))
+    clusters: Clusters,
 }
 
 impl Workload {
@@ -194,18 +158,11 @@ impl Workload {
             first.push(n);
             n += s;
         }
-        let centres = (0..clusters)
-            .map(|c| {
-                let mut rng = SplitMix::new((1 << 62) + c as u64);
-                let v = (0..dim).map(|_| rng.centred()).collect();
-                Embedding::normalized(v).map_err(anyhow::Error::from)
-            })
-            .collect::<Result<_>>()?;
         Ok(Workload {
             sizes,
             large: (1..=n_large).collect(),
             first,
-            centres,
+            clusters: Clusters::new(dim, clusters)?,
         })
     }
 
@@ -219,17 +176,13 @@ impl Workload {
 
     /// The cluster of concept `j` of tenant `t`.
     pub fn cluster(&self, t: usize, j: usize) -> usize {
-        SplitMix::new(((t as u64) << 32) | j as u64).below(self.centres.len())
+        SplitMix::new(((t as u64) << 32) | j as u64).below(self.clusters.len())
     }
 
     /// The key of concept `j` of tenant `t`.
     pub fn key(&self, t: usize, j: usize) -> Embedding {
-        let mut rng = SplitMix::new((1 << 61) + (self.first[t] + j) as u64);
-        noisy(
-            self.centres[self.cluster(t, j)].as_slice(),
-            KEY_NOISE,
-            &mut rng,
-        )
+        self.clusters
+            .key(self.cluster(t, j), (self.first[t] + j) as u64)
     }
 
     /// Query number `q` of tenant `t`: one of its keys plus noise.

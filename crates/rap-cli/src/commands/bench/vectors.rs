@@ -4,13 +4,16 @@
 //! search breadths (`ef`), so a recall/speed curve can be matched against another library's
 //! (`tools/bench/faiss_compare.py` runs FAISS on the very same vectors, written by `--dump`).
 //!
-//! Keys are uniform random unit vectors (the hardest case for a graph index); each query is a
-//! stored key plus noise (cosine about 0.96 to it), as a photo of a remembered object would be.
-//! Searches run one query at a time on one thread (as the engine does per query region); the
-//! HNSW graph is built on every core.
+//! Keys are clustered like real embeddings by default (`--clusters` centres, cosine about 0.6
+//! within a cluster; each query a stored key plus noise, cosine about 0.94 to it), or
+//! uniform random unit vectors with `--data uniform` (no neighbourhood structure: the hardest
+//! case for a graph index, where recall@10 mostly measures the order of near ties; queries a
+//! stored key plus noise, cosine about 0.96). See [`super::synthetic`]. Searches run one query
+//! at a time on one thread (as the engine does per query region); the HNSW graph is built on
+//! every core.
 
-use super::memory::key;
 use super::percentile;
+use super::synthetic::{self, Clusters, SplitMix, QUERY_NOISE};
 use crate::output;
 use anyhow::{bail, Context as _, Result};
 use rap_core::Embedding;
@@ -18,6 +21,14 @@ use rap_memory::{ExactIndex, HnswIndex, VectorIndex, HNSW_THRESHOLD};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Data {
+    /// Keys around cluster centres, like real embeddings
+    Clustered,
+    /// Uniform random unit keys (no structure: the hardest case for a graph index)
+    Uniform,
+}
 
 #[derive(clap::Args, Clone)]
 pub struct VectorsArgs {
@@ -27,6 +38,12 @@ pub struct VectorsArgs {
     /// Key dimension (1280 = the default encoder)
     #[arg(long, default_value_t = 1280)]
     pub dim: usize,
+    /// The keys: clustered like real embeddings, or uniform random
+    #[arg(long, value_enum, default_value_t = Data::Clustered)]
+    pub data: Data,
+    /// Cluster centres of clustered keys
+    #[arg(long, default_value_t = 1000)]
+    pub clusters: usize,
     /// Queries per measurement
     #[arg(long, default_value_t = 200)]
     pub queries: usize,
@@ -49,16 +66,60 @@ fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
-fn query(n: usize, q: u64, dim: usize) -> Result<Embedding> {
-    let near = (q * 7_919) % n as u64;
-    let noise = key(50_000_000 + q, dim);
-    let v: Vec<f32> = key(near, dim)
-        .as_slice()
-        .iter()
-        .zip(noise.as_slice())
-        .map(|(a, b)| a + 0.3 * b)
-        .collect();
-    Ok(Embedding::normalized(v)?)
+/// The keys and queries of one run.
+enum Keys {
+    Uniform { dim: usize },
+    Clustered(Clusters),
+}
+
+impl Keys {
+    fn new(args: &VectorsArgs) -> Result<Self> {
+        Ok(match args.data {
+            Data::Uniform => Keys::Uniform { dim: args.dim },
+            Data::Clustered => Keys::Clustered(Clusters::new(args.dim, args.clusters)?),
+        })
+    }
+
+    fn key(&self, n: u64) -> Embedding {
+        match self {
+            Keys::Uniform { dim } => synthetic::uniform(n, *dim),
+            Keys::Clustered(c) => c.key(SplitMix::new(n).below(c.len()), n),
+        }
+    }
+
+    /// Query number `q` of an index of `n` keys: a stored key plus noise.
+    fn query(&self, n: usize, q: u64) -> Result<Embedding> {
+        let near = self.key((q * 7_919) % n as u64);
+        Ok(match self {
+            Keys::Uniform { dim } => {
+                let noise = synthetic::uniform(50_000_000 + q, *dim);
+                let v: Vec<f32> = near
+                    .as_slice()
+                    .iter()
+                    .zip(noise.as_slice())
+                    .map(|(a, b)| a + 0.3 * b)
+                    .collect();
+                Embedding::normalized(v)?
+            }
+            Keys::Clustered(_) => {
+                let mut rng = SplitMix::new((1 << 60) + q);
+                synthetic::noisy(near.as_slice(), QUERY_NOISE, &mut rng)
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Keys::Uniform { .. } => "uniform random unit keys; queries = a stored key + 0.3 x \
+                                     a random unit vector, normalised"
+                .into(),
+            Keys::Clustered(c) => format!(
+                "keys clustered around {} random centres (cosine about 0.6 within a cluster); \
+                 queries = a stored key + noise (cosine about 0.94 to it)",
+                c.len()
+            ),
+        }
+    }
 }
 
 fn dump(path: &Path, vectors: &[&[f32]]) -> Result<()> {
@@ -109,6 +170,10 @@ pub fn measure(args: &VectorsArgs, json: bool) -> Result<serde_json::Value> {
     if args.ef.contains(&0) {
         bail!("--ef values must be at least 1");
     }
+    if args.clusters == 0 {
+        bail!("--clusters must be at least 1");
+    }
+    let data = Keys::new(args)?;
     if let Some(dir) = &args.dump {
         std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     }
@@ -121,12 +186,12 @@ pub fn measure(args: &VectorsArgs, json: bool) -> Result<serde_json::Value> {
                 if i % 4096 == 0 {
                     bar.set_position(i);
                 }
-                key(i, dim)
+                data.key(i)
             })
             .collect();
         bar.finish_and_clear();
         let queries: Vec<Embedding> = (0..args.queries as u64)
-            .map(|q| query(n, q, dim))
+            .map(|q| data.query(n, q))
             .collect::<Result<_>>()?;
         if let Some(dir) = &args.dump {
             let ks: Vec<&[f32]> = keys.iter().map(Embedding::as_slice).collect();
@@ -170,6 +235,7 @@ pub fn measure(args: &VectorsArgs, json: bool) -> Result<serde_json::Value> {
             }));
         }
         hnsw.set_expansion_search(64);
+        let kernels = hnsw.hardware_acceleration();
         drop(hnsw);
         sizes.push(serde_json::json!({
             "keys": n,
@@ -181,6 +247,7 @@ pub fn measure(args: &VectorsArgs, json: bool) -> Result<serde_json::Value> {
             "hnsw": {
                 "build_s": hnsw_build_s, "build_threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
                 "memory_bytes": hnsw_bytes, "connectivity": 16, "expansion_add": 64,
+                "kernels": kernels,
                 "search": sweep,
             },
         }));
@@ -189,7 +256,7 @@ pub fn measure(args: &VectorsArgs, json: bool) -> Result<serde_json::Value> {
         "dim": dim,
         "k": K,
         "queries": args.queries,
-        "data": "uniform random unit keys; queries = a stored key + 0.3 x a random unit vector, normalised",
+        "data": data.describe(),
         "search_threads": 1,
         "dump": args.dump,
         "sizes": sizes,
