@@ -10,6 +10,7 @@
 //! [`preprocess`] turns an image into the normalised CHW tensor data an encoder takes.
 
 pub mod preprocess;
+pub mod testing;
 pub mod transform;
 
 pub use preprocess::{to_chw_f32, Fit, Preprocess, MAX_ASPECT, MAX_PAD_PIXELS};
@@ -150,6 +151,7 @@ fn to_rgb_on_background(img: DynamicImage) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::png_chunk;
     use image::{ImageEncoder as _, Rgb, Rgba};
     use std::time::Instant;
 
@@ -172,29 +174,6 @@ mod tests {
 
     fn close(a: [u8; 3], b: [u8; 3], tol: u8) -> bool {
         a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= tol)
-    }
-
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in bytes {
-            crc ^= b as u32;
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-
-    fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend((data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend(data);
-        out.extend(&body);
-        out.extend(crc32(&body).to_be_bytes());
     }
 
     fn ihdr(w: u32, h: u32, depth: u8, colour_type: u8) -> Vec<u8> {

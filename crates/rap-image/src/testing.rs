@@ -1,0 +1,45 @@
+//! For tests (of this crate and of others): hand-made PNG files, such as a decompression bomb
+//! whose header claims more pixels than any limit allows.
+
+/// CRC-32 (ISO-HDLC) of `bytes`, as PNG chunks carry it. (Bitwise: a table or a crate buys
+/// nothing for a few test chunks.)
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Appends one PNG chunk (length, type, data, CRC) to `out`.
+pub fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend((data.len() as u32).to_be_bytes());
+    let mut body = kind.to_vec();
+    body.extend(data);
+    out.extend(&body);
+    out.extend(crc32(&body).to_be_bytes());
+}
+
+/// A valid PNG (correct CRCs) claiming `w` x `h` 8-bit RGB pixels with only a few bytes of
+/// pixel data: what a decompression bomb looks like to a header reader.
+pub fn png_bomb(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    png_chunk(&mut out, b"IHDR", &ihdr);
+    png_chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    png_chunk(&mut out, b"IEND", &[]);
+    out
+}
