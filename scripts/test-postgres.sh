@@ -13,6 +13,7 @@
 # PostgreSQL refuses to run as root: as root, the cluster runs as `nobody`.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+. "$repo/scripts/lib/test-server.sh"
 home="${RAP_PGSERVER_DIR:-$repo/target/pgserver}"
 version="0.1.4"
 
@@ -20,16 +21,14 @@ as_server_user() {
   if [ "$(id -u)" = 0 ]; then runuser -u nobody -- "$@"; else "$@"; fi
 }
 
-install() {
-  mkdir -p "$home"
-  # Test binaries start servers in parallel: one installs, the others wait for it.
-  exec 9>"$home/.install.lock"
-  flock 9
+install_once() {
   if [ ! -x "$home/pgserver/pginstall/bin/postgres" ]; then
-    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-deps \
-      --target "$home" "pgserver==$version" >&2
+    pip_install "$home" --no-deps "pgserver==$version"
   fi
-  flock -u 9
+}
+
+install() {
+  with_install_lock "$home" install_once
   bin="$home/pgserver/pginstall/bin"
   if ! as_server_user test -x "$bin/postgres"; then
     # The server user cannot reach the install (a private checkout): use a readable copy.
@@ -53,16 +52,13 @@ start() {
   as_server_user "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C \
     --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
   local port
-  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  port="$(free_port)"
   # fsync off: a test cluster is thrown away; nothing here needs to survive a power cut.
   as_server_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" \
     start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
   echo "$bin" >"$dir/bin"
-  if [ -n "$watch" ]; then
-    nohup bash -c "while kill -0 $watch 2>/dev/null; do sleep 1; done; \"$0\" stop \"$dir\"" \
-      </dev/null >/dev/null 2>&1 &
-  fi
+  stop_when_gone "$watch" "$0" "$dir"
   echo "postgres://postgres@127.0.0.1:$port"
   echo "$dir"
 }

@@ -12,28 +12,23 @@
 # process exits (a test binary passes its own pid).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+. "$repo/scripts/lib/test-server.sh"
 home="${RAP_MOTO_DIR:-$repo/target/moto}"
 packages=("moto[s3]==5.2.5" "flask==3.1.3" "flask-cors==6.0.5")
 
-install() {
-  mkdir -p "$home"
-  # Test binaries start servers in parallel: one installs, the others wait for it.
-  exec 9>"$home/.install.lock"
-  flock 9
+install_once() {
   if [ ! -f "$home/.installed-5.2.5" ]; then
-    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
-      --target "$home/site" "${packages[@]}" >&2
+    pip_install "$home/site" "${packages[@]}"
     touch "$home/.installed-5.2.5"
   fi
-  flock -u 9
 }
 
 start() {
   local watch="${1:-}"
-  install
+  with_install_lock "$home" install_once
   local dir port
   dir="$(mktemp -d "${TMPDIR:-/tmp}/rap-s3.XXXXXX")"
-  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  port="$(free_port)"
   PYTHONPATH="$home/site" nohup python3 -m moto.server -H 127.0.0.1 -p "$port" \
     </dev/null >"$dir/server.log" 2>&1 &
   echo $! >"$dir/pid"
@@ -50,10 +45,7 @@ start() {
   python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null || {
     echo "the S3 test server did not start listening on port $port:" >&2
     cat "$dir/server.log" >&2; kill "$(cat "$dir/pid")" 2>/dev/null; exit 1; }
-  if [ -n "$watch" ]; then
-    nohup bash -c "while kill -0 $watch 2>/dev/null; do sleep 1; done; \"$0\" stop \"$dir\"" \
-      </dev/null >/dev/null 2>&1 &
-  fi
+  stop_when_gone "$watch" "$0" "$dir"
   echo "http://127.0.0.1:$port"
   echo "$dir"
 }

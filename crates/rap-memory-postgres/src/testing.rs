@@ -10,7 +10,7 @@
 //! `scripts/test-s3.sh`) and a fresh bucket per test, for the blob store.
 
 use crate::{PgOptions, PgStore, S3BlobStore, S3Config};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,6 +19,47 @@ use std::sync::OnceLock;
 static SERVER: OnceLock<String> = OnceLock::new();
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 
+/// A script of the workspace's `scripts/` folder, whichever crate's test calls this.
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts")
+        .join(name)
+}
+
+/// Runs `scripts/NAME start PID` (a test server that stops when this process exits) and
+/// returns the lines it printed; a server that cannot be started panics with `hint`.
+fn start_server(name: &str, hint: &str) -> Vec<String> {
+    let script = script(name);
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("start")
+        .arg(std::process::id().to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} could not start its server ({hint}):\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Creates a bucket on a test S3 server (which takes unsigned requests; creating a bucket is
+/// not a store operation).
+fn create_bucket(endpoint: &str, bucket: &str) {
+    crate::s3::install_tls_provider();
+    let status = reqwest::blocking::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .expect("create a test bucket")
+        .status();
+    assert!(status.is_success(), "creating bucket {bucket}: {status}");
+}
+
 /// The test server's URL without a database name (started on first use; a server that cannot
 /// be had panics: a test that needs PostgreSQL never passes without it).
 pub fn server_url() -> &'static str {
@@ -26,27 +67,14 @@ pub fn server_url() -> &'static str {
         if let Ok(url) = std::env::var("RAP_TEST_DATABASE_URL") {
             return url.trim_end_matches('/').to_owned();
         }
-        // This crate's folder in the workspace, whichever crate's test calls this.
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-postgres.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg("start")
-            .arg(std::process::id().to_string())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "PostgreSQL for the tests could not be started by {} (python3 with pip is needed to \
-             install PyPI's pgserver; or set RAP_TEST_DATABASE_URL):\n{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
+        let lines = start_server(
+            "test-postgres.sh",
+            "python3 with pip is needed to install PyPI's pgserver; or set RAP_TEST_DATABASE_URL",
         );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        stdout
-            .lines()
+        lines
+            .into_iter()
             .next()
             .expect("the script printed the server URL")
-            .to_owned()
     })
 }
 
@@ -117,25 +145,14 @@ pub fn s3_endpoint() -> &'static str {
         if let Ok(url) = std::env::var("RAP_TEST_S3_ENDPOINT") {
             return url.trim_end_matches('/').to_owned();
         }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-s3.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg("start")
-            .arg(std::process::id().to_string())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "the S3 server for the tests could not be started by {} (python3 with pip is needed \
-             to install PyPI's moto; or set RAP_TEST_S3_ENDPOINT):\n{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
+        let lines = start_server(
+            "test-s3.sh",
+            "python3 with pip is needed to install PyPI's moto; or set RAP_TEST_S3_ENDPOINT",
         );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
+        lines
+            .into_iter()
             .next()
             .expect("the script printed the endpoint")
-            .to_owned()
     })
 }
 
@@ -154,14 +171,7 @@ impl TestBucket {
             std::process::id(),
             NEXT_BUCKET.fetch_add(1, Ordering::Relaxed)
         );
-        // The test server takes unsigned requests; creating a bucket is not a store operation.
-        crate::s3::install_tls_provider();
-        let status = reqwest::blocking::Client::new()
-            .put(format!("{endpoint}/{bucket}"))
-            .send()
-            .expect("create a test bucket")
-            .status();
-        assert!(status.is_success(), "creating bucket {bucket}: {status}");
+        create_bucket(&endpoint, &bucket);
         TestBucket { endpoint, bucket }
     }
 
@@ -203,35 +213,15 @@ impl OwnS3Server {
     /// Starts one (through `scripts/test-s3.sh`, like [`s3_endpoint`]); it stops when this is
     /// dropped or stopped, or when the test binary exits.
     pub fn start() -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-s3.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg("start")
-            .arg(std::process::id().to_string())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "an S3 server could not be started by {}:\n{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let mut lines = stdout.lines();
-        let endpoint = lines.next().expect("the endpoint").to_owned();
-        let dir = lines.next().expect("the server's folder").to_owned();
+        let mut lines = start_server("test-s3.sh", "python3 with pip is needed").into_iter();
+        let endpoint = lines.next().expect("the endpoint");
+        let dir = lines.next().expect("the server's folder");
         OwnS3Server { endpoint, dir }
     }
 
     /// A bucket on this server.
     pub fn bucket(&self, name: &str) -> TestBucket {
-        crate::s3::install_tls_provider();
-        let status = reqwest::blocking::Client::new()
-            .put(format!("{}/{name}", self.endpoint))
-            .send()
-            .expect("create a test bucket")
-            .status();
-        assert!(status.is_success(), "creating bucket {name}: {status}");
+        create_bucket(&self.endpoint, name);
         TestBucket {
             endpoint: self.endpoint.clone(),
             bucket: name.to_owned(),
@@ -240,9 +230,8 @@ impl OwnS3Server {
 
     /// Stops the server now (its port then refuses connections).
     pub fn stop(&self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-s3.sh");
         let _ = Command::new("bash")
-            .arg(&script)
+            .arg(script("test-s3.sh"))
             .arg("stop")
             .arg(&self.dir)
             .status();
