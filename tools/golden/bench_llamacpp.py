@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """llama.cpp's tokens/s on a GGUF file, measured as `rap bench generate` measures rap's local
-backend (crates/rap-cli/src/commands/bench/generate.rs; also crates/rap-llm-local/examples/bench_gguf.rs):
+backend (crates/rap-cli/src/commands/bench/generate.rs):
 
     python3 tools/golden/bench_llamacpp.py MODEL.gguf [PROMPT_TOKENS] [GEN_TOKENS] [RUNS] [THREADS]
 

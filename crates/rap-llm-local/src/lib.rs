@@ -14,8 +14,8 @@
 //! fixtures from `tools/golden/gguf_llamacpp.py`): identical tokenization, identical greedy
 //! tokens up to the first near tie. Speed: candle 0.11 picks its AVX2 kernels (Q4_0, Q8_0,
 //! K-quants) at run time but has only scalar code for Q4_1, Q5_0 and Q5_1, so on the CPU those
-//! weights are requantized to Q8_0 at load ([`model`]); `rap bench generate` (and
-//! `examples/bench_gguf.rs`) measure tokens/s next to `tools/golden/bench_llamacpp.py`.
+//! weights are requantized to Q8_0 at load ([`model`]); `rap bench generate` measures tokens/s
+//! next to `tools/golden/bench_llamacpp.py`.
 //!
 //! ```no_run
 //! use rap_core::{GenerationParams, Generator, Message, Role};
