@@ -12,7 +12,8 @@
    FAISS's recall/QPS curve interpolated at our recall (and exact against flat).
 
 Needs numpy and faiss-cpu (`python3 -m venv V && V/bin/pip install numpy faiss-cpu`), and a
-built rap (`cargo build -p rap`). Example:
+built rap, best with usearch's SIMD kernels since FAISS has its own (`cargo build -p rap
+--features simd`). Example:
 
     V/bin/python tools/bench/faiss_compare.py --rap target/debug/rap --sizes 10000,100000
 """
@@ -74,6 +75,9 @@ def main():
     ap.add_argument("--dim", type=int, default=1280)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--ef", default="16,32,64,128,256")
+    ap.add_argument("--data", default="clustered", choices=["clustered", "uniform"],
+                    help="the keys (see `rap bench vectors --help`)")
+    ap.add_argument("--clusters", type=int, default=1000)
     ap.add_argument("--json-out", help="also write everything measured here as JSON")
     args = ap.parse_args()
 
@@ -83,7 +87,8 @@ def main():
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [args.rap, "bench", "vectors", "--sizes", args.sizes, "--dim", str(args.dim),
-               "--queries", str(args.queries), "--ef", args.ef, "--dump", tmp, "--json"]
+               "--queries", str(args.queries), "--ef", args.ef, "--data", args.data,
+               "--clusters", str(args.clusters), "--dump", tmp, "--json"]
         print("running:", " ".join(cmd), file=sys.stderr)
         ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         efs = [int(e) for e in args.ef.split(",")]
@@ -142,6 +147,7 @@ def main():
 
     print(f"dim {args.dim}, k {K}, {args.queries} queries one at a time on 1 thread; "
           f"builds on {cores} cores; faiss {faiss.__version__}")
+    print(f"data: {ours['data']}; rap's graph kernels: {ours['sizes'][0]['hnsw']['kernels']}")
     for r in results:
         n = r["keys"]
         print(f"\n== {n} keys ==")

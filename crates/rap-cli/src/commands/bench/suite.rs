@@ -23,8 +23,8 @@ const SECTIONS: &[&str] = &["retrieval", "vectors", "memory", "generate"];
 
 #[derive(clap::Args)]
 pub struct SuiteArgs {
-    /// Vector index sizes (keys), comma-separated; 1000000 needs about 12 GiB and hours of
-    /// HNSW building on 2 cores
+    /// Vector index sizes (keys), comma-separated; 1000000 needs about 13 GiB and 20 minutes
+    /// of HNSW building on 2 cores
     #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000])]
     sizes: Vec<usize>,
     /// Concepts in the store for the store-open figure
