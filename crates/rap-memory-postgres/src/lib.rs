@@ -45,12 +45,12 @@ use rap_core::{
     Region, Result, Tenant,
 };
 use rap_memory::api_keys::key_id;
-use rap_memory::api_keys::{import_action, ImportAction};
+use rap_memory::api_keys::{plan_import, ImportAction};
 use rap_memory::{
     ApiKeyInfo, ApiKeyStore, BlobStore, ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry,
     KeyHit, KeyLocation, NewApiKey, StoreStats, StoredApiKey, TenantDump,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// How a [`PgStore`] connects and when it builds per-tenant HNSW indexes.
@@ -1292,19 +1292,9 @@ impl ApiKeyStore for PgStore {
     fn import_api_keys(&self, keys: &[StoredApiKey], replace: bool) -> Result<()> {
         // Under the keys' lock, so the check and the writes see the same table.
         self.write_locked(API_KEYS_LOCK, |tx| {
-            let held: HashMap<String, StoredApiKey> = export_api_keys(tx)?
-                .into_iter()
-                .map(|k| (k.info.id.clone(), k))
-                .collect();
-            // Every key is decided before any is written: a conflict anywhere writes nothing.
-            let actions = keys
-                .iter()
-                .map(|k| import_action(k, held.get(&k.info.id), replace))
-                .collect::<Result<Vec<_>>>()?;
-            for (key, action) in keys.iter().zip(actions) {
+            for (key, action) in plan_import(keys, export_api_keys(tx)?, replace)? {
                 let i = &key.info;
                 let sql = match action {
-                    ImportAction::Skip => continue,
                     ImportAction::Insert => {
                         "INSERT INTO api_keys (id, tenant_id, hash, created_at, revoked_at)
                          VALUES ($1, $2, $3, $4, $5)"

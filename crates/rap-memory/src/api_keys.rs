@@ -84,31 +84,40 @@ pub trait ApiKeyStore: Send + Sync {
     fn import_api_keys(&self, keys: &[StoredApiKey], replace: bool) -> Result<()>;
 }
 
-/// What [`ApiKeyStore::import_api_keys`] does with one key, given what the store holds under
-/// its id: nothing, insert it, or overwrite (`replace`) a different key; a different key
-/// without `replace` is a conflict.
+/// How [`ApiKeyStore::import_api_keys`] writes one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportAction {
-    Skip,
+    /// No key of that id is stored.
     Insert,
+    /// Another key of that id is stored, and `replace` was given.
     Overwrite,
 }
 
-/// Decides [`ImportAction`] for `key` against `held` (the store's key of that id, if any).
-pub fn import_action(
-    key: &StoredApiKey,
-    held: Option<&StoredApiKey>,
+/// What importing `keys` into a store that holds `held` writes, decided for every key before
+/// any is written: a key stored exactly so is left out; another key under its id is
+/// overwritten if `replace`, else the whole import is a conflict.
+pub fn plan_import(
+    keys: &[StoredApiKey],
+    held: Vec<StoredApiKey>,
     replace: bool,
-) -> Result<ImportAction> {
-    match held {
-        None => Ok(ImportAction::Insert),
-        Some(h) if h == key => Ok(ImportAction::Skip),
-        Some(_) if replace => Ok(ImportAction::Overwrite),
-        Some(h) => Err(Error::Conflict(format!(
-            "API key {} is already stored here for tenant {}, as a different key",
-            key.info.id, h.info.tenant
-        ))),
+) -> Result<Vec<(&StoredApiKey, ImportAction)>> {
+    let held: std::collections::HashMap<String, StoredApiKey> =
+        held.into_iter().map(|k| (k.info.id.clone(), k)).collect();
+    let mut plan = Vec::new();
+    for key in keys {
+        match held.get(&key.info.id) {
+            None => plan.push((key, ImportAction::Insert)),
+            Some(h) if h == key => {}
+            Some(_) if replace => plan.push((key, ImportAction::Overwrite)),
+            Some(h) => {
+                return Err(Error::Conflict(format!(
+                    "API key {} is already stored here for tenant {}, as a different key",
+                    key.info.id, h.info.tenant
+                )))
+            }
+        }
     }
+    Ok(plan)
 }
 
 /// The id in a whole key (`rap_<id>_<secret>`), or the argument itself if it is one.

@@ -11,7 +11,7 @@
 //! (every key when all tenants are migrated, also those of tenants without concepts), as the
 //! source stored them: id, tenant, hash and times, revoked ones included.
 
-use crate::api_keys::{import_action, StoredApiKey};
+use crate::api_keys::{plan_import, StoredApiKey};
 use crate::store::{ConceptStore, ImageInput, TenantDump};
 use rap_core::{Concept, Error, ImageId, NewConcept, Result, Tenant};
 use rap_image::ImageMeta;
@@ -375,14 +375,10 @@ fn api_keys_to_copy(
             keys.len()
         ))
     })?;
-    let held = target.export_api_keys()?;
-    for key in &keys {
-        let same_id = held.iter().find(|h| h.info.id == key.info.id);
-        import_action(key, same_id, options.replace).map_err(|e| {
-            Error::Conflict(format!(
-                "{e}; nothing was copied (replace it with --replace)"
-            ))
-        })?;
-    }
+    plan_import(&keys, target.export_api_keys()?, options.replace).map_err(|e| {
+        Error::Conflict(format!(
+            "{e}; nothing was copied (replace it with --replace)"
+        ))
+    })?;
     Ok(keys)
 }

@@ -28,7 +28,7 @@
 //! column of every table and every statement filters by it.
 
 use crate::api_keys::{
-    import_action, ApiKeyInfo, ApiKeyStore, ImportAction, NewApiKey, StoredApiKey,
+    plan_import, ApiKeyInfo, ApiKeyStore, ImportAction, NewApiKey, StoredApiKey,
 };
 use crate::store::{
     ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyLocation, StoreStats, TenantDump,
@@ -38,7 +38,7 @@ use rap_core::{
     Region, Result, Tenant,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -1146,19 +1146,9 @@ impl ApiKeyStore for SqliteStore {
 
     fn import_api_keys(&self, keys: &[StoredApiKey], replace: bool) -> Result<()> {
         self.write(|tx| {
-            let held: HashMap<String, StoredApiKey> = export_api_keys(tx)?
-                .into_iter()
-                .map(|k| (k.info.id.clone(), k))
-                .collect();
-            // Every key is decided before any is written: a conflict anywhere writes nothing.
-            let actions = keys
-                .iter()
-                .map(|k| import_action(k, held.get(&k.info.id), replace))
-                .collect::<Result<Vec<_>>>()?;
-            for (key, action) in keys.iter().zip(actions) {
+            for (key, action) in plan_import(keys, export_api_keys(tx)?, replace)? {
                 let i = &key.info;
                 let sql = match action {
-                    ImportAction::Skip => continue,
                     ImportAction::Insert => {
                         "INSERT INTO api_keys (id, tenant, hash, created_at, revoked_at)
                          VALUES (?1, ?2, ?3, ?4, ?5)"
