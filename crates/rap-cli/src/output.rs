@@ -19,12 +19,18 @@ pub fn init_logging_default(default: &str) {
 
 /// Prints an error as one line (`--json`: `{"error": {"message": ...}}` on stdout too).
 pub fn print_error(e: &anyhow::Error, json: bool) {
-    let message = e
-        .chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
-        .replace('\n', " ");
+    // Each cause once: rap's errors end their message with their source's text already.
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if message.is_empty() {
+            message = text;
+        } else if !text.is_empty() && !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    let message = message.replace('\n', " ");
     if json {
         println!("{}", serde_json::json!({ "error": { "message": message } }));
     }

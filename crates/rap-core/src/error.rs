@@ -1,9 +1,17 @@
-//! The error type shared by the library crates: each variant is a kind of failure a caller can act on.
+//! The error type shared by the library crates: each variant is a kind of failure a caller can
+//! act on, and a surface picks its answer (exit message, HTTP status) from the kind alone.
+//!
+//! Messages name the thing at fault, so `to_string()` is complete on its own; an underlying
+//! error (SQLite's, PostgreSQL's, the OS's) is also kept as the [`std::error::Error::source`],
+//! for callers that inspect it. A printer that walks the source chain should skip a source
+//! whose text the message already ends with ([`Error::report`] does).
 
 use std::path::PathBuf;
 
-/// Errors of the `rap` libraries. Messages name the thing at fault so that a surface (CLI,
-/// server) can show them as they are.
+/// An underlying error kept as a source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of the `rap` libraries.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The caller gave something unusable (bad name, bad image, bad JSON...).
@@ -15,6 +23,18 @@ pub enum Error {
     /// The request conflicts with what is stored (duplicate name or alias...).
     #[error("{0}")]
     Conflict(String),
+    /// A model the operation needs is not installed (or is incomplete); the message says how to
+    /// install it. Not the caller's fault and not a bug: the operator can fix it.
+    #[error("{message}")]
+    NotInstalled { model: String, message: String },
+    /// A service the operation needs (a generator server, PostgreSQL, an object store) did not
+    /// answer or refused the work; trying again later may succeed.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -22,12 +42,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A model is missing, does not load, or failed to run.
+    /// A model does not load, or failed to run.
     #[error("{0}")]
     Model(String),
     /// The storage backend failed.
-    #[error("storage: {0}")]
-    Storage(String),
+    #[error("storage: {message}")]
+    Storage {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 impl Error {
@@ -48,6 +72,108 @@ impl Error {
             source,
         }
     }
+
+    pub fn model(msg: impl Into<String>) -> Self {
+        Error::Model(msg.into())
+    }
+
+    /// `model` is not installed; `message` says so and how to install it.
+    pub fn not_installed(model: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::NotInstalled {
+            model: model.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A storage failure described by `message` alone.
+    pub fn storage(message: impl Into<String>) -> Self {
+        Error::Storage {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A storage failure: `context` says what was being done; `source` is kept, and its text
+    /// ends the message.
+    pub fn storage_from(
+        context: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Storage {
+            message: format!("{context}: {source}"),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// A service that did not answer, described by `message` alone.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Error::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A service that did not answer: `context` names it; `source` is kept, and its text ends
+    /// the message.
+    pub fn unavailable_from(
+        context: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Unavailable {
+            message: format!("{context}: {source}"),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The message and every source whose text it does not already end with, joined by ": ".
+    pub fn report(&self) -> String {
+        report(self)
+    }
+}
+
+/// `e`'s message followed by each source in its chain that adds something: a source whose text
+/// the message so far already ends with (as [`Error`]'s messages do with theirs) is skipped.
+pub fn report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !text.is_empty() && !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_keeps_its_source_and_names_it_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::Other, "disk on fire");
+        let e = Error::storage_from("cannot open memory.db", io);
+        assert_eq!(e.to_string(), "storage: cannot open memory.db: disk on fire");
+        let source = std::error::Error::source(&e).expect("source kept");
+        assert_eq!(source.to_string(), "disk on fire");
+        assert_eq!(e.report(), "storage: cannot open memory.db: disk on fire");
+    }
+
+    #[test]
+    fn report_adds_sources_the_message_does_not_name() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading the config")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::new(std::io::ErrorKind::NotFound, "no file"));
+        assert_eq!(report(&e), "reading the config: no file");
+        let io = Error::io(
+            "x.jpg",
+            std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        );
+        assert_eq!(io.report(), "x.jpg: gone");
+    }
+}

@@ -19,7 +19,7 @@ pub use concept::{
 };
 pub use embedding::{dot, Embedding};
 pub use encoder::{EncoderInfo, ImageEncoder};
-pub use error::{Error, Result};
+pub use error::{report, BoxError, Error, Result};
 pub use generate::{
     FinishReason, Generation, GenerationParams, Generator, GeneratorInfo, ImageData, Message, Part,
     Role, REPEAT_WINDOW,

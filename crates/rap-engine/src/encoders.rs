@@ -82,7 +82,7 @@ impl Engine {
         let path = self.settings_path();
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Storage(format!("{}: {e}", path.display()))),
+                .map_err(|e| Error::storage(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(EncoderSettings::default()),
             Err(e) => Err(Error::io(&path, e)),
         }
@@ -94,7 +94,7 @@ impl Engine {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
         let json = serde_json::to_vec_pretty(settings)
-            .map_err(|e| Error::Storage(format!("encoder settings: {e}")))?;
+            .map_err(|e| Error::storage(format!("encoder settings: {e}")))?;
         tmp.write_all(&json).map_err(|e| Error::io(tmp.path(), e))?;
         tmp.as_file()
             .sync_all()

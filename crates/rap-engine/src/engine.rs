@@ -317,8 +317,9 @@ impl Engine {
     /// The installed encoder, or an error that says how to install one.
     pub fn require_encoder(&self) -> Result<Arc<dyn ImageEncoder>> {
         self.encoder()?.ok_or_else(|| {
-            Error::Model(
-                "no image encoder is installed, so images cannot be searched yet: run `rap models install default`".into(),
+            Error::not_installed(
+                "default",
+                "no image encoder is installed, so images cannot be searched yet: run `rap models install default`",
             )
         })
     }
@@ -384,7 +385,7 @@ impl Engine {
         let mut indexes = self
             .indexes
             .lock()
-            .map_err(|_| Error::Storage("index lock poisoned".into()))?;
+            .map_err(|_| Error::storage("index lock poisoned".into()))?;
         let key = (tenant.clone(), encoder.to_owned());
         match indexes.get_mut(&key) {
             Some(index) => {
@@ -407,7 +408,7 @@ impl Engine {
         }
         let index = indexes
             .get(&key)
-            .ok_or_else(|| Error::Storage("index vanished".into()))?;
+            .ok_or_else(|| Error::storage("index vanished".into()))?;
         f(index)
     }
 }

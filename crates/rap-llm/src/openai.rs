@@ -290,7 +290,7 @@ impl OpenAiGenerator {
                 }
                 // A connect timeout is a connection failure (below); this is a slow answer.
                 Err(e) if e.is_timeout() && !e.is_connect() => {
-                    return Err(Error::Model(format!(
+                    return Err(Error::unavailable(format!(
                         "the generator at {} did not answer within {} s (timeout_secs): {}",
                         self.base,
                         self.cfg.timeout_secs,
@@ -299,7 +299,7 @@ impl OpenAiGenerator {
                 }
                 Err(e) => {
                     if last {
-                        return Err(Error::Model(format!(
+                        return Err(Error::unavailable(format!(
                             "cannot reach the generator at {}: {}{}",
                             self.base,
                             chain(&e),
@@ -402,12 +402,12 @@ impl OpenAiGenerator {
     fn read_error(&self, e: &dyn std::error::Error) -> Error {
         let s = chain(e);
         if s.to_lowercase().contains("timed out") || s.to_lowercase().contains("timeout") {
-            Error::Model(format!(
+            Error::unavailable(format!(
                 "the generator at {} stopped sending for {} s (timeout_secs): {s}",
                 self.base, self.cfg.timeout_secs
             ))
         } else {
-            Error::Model(format!(
+            Error::unavailable(format!(
                 "lost the connection to the generator at {} while reading the answer: {s}",
                 self.base
             ))

@@ -137,7 +137,7 @@ impl PgStore {
         }
         match self.blobs.as_deref() {
             Some(blobs) => blobs.get(tenant, &image.0),
-            None => Err(Error::Storage(format!(
+            None => Err(Error::storage(format!(
                 "the bytes of image {} are in a blob store, and none is configured \
                  (set RAP_BLOB_STORE=s3://BUCKET/PREFIX and the AWS_* variables)",
                 image.0
@@ -265,10 +265,10 @@ fn upload_missing(
         }
         blobs.put(tenant, &image.id.0, &image.bytes).map_err(|e| {
             let why = match e {
-                Error::Storage(m) => m,
+                Error::Storage { message, .. } => message,
                 other => other.to_string(),
             };
-            Error::Storage(format!(
+            Error::storage(format!(
                 "image {} was not stored (nothing was written): {why}",
                 &image.id.0[..12.min(image.id.0.len())]
             ))

@@ -61,7 +61,7 @@ impl PgStore {
             // to the caller.
             for (encoder, keys) in &dump.keys {
                 if crate::bulk::put_keys(tx, tenant.as_str(), encoder, keys)?.is_none() {
-                    return Err(Error::Storage(format!(
+                    return Err(Error::storage(format!(
                         "encoder {encoder}: a key given twice slipped past the dump check"
                     )));
                 }

@@ -115,11 +115,15 @@ pub(crate) fn db_err(e: postgres::Error) -> Error {
     if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
         return Error::Conflict(describe(&e));
     }
-    Error::Storage(describe(&e))
+    let message = describe(&e);
+    Error::Storage {
+        message,
+        source: Some(Box::new(e)),
+    }
 }
 
 fn pool_err(e: r2d2::Error) -> Error {
-    Error::Storage(format!("cannot connect to PostgreSQL: {e}"))
+    Error::unavailable_from("cannot connect to PostgreSQL", e)
 }
 
 fn now_ms() -> i64 {
@@ -299,7 +303,7 @@ impl PgStore {
             return Ok(());
         };
         if dim != max_dim {
-            return Err(Error::Storage(format!(
+            return Err(Error::storage(format!(
                 "keys of encoder {encoder} have {dim} to {max_dim} dimensions"
             )));
         }
@@ -371,7 +375,7 @@ impl PgStore {
         if valid != Some(true) {
             conn.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS \"{name}\""))
                 .map_err(db_err)?;
-            return Err(Error::Storage(format!(
+            return Err(Error::storage(format!(
                 "index {name} was left invalid; dropped"
             )));
         }
@@ -630,12 +634,12 @@ fn resolve_image(concept: &Concept, wanted: &str) -> Result<ImageId> {
 }
 
 fn region_to_text(region: &Region) -> Result<String> {
-    serde_json::to_string(region).map_err(|e| Error::Storage(e.to_string()))
+    serde_json::to_string(region).map_err(|e| Error::storage(e.to_string()))
 }
 
 fn parse_region(key: u64, region: &str) -> Result<Region> {
     serde_json::from_str(region)
-        .map_err(|e| Error::Storage(format!("stored region of key {key}: {e}")))
+        .map_err(|e| Error::storage(format!("stored region of key {key}: {e}")))
 }
 
 fn to_location(row: &postgres::Row) -> Result<KeyLocation> {

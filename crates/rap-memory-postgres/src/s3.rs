@@ -179,7 +179,7 @@ impl S3BlobStore {
             .thread_name("rap-s3")
             .enable_all()
             .build()
-            .map_err(|e| Error::Storage(format!("cannot start the S3 client's runtime: {e}")))?;
+            .map_err(|e| Error::storage(format!("cannot start the S3 client's runtime: {e}")))?;
         let store = S3BlobStore {
             config,
             client,
@@ -237,7 +237,7 @@ impl S3BlobStore {
             .as_deref()
             .unwrap_or("AWS S3 (AWS_ENDPOINT_URL unset)");
         if text.contains("NoSuchBucket") {
-            return Error::Storage(format!(
+            return Error::storage(format!(
                 "blob store {location}: the bucket {:?} does not exist on {server}",
                 self.config.bucket
             ));
@@ -255,7 +255,7 @@ impl S3BlobStore {
         .iter()
         .any(|s| text.contains(s));
         if refused {
-            return Error::Storage(format!(
+            return Error::storage(format!(
                 "blob store {location}: {server} refused the credentials (AWS_ACCESS_KEY_ID / \
                  AWS_SECRET_ACCESS_KEY) to {what} {key}: {text}"
             ));
@@ -271,11 +271,11 @@ impl S3BlobStore {
         .iter()
         .any(|s| text.contains(s));
         if unanswered {
-            return Error::Storage(format!(
+            return Error::storage(format!(
                 "blob store {location}: the S3 server {server} is not answering ({what} {key}): {text}"
             ));
         }
-        Error::Storage(format!("blob store {location}: {what} {key}: {text}"))
+        Error::storage(format!("blob store {location}: {what} {key}: {text}"))
     }
 }
 
@@ -324,7 +324,7 @@ impl BlobStore for S3BlobStore {
         let path = key.clone();
         match self.run(async move { client.get(&path).await?.bytes().await }) {
             Ok(bytes) => Ok(bytes.to_vec()),
-            Err(object_store::Error::NotFound { .. }) => Err(Error::Storage(format!(
+            Err(object_store::Error::NotFound { .. }) => Err(Error::storage(format!(
                 "blob store {}: the object {key} of image {sha256} is missing",
                 self.config.url()
             ))),

@@ -171,13 +171,13 @@ pub fn migrate(client: &mut Client) -> Result<i32> {
         .map_err(db_err)?
         .get(0);
     if current > SCHEMA_VERSION {
-        return Err(Error::Storage(format!(
+        return Err(Error::storage(format!(
             "the database was written by a newer rap (schema version {current}, this build knows {SCHEMA_VERSION}); upgrade rap"
         )));
     }
     for version in current + 1..=SCHEMA_VERSION {
         tx.batch_execute(MIGRATIONS[(version - 1) as usize])
-            .map_err(|e| Error::Storage(format!("migration {version}: {}", crate::describe(&e))))?;
+            .map_err(|e| Error::storage(format!("migration {version}: {}", crate::describe(&e))))?;
         tx.execute(
             "INSERT INTO rap_schema_migrations (version) VALUES ($1)",
             &[&version],

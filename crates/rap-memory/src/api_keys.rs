@@ -44,7 +44,7 @@ impl NewApiKey {
         let mut secret = [0u8; 32];
         getrandom::fill(&mut id)
             .and_then(|_| getrandom::fill(&mut secret))
-            .map_err(|e| Error::Storage(format!("no randomness for a new key: {e}")))?;
+            .map_err(|e| Error::storage(format!("no randomness for a new key: {e}")))?;
         let id = hex::encode(id);
         let key = format!("rap_{id}_{}", hex::encode(secret));
         let hash = hash_key(&key);

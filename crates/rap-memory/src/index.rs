@@ -117,7 +117,7 @@ pub struct HnswIndex {
 }
 
 fn usearch_err(e: impl std::fmt::Display) -> Error {
-    Error::Storage(format!("vector index: {e}"))
+    Error::storage(format!("vector index: {e}"))
 }
 
 impl HnswIndex {
@@ -155,7 +155,7 @@ impl HnswIndex {
         let this = Self::new(dim)?;
         this.index.load(path_str(path)?).map_err(usearch_err)?;
         if this.index.dimensions() != dim {
-            return Err(Error::Storage(format!(
+            return Err(Error::storage(format!(
                 "{}: saved index has {} dimensions, expected {dim}",
                 path.display(),
                 this.index.dimensions()
@@ -191,7 +191,7 @@ impl HnswIndex {
                 .collect();
             workers.into_iter().try_for_each(|w| {
                 w.join()
-                    .map_err(|_| Error::Storage("vector index worker panicked".into()))?
+                    .map_err(|_| Error::storage("vector index worker panicked".into()))?
             })
         })
     }

@@ -257,7 +257,7 @@ impl KeyIndex {
                     });
                     let _ = tx.send(built);
                 })
-                .map_err(|e| Error::Storage(format!("cannot start the index build: {e}")))?;
+                .map_err(|e| Error::storage(format!("cannot start the index build: {e}")))?;
             this.building = Some(Building {
                 version,
                 result,
@@ -279,7 +279,7 @@ impl KeyIndex {
     pub fn finish_building(&mut self, store: &dyn ConceptStore) -> Result<usize> {
         if let Some(building) = self.building.take() {
             let built = building.result.recv().map_err(|_| {
-                Error::Storage("the background index build stopped unexpectedly".into())
+                Error::storage("the background index build stopped unexpectedly".into())
             });
             self.adopt(built.and_then(|b| b), building.version, building.files);
         }
@@ -295,7 +295,7 @@ impl KeyIndex {
         let built = match building.result.try_recv() {
             Ok(built) => built,
             Err(std::sync::mpsc::TryRecvError::Empty) => return,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(Error::Storage(
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(Error::storage(
                 "the background index build stopped unexpectedly".into(),
             )),
         };
@@ -397,7 +397,7 @@ impl KeyIndex {
             file: name,
         };
         let text = serde_json::to_string_pretty(&meta)
-            .map_err(|e| Error::Storage(format!("index metadata: {e}")))?;
+            .map_err(|e| Error::storage(format!("index metadata: {e}")))?;
         let tmp = files.temporary(&format!("{}.json", files.stem));
         std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, &files.meta).map_err(|e| Error::io(&files.meta, e))?;
@@ -407,7 +407,7 @@ impl KeyIndex {
 
     fn check_dim(&self, entry: &KeyEntry) -> Result<()> {
         if entry.embedding.dim() != self.dim {
-            return Err(Error::Storage(format!(
+            return Err(Error::storage(format!(
                 "key {} of encoder {} has {} dimensions, expected {}",
                 entry.key,
                 self.encoder,

@@ -99,7 +99,7 @@ pub fn summarize(store: &dyn ConceptStore, tenant: &Tenant) -> Result<TenantSumm
         let bytes = store.image_bytes(tenant, id)?;
         let actual = hex::encode(Sha256::digest(&bytes));
         if actual != id.0 {
-            return Err(Error::Storage(format!(
+            return Err(Error::storage(format!(
                 "tenant {tenant}: image {} reads back as bytes with sha256 {actual}",
                 id.0
             )));
@@ -116,7 +116,7 @@ pub fn summarize(store: &dyn ConceptStore, tenant: &Tenant) -> Result<TenantSumm
             .into_iter()
             .map(|k| {
                 let region = serde_json::to_string(&k.region)
-                    .map_err(|e| Error::Storage(format!("region of key {}: {e}", k.key)))?;
+                    .map_err(|e| Error::storage(format!("region of key {}: {e}", k.key)))?;
                 Ok((k.image.0, region, k.embedding.to_le_bytes()))
             })
             .collect::<Result<_>>()?;
@@ -157,7 +157,7 @@ pub fn export_tenant(store: &dyn ConceptStore, tenant: &Tenant) -> Result<Tenant
             }
             let bytes = store.image_bytes(tenant, &image.id)?;
             if hex::encode(Sha256::digest(&bytes)) != image.id.0 {
-                return Err(Error::Storage(format!(
+                return Err(Error::storage(format!(
                     "tenant {tenant}: the stored bytes of image {} do not have that sha256",
                     image.id.0
                 )));
@@ -309,7 +309,7 @@ pub fn migrate(
             to.import_tenant(tenant, &dump, options.replace)?;
             let target = summarize(to, tenant)?;
             if target != source {
-                return Err(Error::Storage(format!(
+                return Err(Error::storage(format!(
                     "verification failed: source {source:?}, target {target:?}"
                 )));
             }
@@ -321,7 +321,7 @@ pub fn migrate(
                 let msg = format!("tenant {tenant}: {e} ({})", done());
                 return Err(match e {
                     Error::Conflict(_) => Error::Conflict(msg),
-                    _ => Error::Storage(msg),
+                    _ => Error::storage(msg),
                 });
             }
         }
@@ -336,10 +336,10 @@ pub fn migrate(
         };
         target
             .import_api_keys(&api_keys, options.replace)
-            .map_err(|e| Error::Storage(format!("API keys: {e} ({})", copied())))?;
+            .map_err(|e| Error::storage(format!("API keys: {e} ({})", copied())))?;
         let held = target.export_api_keys()?;
         if let Some(missing) = api_keys.iter().find(|k| !held.contains(k)) {
-            return Err(Error::Storage(format!(
+            return Err(Error::storage(format!(
                 "verification failed: API key {} is not in the target as in the source ({})",
                 missing.info.id,
                 copied()

@@ -261,7 +261,7 @@ pub fn write_reference(
         let first = rel_paths
             .first()
             .cloned()
-            .ok_or_else(|| Error::Storage(format!("concept {key} has no image")))?;
+            .ok_or_else(|| Error::storage(format!("concept {key} has no image")))?;
         db.concept_dict.insert(
             key,
             Entry {
@@ -278,7 +278,7 @@ pub fn write_reference(
             },
         );
     }
-    let text = serde_json::to_string_pretty(&db).map_err(|e| Error::Storage(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&db).map_err(|e| Error::storage(e.to_string()))?;
     let tmp = dir.join(".database.json.tmp");
     std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, &json_path).map_err(|e| Error::io(&json_path, e))?;

@@ -121,7 +121,10 @@ pub struct SqliteStore {
 }
 
 fn db_err(e: rusqlite::Error) -> Error {
-    Error::Storage(e.to_string())
+    Error::Storage {
+        message: e.to_string(),
+        source: Some(Box::new(e)),
+    }
 }
 
 fn now_ms() -> i64 {
@@ -139,13 +142,13 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let conn = Connection::open(&path)
-            .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| Error::storage_from(format_args!("cannot open {}", path.display()), e))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         )
-        .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| Error::storage_from(format_args!("cannot open {}", path.display()), e))?;
         let store = SqliteStore {
             path,
             conn: Mutex::new(conn),
@@ -174,7 +177,7 @@ impl SqliteStore {
                     Ok(())
                 }
                 SCHEMA_VERSION => Ok(()),
-                v => Err(Error::Storage(format!(
+                v => Err(Error::storage(format!(
                     "the memory was written by a newer rap (schema version {v}, this build knows {SCHEMA_VERSION}); upgrade rap"
                 ))),
             }
@@ -186,7 +189,7 @@ impl SqliteStore {
         let mut conn = self
             .conn
             .lock()
-            .map_err(|_| Error::Storage("store lock poisoned".into()))?;
+            .map_err(|_| Error::storage("store lock poisoned".into()))?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
@@ -200,7 +203,7 @@ impl SqliteStore {
         let mut conn = self
             .conn
             .lock()
-            .map_err(|_| Error::Storage("store lock poisoned".into()))?;
+            .map_err(|_| Error::storage("store lock poisoned".into()))?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(db_err)?;
@@ -485,7 +488,7 @@ fn resolve_image(concept: &Concept, wanted: &str) -> Result<ImageId> {
 }
 
 fn region_to_text(region: &Region) -> Result<String> {
-    serde_json::to_string(region).map_err(|e| Error::Storage(e.to_string()))
+    serde_json::to_string(region).map_err(|e| Error::storage(e.to_string()))
 }
 
 fn key_entry(row: &rusqlite::Row) -> rusqlite::Result<(u64, String, String, Vec<u8>)> {
@@ -499,7 +502,7 @@ fn key_entry(row: &rusqlite::Row) -> rusqlite::Result<(u64, String, String, Vec<
 
 fn parse_region(key: u64, region: &str) -> Result<Region> {
     serde_json::from_str(region)
-        .map_err(|e| Error::Storage(format!("stored region of key {key}: {e}")))
+        .map_err(|e| Error::storage(format!("stored region of key {key}: {e}")))
 }
 
 fn to_key_entry((key, sha, region, vector): (u64, String, String, Vec<u8>)) -> Result<KeyEntry> {

@@ -71,19 +71,21 @@ impl std::fmt::Display for ApiError {
 }
 
 impl From<Error> for ApiError {
+    /// The status comes from the error's kind alone: the caller's fault (400, 404, 409), a model
+    /// or service the operator must provide or that may come back (503), or a failure here (500).
     fn from(e: Error) -> Self {
-        let message = e.to_string();
+        let message = e.report();
         match e {
             Error::InvalidInput(_) => ApiError::bad_request(message),
             Error::NotFound { .. } => ApiError::not_found(message),
             Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict_error", message),
-            Error::Model(m) if m.contains("install") => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", m)
+            Error::NotInstalled { .. } | Error::Unavailable { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", message)
             }
             Error::Model(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "model_error", message)
             }
-            Error::Io { .. } | Error::Storage(_) => {
+            Error::Io { .. } | Error::Storage { .. } => {
                 tracing::error!("{message}");
                 ApiError::internal(message)
             }

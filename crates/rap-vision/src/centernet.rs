@@ -178,10 +178,13 @@ impl CenterNet {
         let entry = crate::npm::find("centernet")
             .ok_or_else(|| Error::Model("centernet is not in the catalogue".into()))?;
         if !crate::npm::is_installed(models_dir, entry) {
-            return Err(Error::Model(format!(
-                "no detector installed in {}: run `rap models install centernet`",
-                models_dir.display()
-            )));
+            return Err(Error::not_installed(
+                "centernet",
+                format!(
+                    "no detector installed in {}: run `rap models install centernet`",
+                    models_dir.display()
+                ),
+            ));
         }
         Self::load(&models_dir.join(entry.name))
     }

