@@ -25,7 +25,8 @@ Developer machine only (needs torch + transformers; see the project's models doc
     cargo run -p rap-vision --example hf_golden_inputs -- /tmp/hf-golden-inputs
     python tools/golden/hf_encoders_golden.py /tmp/hf-golden-inputs crates/rap-vision/tests/fixtures/hf
 It also builds a tiny OWLv2 detector (Owlv2ForObjectDetection, folder owlv2/ and
-owlv2_golden.json; `--only owlv2` writes just those) and records, for two photos cut to
+owlv2_golden.json; `--only owlv2` writes just those, into crates/rap-detect/tests/fixtures/hf where
+the detector's tests read them) and records, for two photos cut to
 non-square windows and three text queries, the preprocessed pixels (a sample and statistics),
 the class logits, objectness logits, predicted boxes and the post-processed detections.
 Needs scipy too (Owlv2ImageProcessorPil resizes with scipy.ndimage).
@@ -157,7 +158,7 @@ def save_folder(model, proc, tok, out_dir, extra_files=()):
 
 # Pillow 13 sometimes runs its vertical pass before the horizontal one when both axes shrink
 # (rounding to 8 bits in between, so a pixel can move by a level or two); the rule is not yet
-# reproduced in crates/rap-vision/src/pillow.rs, which always goes horizontal first. It agrees
+# reproduced in crates/rap-image/src/pillow.rs, which always goes horizontal first. It agrees
 # exactly for the shortest-edge resizes (CLIP, DINOv2) of every photo here and for SigLIP's
 # fixed-size resize of the square photos, which are what is pinned.
 SQUARE_PHOTOS = PHOTOS[:2]

@@ -21,9 +21,10 @@ fn main() -> anyhow::Result<()> {
     let dataset = PathBuf::from(args.get(1).expect("DATASET"));
     let models = PathBuf::from(args.get(2).expect("MODELS_DIR"));
     let refs: usize = args.get(3).map_or(Ok(1), |r| r.parse())?;
+    let device = rap_app::environment::device()?;
     let encoder: Arc<dyn rap_core::ImageEncoder> =
-        Arc::from(rap_vision::load_default_encoder(&models)?);
-    let detector = Arc::new(rap_vision::centernet::CenterNet::load_installed(&models)?);
+        Arc::from(rap_app::models::load_default_encoder(&models, &device)?);
+    let detector = Arc::new(rap_app::models::load_centernet(&models, &device)?);
     let scratch = tempfile::tempdir()?;
     let open = || {
         let e = encoder.clone();

@@ -1,11 +1,12 @@
-//! Global options and what they resolve to: the data dir, the tenant, the engine.
+//! Global options and what they resolve to: the data dir, the tenant, and the application
+//! (`rap_app::App`: configuration, models, memory, engine, generator).
 
 use anyhow::{Context as _, Result};
-use rap_core::ImageEncoder;
+use rap_app::config::Config;
+use rap_app::App;
 use rap_core::Tenant;
-use rap_engine::{EncoderLoader, Engine, EngineConfig};
-use std::path::PathBuf;
-use std::sync::Arc;
+use rap_engine::Engine;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct GlobalArgs {
@@ -28,7 +29,7 @@ pub struct Context {
     pub tenant: Tenant,
     pub json: bool,
     pub data_dir: PathBuf,
-    config: EngineConfig,
+    app: App,
     engine: std::sync::OnceLock<Engine>,
 }
 
@@ -47,25 +48,41 @@ impl Context {
             None => default_data_dir()?,
         };
         let tenant = Tenant::new(args.tenant)?;
-        let mut config = EngineConfig::new(&data_dir);
-        config.limits.max_pixels = args.max_pixels;
+        let limits = rap_image::Limits {
+            max_pixels: args.max_pixels,
+        };
         Ok(Context {
             tenant,
             json: args.json,
+            app: App::new(&data_dir, limits),
             data_dir,
-            config,
             engine: std::sync::OnceLock::new(),
         })
     }
 
+    /// The application: configuration, models, memory, generators.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
     /// The image limits from `--max-pixels`.
     pub fn limits(&self) -> &rap_image::Limits {
-        &self.config.limits
+        self.app.limits()
     }
 
     /// Where models are installed: `$RAP_MODELS_DIR`, else `DATA_DIR/models`.
     pub fn models_dir(&self) -> PathBuf {
-        rap_vision::models_dir(&self.data_dir)
+        self.app.models_dir().to_path_buf()
+    }
+
+    /// The models directory as a path.
+    pub fn models_path(&self) -> &Path {
+        self.app.models_dir()
+    }
+
+    /// The whole configuration, checked (for commands that generate).
+    pub fn config(&self) -> Result<Config> {
+        Ok(self.app.config()?)
     }
 
     /// The engine, opened on first use. Its encoder is the installed default, loaded only
@@ -80,34 +97,6 @@ impl Context {
 
     /// A new engine of its own (for a long-running owner such as the server).
     pub fn open_engine(&self) -> Result<Engine> {
-        let models_dir = self.models_dir();
-        let loader: EncoderLoader = Box::new(move || {
-            let installed = rap_vision::models::list(&models_dir).into_iter().any(|m| {
-                m.name == "efficientnet-lite0"
-                    && m.state == rap_vision::models::InstallState::Installed
-            });
-            if !installed {
-                return Ok(None);
-            }
-            let encoder: Arc<dyn ImageEncoder> =
-                Arc::from(rap_vision::load_default_encoder(&models_dir)?);
-            Ok(Some(encoder))
-        });
-        let models_dir = self.models_dir();
-        let resolver: rap_engine::EncoderResolver = Box::new(move |name| {
-            Ok(Arc::from(rap_vision::hub::resolve_encoder(
-                &models_dir,
-                name,
-            )?))
-        });
-        let mut config = self.config.clone();
-        config.memory = crate::commands::config::memory_backend(&self.data_dir)?;
-        config.blob_store = crate::commands::config::blob_store(&self.data_dir)?;
-        let mut engine = Engine::open(config, loader)?.with_encoder_resolver(resolver);
-        // `[retrieval] detector`: its boxes join the regions of every image query.
-        if let Some(p) = crate::commands::config::detector(&self.data_dir, &self.models_dir())? {
-            engine = engine.with_region_proposer(p);
-        }
-        Ok(engine)
+        Ok(self.app.open_engine()?)
     }
 }

@@ -125,6 +125,34 @@ impl Error {
         }
     }
 
+    /// The same kind of error, its message led by `what` (the setting or file it came from):
+    /// `what: message`. A not-found error names `what` after the missing thing; an I/O error
+    /// already names its file and is returned as it is.
+    pub fn context(self, what: impl std::fmt::Display) -> Self {
+        match self {
+            Error::InvalidInput(m) => Error::InvalidInput(format!("{what}: {m}")),
+            Error::NotFound { kind, name } => Error::NotFound {
+                kind,
+                name: format!("{name} ({what})"),
+            },
+            Error::Conflict(m) => Error::Conflict(format!("{what}: {m}")),
+            Error::NotInstalled { model, message } => Error::NotInstalled {
+                model,
+                message: format!("{what}: {message}"),
+            },
+            Error::Unavailable { message, source } => Error::Unavailable {
+                message: format!("{what}: {message}"),
+                source,
+            },
+            e @ Error::Io { .. } => e,
+            Error::Model(m) => Error::Model(format!("{what}: {m}")),
+            Error::Storage { message, source } => Error::Storage {
+                message: format!("{what}: {message}"),
+                source,
+            },
+        }
+    }
+
     /// The message and every source whose text it does not already end with, joined by ": ".
     pub fn report(&self) -> String {
         report(self)
@@ -155,12 +183,27 @@ mod tests {
 
     #[test]
     fn storage_keeps_its_source_and_names_it_once() {
-        let io = std::io::Error::new(std::io::ErrorKind::Other, "disk on fire");
+        let io = std::io::Error::other("disk on fire");
         let e = Error::storage_from("cannot open memory.db", io);
-        assert_eq!(e.to_string(), "storage: cannot open memory.db: disk on fire");
+        assert_eq!(
+            e.to_string(),
+            "storage: cannot open memory.db: disk on fire"
+        );
         let source = std::error::Error::source(&e).expect("source kept");
         assert_eq!(source.to_string(), "disk on fire");
         assert_eq!(e.report(), "storage: cannot open memory.db: disk on fire");
+    }
+
+    #[test]
+    fn context_keeps_the_kind_and_leads_the_message() {
+        let e = Error::invalid("must be between 0 and 1").context("retrieval.detector");
+        assert!(matches!(e, Error::InvalidInput(_)));
+        assert_eq!(e.to_string(), "retrieval.detector: must be between 0 and 1");
+        let e = Error::not_installed("centernet", "run it").context("retrieval.detector");
+        assert!(matches!(e, Error::NotInstalled { ref model, .. } if model == "centernet"));
+        assert_eq!(e.to_string(), "retrieval.detector: run it");
+        let e = Error::not_found("detector", "nope").context("RAP_DETECTOR");
+        assert_eq!(e.to_string(), "detector not found: nope (RAP_DETECTOR)");
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! their own crates and meet here.
 
 mod concept;
+pub mod digest;
 mod embedding;
 mod encoder;
-mod error;
+pub mod error;
 mod generate;
 mod region;
 mod tenant;

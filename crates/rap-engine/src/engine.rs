@@ -14,37 +14,12 @@ pub type EncoderLoader = Box<dyn Fn() -> Result<Option<Arc<dyn ImageEncoder>>> +
 
 pub use crate::encoders::EncoderResolver;
 
-/// Where the memory is kept.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub enum MemoryBackend {
-    /// `DATA_DIR/memory.sqlite`, for one machine (the default).
-    #[default]
-    Embedded,
-    /// A PostgreSQL database with pgvector, shared by every process given the same URL.
-    Postgres { url: String },
-}
-
-impl std::fmt::Debug for MemoryBackend {
-    // The URL may hold a password: never printed.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MemoryBackend::Embedded => f.write_str("Embedded"),
-            MemoryBackend::Postgres { .. } => f.write_str("Postgres"),
-        }
-    }
-}
-
 /// Where the engine keeps things and what it accepts.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// The data dir: holds `memory.sqlite` (and, by default, `models/`).
+    /// The data dir: holds `memory.sqlite` for the embedded store, and the saved indexes.
     pub data_dir: PathBuf,
     pub limits: Limits,
-    /// Which store holds the memory.
-    pub memory: MemoryBackend,
-    /// With [`MemoryBackend::Postgres`]: where image bytes go instead of the database
-    /// (`s3://BUCKET/PREFIX`, reached with the standard `AWS_*` variables).
-    pub blob_store: Option<String>,
 }
 
 impl EngineConfig {
@@ -52,8 +27,6 @@ impl EngineConfig {
         EngineConfig {
             data_dir: data_dir.into(),
             limits: Limits::default(),
-            memory: MemoryBackend::Embedded,
-            blob_store: None,
         }
     }
 
@@ -83,25 +56,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the memory `config.memory` names: the embedded one in `config.data_dir`
-    /// (created if needed), or a PostgreSQL database (migrated to this build's schema).
+    /// Opens the embedded memory in `config.data_dir` (created if needed). Other backends
+    /// are opened by the application and given to [`Engine::with_store`].
     pub fn open(config: EngineConfig, loader: EncoderLoader) -> Result<Self> {
-        let store: Arc<dyn ConceptStore> = match (&config.memory, &config.blob_store) {
-            (MemoryBackend::Embedded, None) => Arc::new(SqliteStore::open(config.store_path())?),
-            (MemoryBackend::Embedded, Some(_)) => {
-                return Err(Error::invalid(
-                    "a blob store is for the postgres backend: the embedded memory keeps its \
-                     images in its own file",
-                ))
-            }
-            (MemoryBackend::Postgres { url }, blobs) => {
-                let mut store = rap_memory_postgres::PgStore::connect(url)?;
-                if let Some(blobs) = blobs {
-                    store = store.with_blob_store(rap_memory_postgres::open_blob_store(blobs)?);
-                }
-                Arc::new(store)
-            }
-        };
+        let store: Arc<dyn ConceptStore> = Arc::new(SqliteStore::open(config.store_path())?);
         Ok(Self::with_store(config, store, loader))
     }
 
@@ -385,7 +343,7 @@ impl Engine {
         let mut indexes = self
             .indexes
             .lock()
-            .map_err(|_| Error::storage("index lock poisoned".into()))?;
+            .map_err(|_| Error::storage("index lock poisoned"))?;
         let key = (tenant.clone(), encoder.to_owned());
         match indexes.get_mut(&key) {
             Some(index) => {
@@ -408,7 +366,7 @@ impl Engine {
         }
         let index = indexes
             .get(&key)
-            .ok_or_else(|| Error::storage("index vanished".into()))?;
+            .ok_or_else(|| Error::storage("index vanished"))?;
         f(index)
     }
 }

@@ -27,6 +27,6 @@ pub use chat::ChatSession;
 pub use encoders::{
     EncoderChoice, EncoderResolver, EncoderSettings, ReindexReport, TenantEncoders, WordHit,
 };
-pub use engine::{EncoderLoader, Engine, EngineConfig, MemoryBackend};
+pub use engine::{EncoderLoader, Engine, EngineConfig};
 pub use rap_memory::{ApiKeyInfo, ConceptEdit, ImageInput};
 pub use retrieve::{Retrieval, RetrieveOptions, DEFAULT_THRESHOLD};

@@ -7,8 +7,10 @@
 //! Supported: JPEG, PNG (8/16-bit, grey, palette, alpha), WebP, GIF (first frame), BMP, TIFF.
 //!
 //! [`transform`] resizes (SIMD, Pillow-compatible filters), crops boxes and pads to squares;
-//! [`preprocess`] turns an image into the normalised CHW tensor data an encoder takes.
+//! [`preprocess`] turns an image into the normalised CHW tensor data an encoder takes;
+//! [`pillow`] is Pillow's own resize, bit for bit, for models whose golden outputs need it.
 
+pub mod pillow;
 pub mod preprocess;
 pub mod testing;
 pub mod transform;

@@ -86,9 +86,9 @@ impl std::fmt::Debug for GgufGenerator {
 
 impl GgufGenerator {
     /// Loads the model at `path` on the device `RAP_DEVICE` names (the CPU by default, see
-    /// [`rap_vision::device`]), rendering prompts with `render`.
+    /// [`rap_device`]), rendering prompts with `render`.
     pub fn load(path: impl AsRef<Path>, render: PromptRenderer) -> Result<Self> {
-        let device = rap_vision::device::default_device()?;
+        let device = rap_device::default_device()?;
         Self::load_with_template(path, &device, |_| Ok(render))
     }
 

@@ -79,9 +79,11 @@ impl From<Error> for ApiError {
             Error::InvalidInput(_) => ApiError::bad_request(message),
             Error::NotFound { .. } => ApiError::not_found(message),
             Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict_error", message),
-            Error::NotInstalled { .. } | Error::Unavailable { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", message)
-            }
+            Error::NotInstalled { .. } | Error::Unavailable { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "model_unavailable",
+                message,
+            ),
             Error::Model(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "model_error", message)
             }

@@ -23,7 +23,6 @@ use rap_core::{Embedding, EncoderInfo, Error, ImageEncoder, Result};
 use rap_image::Filter;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The folder's files.
@@ -44,7 +43,7 @@ pub struct HfFolder {
     dir: PathBuf,
     /// Weights from elsewhere than `model.safetensors` (benchmarks at real sizes).
     weights: Option<VarBuilder<'static>>,
-    /// Where the model runs; `None`: the device `RAP_DEVICE` names ([`crate::device`]).
+    /// Where the model runs; `None`: the device `RAP_DEVICE` names ([`rap_device`]).
     device: Option<Device>,
 }
 
@@ -100,7 +99,7 @@ impl HfFolder {
     pub fn device(&self) -> Result<Device> {
         match &self.device {
             Some(d) => Ok(d.clone()),
-            None => crate::device::default_device(),
+            None => rap_device::default_device(),
         }
     }
 
@@ -183,23 +182,8 @@ impl HfFolder {
 
     /// The sha256 of the weights (lowercase hex), read through once.
     pub fn weights_sha256(&self) -> Result<String> {
-        sha256_file(&self.path(WEIGHTS))
+        rap_core::digest::sha256_file(&self.path(WEIGHTS))
     }
-}
-
-/// sha256 of a file, lowercase hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 /// A weight-loading error, with the weight file named.
@@ -429,10 +413,10 @@ impl HfPreprocess {
                 } else {
                     (((s as f64 * w as f64 / h as f64) as u32).max(1), s)
                 };
-                img = crate::pillow::resize(&img, nw, nh, self.filter)?;
+                img = rap_image::pillow::resize(&img, nw, nh, self.filter)?;
             }
             Some(Resize::Exact { width, height }) => {
-                img = crate::pillow::resize(&img, width, height, self.filter)?;
+                img = rap_image::pillow::resize(&img, width, height, self.filter)?;
             }
             None => {}
         }

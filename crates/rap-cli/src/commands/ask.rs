@@ -7,14 +7,11 @@
 //! OpenAI-compatible server that takes images gets the RAP layout with the images, and so does a
 //! local LLaVA-1.5 folder named by `[generator] path` (prompted with `[generator] template`).
 
-use crate::commands::config::{Config, GeneratorKind, DEFAULT_LOCAL_REPETITION_PENALTY};
 use crate::context::Context;
-use anyhow::{bail, Context as _, Result};
-use rap_core::{GenerationParams, Generator, Message};
-use rap_engine::{Question, RetrieveOptions};
-use rap_llm::{JinjaTemplate, OpenAiGenerator};
-use rap_llm_local::{GgufGenerator, LlavaGenerator, LlavaOptions};
-use rap_vision::models::{self, InstallState};
+use anyhow::{Context as _, Result};
+pub(crate) use rap_app::generator::retrieve_options;
+use rap_core::Message;
+use rap_engine::Question;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -44,215 +41,6 @@ pub struct AskArgs {
     /// model, 1 for LLaVA; a server is not sent it]
     #[arg(long)]
     pub repetition_penalty: Option<f32>,
-}
-
-/// Loads the local GGUF model `name` from the models dir, with its own chat template.
-pub(crate) fn load_local(ctx: &Context, name: &str) -> Result<(GgufGenerator, Vec<String>)> {
-    let dir = ctx.models_dir();
-    let entry = models::find(name).with_context(|| {
-        format!("unknown model {name:?}: `rap models list` shows the catalogue")
-    })?;
-    if entry.kind != models::ModelKind::Llm {
-        bail!("model {name} is not a text generator");
-    }
-    let state = models::list(&dir)
-        .into_iter()
-        .find(|m| m.name == entry.name)
-        .map(|m| m.state);
-    if state != Some(InstallState::Installed) {
-        bail!(
-            "model {name} is not installed in {}: run `rap models install {name}` (or `rap models install default`)",
-            dir.display()
-        );
-    }
-    let path = models::model_path(&dir, entry);
-    let mut generator = GgufGenerator::load(
-        &path,
-        Box::new(|_| Err(rap_core::Error::Model("no chat template yet".into()))),
-    )
-    .with_context(|| path.display().to_string())?;
-    let meta = generator.metadata_chat_template().clone();
-    let source = meta.template.clone().with_context(|| {
-        format!(
-            "{}: the model has no chat template in its metadata",
-            path.display()
-        )
-    })?;
-    let template = JinjaTemplate::new(
-        source,
-        meta.bos_token.clone().unwrap_or_default(),
-        meta.eos_token.clone().unwrap_or_default(),
-    )?;
-    let stop = template.stop_strings();
-    generator.set_renderer(Box::new(move |m: &[Message]| template.render(m, true)));
-    Ok((generator, stop))
-}
-
-/// Loads the local LLaVA folder the config names (`[generator] path`, `lora`), prompted with
-/// the config's built-in template (vicuna_v1 for RAP-LLaVA).
-pub(crate) fn load_llava(
-    config: &Config,
-    dir: &std::path::Path,
-) -> Result<(LlavaGenerator, Vec<String>)> {
-    let template = rap_llm::Template::builtin(&config.generator.template)?;
-    let stop = template.stop_strings();
-    let opts = LlavaOptions {
-        lora: config.generator.lora.clone(),
-        ..Default::default()
-    };
-    let generator = LlavaGenerator::load(
-        dir,
-        &opts,
-        Box::new(move |m: &[Message]| template.render(m, true)),
-    )
-    .with_context(|| format!("generator.path {}", dir.display()))?;
-    Ok((generator, stop))
-}
-
-/// The generator a command runs: the configured one, or the local model `--model` names.
-pub(crate) enum LoadedGenerator {
-    /// A local GGUF model and its template's stop strings.
-    Local(Box<GgufGenerator>, Vec<String>),
-    /// A local LLaVA model and its template's stop strings.
-    Llava(Box<LlavaGenerator>, Vec<String>),
-    Remote(OpenAiGenerator),
-}
-
-impl LoadedGenerator {
-    /// Loads the local model `model` if given, else what the config selects.
-    pub(crate) fn load(ctx: &Context, config: &Config, model: Option<&str>) -> Result<Self> {
-        match (config.generator.kind, model) {
-            (GeneratorKind::Local, None) if config.generator.path.is_some() => {
-                let dir = config
-                    .generator
-                    .path
-                    .as_deref()
-                    .unwrap_or(std::path::Path::new(""));
-                let (g, stop) = load_llava(config, dir)?;
-                Ok(LoadedGenerator::Llava(Box::new(g), stop))
-            }
-            (GeneratorKind::Local, _) | (_, Some(_)) => {
-                let name = model.unwrap_or(&config.generator.model);
-                let (g, stop) = load_local(ctx, name)?;
-                Ok(LoadedGenerator::Local(Box::new(g), stop))
-            }
-            (GeneratorKind::Openai, None) => {
-                let cfg = config
-                    .generator
-                    .openai
-                    .clone()
-                    .context("[generator.openai] is missing")?;
-                Ok(LoadedGenerator::Remote(OpenAiGenerator::new(cfg)?))
-            }
-        }
-    }
-
-    pub(crate) fn generator(&self) -> &dyn Generator {
-        match self {
-            LoadedGenerator::Local(g, _) => g.as_ref(),
-            LoadedGenerator::Llava(g, _) => g.as_ref(),
-            LoadedGenerator::Remote(g) => g,
-        }
-    }
-
-    /// Generation settings: the command's options over the config's, over this model's
-    /// defaults (the repetition penalty), with its stop strings.
-    pub(crate) fn params(
-        &self,
-        config: &Config,
-        max_tokens: usize,
-        temperature: Option<f32>,
-        seed: Option<u64>,
-    ) -> GenerationParams {
-        GenerationParams {
-            max_tokens,
-            temperature: temperature.unwrap_or(config.generator.temperature),
-            seed,
-            stop: self.stop(),
-            repetition_penalty: config
-                .generator
-                .repetition_penalty
-                .unwrap_or_else(|| self.default_repetition_penalty()),
-            ..GenerationParams::default()
-        }
-    }
-
-    /// [`Self::params`] with `rap ask`/`rap chat`'s optional length and penalty.
-    pub(crate) fn command_params(
-        &self,
-        config: &Config,
-        max_tokens: Option<usize>,
-        temperature: Option<f32>,
-        seed: Option<u64>,
-        repetition_penalty: Option<f32>,
-    ) -> GenerationParams {
-        let max_tokens = max_tokens.unwrap_or_else(|| self.default_max_tokens());
-        let mut params = self.params(config, max_tokens, temperature, seed);
-        if let Some(r) = repetition_penalty {
-            params.repetition_penalty = r;
-        }
-        params
-    }
-
-    /// The answer length when none is asked for: the reference CLI's 512 tokens, but 256 for a
-    /// local GGUF model (a small text model that does not stop would run on for minutes).
-    pub(crate) fn default_max_tokens(&self) -> usize {
-        match self {
-            LoadedGenerator::Local(..) => 256,
-            LoadedGenerator::Llava(..) | LoadedGenerator::Remote(_) => 512,
-        }
-    }
-
-    /// The repetition penalty when neither the command nor the config sets one: small local
-    /// GGUF models loop without it; LLaVA keeps RAP's reference decoding (none).
-    pub(crate) fn default_repetition_penalty(&self) -> f32 {
-        match self {
-            LoadedGenerator::Local(..) => DEFAULT_LOCAL_REPETITION_PENALTY,
-            LoadedGenerator::Llava(..) | LoadedGenerator::Remote(_) => 1.0,
-        }
-    }
-
-    /// Stop strings the caller must pass (a local model's template's end markers).
-    pub(crate) fn stop(&self) -> Vec<String> {
-        match self {
-            LoadedGenerator::Local(_, stop) | LoadedGenerator::Llava(_, stop) => stop.clone(),
-            LoadedGenerator::Remote(_) => Vec::new(),
-        }
-    }
-
-    /// Counts a conversation's tokens: exactly for a local model, estimated for a server.
-    pub(crate) fn count_tokens(&self, messages: &[Message]) -> rap_core::Result<usize> {
-        match self {
-            LoadedGenerator::Local(g, _) => g.prompt_tokens(messages).map(|t| t.len()),
-            LoadedGenerator::Llava(g, _) => g.prompt_length(messages),
-            LoadedGenerator::Remote(_) => Ok(rap_engine::answer::estimate_tokens(messages)),
-        }
-    }
-}
-
-/// A loaded generator is itself a generator (so `rap serve` can share it between threads).
-impl Generator for LoadedGenerator {
-    fn info(&self) -> &rap_core::GeneratorInfo {
-        self.generator().info()
-    }
-
-    fn generate(
-        &self,
-        messages: &[Message],
-        params: &GenerationParams,
-        on_text: &mut dyn FnMut(&str) -> bool,
-    ) -> rap_core::Result<rap_core::Generation> {
-        self.generator().generate(messages, params, on_text)
-    }
-}
-
-/// The config's retrieval settings.
-pub(crate) fn retrieve_options(config: &Config) -> RetrieveOptions {
-    RetrieveOptions {
-        top_k: config.retrieval.top_k,
-        threshold: config.retrieval.threshold,
-        ..RetrieveOptions::default()
-    }
 }
 
 /// Writes streamed text to stdout (nothing with `--json`); a closed stdout (the reader went
@@ -299,8 +87,8 @@ pub(crate) fn answer_json(answer: &rap_engine::Answer) -> serde_json::Value {
 }
 
 pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
-    let config = Config::load(&ctx.data_dir)?;
-    let loaded = LoadedGenerator::load(ctx, &config, args.model.as_deref())?;
+    let config = ctx.config()?;
+    let loaded = ctx.app().generator(&config, args.model.as_deref())?;
     let image = match &args.image {
         Some(p) => Some(std::fs::read(p).with_context(|| p.display().to_string())?),
         None => None,

@@ -15,7 +15,7 @@ pub enum BlobsCommand {
 pub fn run(ctx: &Context, cmd: BlobsCommand) -> Result<()> {
     match cmd {
         BlobsCommand::Gc => {
-            let store = super::migrate::open_postgres(ctx)?;
+            let store = ctx.app().open_postgres()?;
             let Some(blobs) = store.blob_store() else {
                 bail!(
                     "no blob store is configured (RAP_BLOB_STORE=s3://BUCKET/PREFIX): the \

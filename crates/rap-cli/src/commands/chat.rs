@@ -6,8 +6,7 @@
 //! each command's result is one JSON object per line. A failed turn prints its error and the
 //! conversation goes on as it was.
 
-use super::ask::{answer_json, concept_list, retrieve_options, stream_to_stdout, LoadedGenerator};
-use crate::commands::config::Config;
+use super::ask::{answer_json, concept_list, retrieve_options, stream_to_stdout};
 use crate::context::Context;
 use anyhow::{Context as _, Result};
 use rap_core::Message;
@@ -49,8 +48,8 @@ fn read_image(ctx: &Context, path: &Path) -> Result<Vec<u8>> {
 }
 
 pub fn run(ctx: &Context, args: ChatArgs) -> Result<()> {
-    let config = Config::load(&ctx.data_dir)?;
-    let loaded = LoadedGenerator::load(ctx, &config, args.model.as_deref())?;
+    let config = ctx.config()?;
+    let loaded = ctx.app().generator(&config, args.model.as_deref())?;
     let engine = ctx.engine()?;
     let image = args
         .image

@@ -5,8 +5,6 @@
 //! `RAP_GENERATOR` is set - or when `--generator config` asks for it; otherwise, or with
 //! `--generator none`, the deterministic fallbacks from the annotations are used.
 
-use super::ask::LoadedGenerator;
-use crate::commands::config::Config;
 use crate::context::Context;
 use crate::output;
 use anyhow::{bail, Context as _, Result};
@@ -168,17 +166,13 @@ fn build(ctx: &Context, limits: rap_image::Limits, args: BuildArgs) -> Result<()
         GeneratorChoice::None => false,
         GeneratorChoice::Config => true,
         GeneratorChoice::Auto => {
-            ctx.data_dir.join(super::config::FILE_NAME).exists()
+            ctx.data_dir.join(rap_app::config::FILE_NAME).exists()
                 || std::env::var_os("RAP_GENERATOR").is_some()
         }
     };
     // The generator lives for the whole build.
     let loaded = if use_generator {
-        Some(LoadedGenerator::load(
-            ctx,
-            &Config::load(&ctx.data_dir)?,
-            None,
-        )?)
+        Some(ctx.app().generator(&ctx.config()?, None)?)
     } else {
         None
     };

@@ -2,14 +2,14 @@
 //! remember a few concepts from one photo each, find them in photos it has not seen, and ask
 //! the configured generator (the local text model by default) about one of those photos.
 
-use super::ask::{answer_json, concept_list, stream_to_stdout, LoadedGenerator};
-use super::config::{Config, GeneratorKind};
+use super::ask::{answer_json, concept_list, stream_to_stdout};
 use crate::context::Context;
 use crate::output;
 use anyhow::{bail, Context as _, Result};
+use rap_app::config::GeneratorKind;
 use rap_core::{NewConcept, Tenant};
 use rap_engine::{Question, RetrieveOptions};
-use rap_vision::models::{self, Progress};
+use rap_models::pip::{self, Progress};
 use std::path::PathBuf;
 
 /// The tenant the demo writes to; it is emptied first, so the demo can run again.
@@ -37,7 +37,7 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
             println!("{line}");
         }
     };
-    let config = Config::load(&ctx.data_dir)?;
+    let config = ctx.config()?;
     let mut needed = vec!["efficientnet-lite0".to_string()];
     if config.generator.kind == GeneratorKind::Local {
         needed.push(config.generator.model.clone());
@@ -48,12 +48,18 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
     ));
     for name in &needed {
         let bar = output::progress(0, ctx.json, "installing");
-        models::install(name, &ctx.models_dir(), false, &mut |p| {
-            if let Progress::Writing { done, total, .. } = p {
-                bar.set_length(total);
-                bar.set_position(done);
-            }
-        })?;
+        pip::install(
+            name,
+            ctx.models_path(),
+            ctx.app().tools(),
+            false,
+            &mut |p| {
+                if let Progress::Writing { done, total, .. } = p {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                }
+            },
+        )?;
         bar.finish_and_clear();
     }
 
@@ -116,7 +122,7 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
     let asked = &subjects[0].1[1];
     let question = "Who is in this photo, and what do you know about them?";
     say(format!("4. Asking about {}: {question}", asked.display()));
-    let generator = LoadedGenerator::load(ctx, &config, None)?;
+    let generator = ctx.app().generator(&config, None)?;
     let bytes = std::fs::read(asked).with_context(|| asked.display().to_string())?;
     // Greedy, short, with the model's default repetition penalty (the small default model
     // loops without one).

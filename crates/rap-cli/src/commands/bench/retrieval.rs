@@ -41,11 +41,13 @@ pub fn run(ctx: &Context, args: RetrievalArgs) -> Result<()> {
     if subjects.is_empty() {
         bail!("{}: no subject folders with photos", args.dataset.display());
     }
-    let encoder: Arc<dyn ImageEncoder> =
-        Arc::from(rap_vision::load_default_encoder(&ctx.models_dir())?);
+    let encoder: Arc<dyn ImageEncoder> = Arc::from(rap_app::models::load_default_encoder(
+        ctx.models_path(),
+        &rap_app::environment::device()?,
+    )?);
     let dir = tempfile::tempdir()?;
     let mut config = EngineConfig::new(dir.path());
-    config.limits = ctx.limits().clone();
+    config.limits = *ctx.limits();
     let loader_encoder = encoder.clone();
     let engine = Engine::open(config, Box::new(move || Ok(Some(loader_encoder.clone()))))?;
     let tenant = Tenant::default();

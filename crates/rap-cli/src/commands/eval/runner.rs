@@ -8,11 +8,12 @@
 //! kill, a crash) and started again asks only what is not answered yet. `--limit N` runs the
 //! first N items (a later run with a larger limit, or none, carries on).
 
-use crate::commands::ask::{retrieve_options, LoadedGenerator};
-use crate::commands::config::{Config, GeneratorKind};
+use crate::commands::ask::retrieve_options;
+
 use crate::context::Context;
 use crate::output;
 use anyhow::{bail, Context as _, Result};
+use rap_app::config::{Config, GeneratorKind};
 use rap_core::{ConceptId, Message};
 use rap_engine::Question;
 use rap_eval::journal::Journal;
@@ -201,7 +202,7 @@ fn answer_file(
     check_items(ctx, &items, &root)?;
     let mut journal = Journal::open(path, task)?;
     let pending: Vec<&EvalItem> = items.iter().filter(|i| !journal.contains(&i.key)).collect();
-    let config = Config::load(&ctx.data_dir)?;
+    let config = ctx.config()?;
     let threshold = match mode {
         Mode::Retriever { threshold, .. } => threshold.unwrap_or(config.retrieval.threshold),
         Mode::Model => config.retrieval.threshold,
@@ -280,7 +281,7 @@ fn ask_model(
     pending: &[&EvalItem],
     journal: &mut Journal,
 ) -> Result<()> {
-    let loaded = LoadedGenerator::load(ctx, config, args.model.as_deref())?;
+    let loaded = ctx.app().generator(config, args.model.as_deref())?;
     let params = loaded.params(config, args.max_tokens, Some(args.temperature), args.seed);
     let mut retrieve = retrieve_options(config);
     if let Some(k) = args.top_k {

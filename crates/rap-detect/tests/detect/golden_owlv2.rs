@@ -1,6 +1,6 @@
 //! OWLv2 (`Owlv2ForObjectDetection`) from a Hugging Face folder against the transformers
 //! reference (`tools/golden/hf_encoders_golden.py`): a tiny random checkpoint in the standard
-//! layout (`tests/fixtures/hf/owlv2`), loaded through [`rap_vision::owlv2::Owlv2::load`] exactly
+//! layout (`tests/fixtures/hf/owlv2`), loaded through [`rap_detect::owlv2::Owlv2::load`] exactly
 //! as a user's real checkpoint is, run on two real photos cut to non-square windows (so the
 //! pad-to-square is exercised, once at the bottom and once on the right) with three text
 //! queries. Checked: the token ids, the preprocessed pixels (a sample of every 97th value and
@@ -10,7 +10,7 @@
 #[allow(dead_code)]
 use crate::golden_common;
 
-use rap_vision::owlv2::{post_process, DetectOptions, Owlv2};
+use rap_detect::owlv2::{post_process, DetectOptions, Owlv2};
 use std::path::PathBuf;
 
 fn fixtures() -> PathBuf {
@@ -205,10 +205,10 @@ fn owlv2_refuses_bad_folders_and_queries() {
     let err = model.forward(&bad, &q).unwrap_err().to_string();
     assert!(err.contains("(N, 3, 96, 96)"), "{err}");
 
-    // An encoder folder is not a detector.
-    let err = Owlv2::load(&fixtures().join("clip"))
-        .unwrap_err()
-        .to_string();
+    // An encoder folder (rap-vision's tiny CLIP) is not a detector.
+    let clip =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../rap-vision/tests/fixtures/hf/clip");
+    let err = Owlv2::load(&clip).unwrap_err().to_string();
     assert!(
         err.contains("\"clip\"") && err.contains("config.json"),
         "{err}"
@@ -259,7 +259,7 @@ fn owlv2_preprocessing_at_the_real_size() {
         let crop: Vec<u32> = floats(&p["crop"]).iter().map(|v| *v as u32).collect();
         let img = photo(rel, &crop);
         let cfg = serde_json::to_vec(&p["preprocessor_config"]).unwrap();
-        let pre = rap_vision::owlv2::Owlv2Preprocess::from_json(&cfg).unwrap();
+        let pre = rap_detect::owlv2::Owlv2Preprocess::from_json(&cfg).unwrap();
         let (data, (w, h)) = pre.tensor_data(&img).unwrap();
         let shape: Vec<usize> = floats(&p["input_shape"])
             .iter()

@@ -3,8 +3,9 @@
 //! through one is retrieved through the other on its very next request, and a removal through
 //! either is seen by both: search runs in the database, so no process holds a stale index.
 
+use rap_app::store::{open_store, MemoryBackend};
 use rap_core::{EncoderInfo, ImageEncoder, NewConcept, Tenant};
-use rap_engine::{Engine, EngineConfig, MemoryBackend, RetrieveOptions};
+use rap_engine::{Engine, EngineConfig, RetrieveOptions};
 use rap_memory_postgres::testing::TestDb;
 use std::sync::Arc;
 
@@ -25,11 +26,12 @@ fn replica(db: &TestDb) -> (tempfile::TempDir, Engine) {
         id: "mean-colour@test".into(),
         dim: 3,
     }));
-    let mut config = EngineConfig::new(dir.path());
-    config.memory = MemoryBackend::Postgres {
+    let config = EngineConfig::new(dir.path());
+    let backend = MemoryBackend::Postgres {
         url: db.url.clone(),
     };
-    let engine = Engine::open(config, Box::new(move || Ok(Some(encoder.clone())))).unwrap();
+    let store = open_store(&backend, None, dir.path()).unwrap();
+    let engine = Engine::with_store(config, store, Box::new(move || Ok(Some(encoder.clone()))));
     (dir, engine)
 }
 

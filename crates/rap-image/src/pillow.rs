@@ -13,8 +13,8 @@
 //! (CLIP, DINOv2) of the golden photos and fixed-size resizes of square photos agree exactly
 //! (`tests/vision/golden_hf.rs`).
 
+use crate::Filter;
 use image::RgbImage;
-use rap_image::Filter;
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
@@ -112,7 +112,7 @@ pub fn resize(
         Filter::Bilinear => (bilinear, 1.0),
         Filter::Bicubic => (bicubic, 2.0),
         Filter::Lanczos3 => (lanczos, 3.0),
-        Filter::Nearest => return rap_image::resize(img, width, height, filter),
+        Filter::Nearest => return crate::resize(img, width, height, filter),
     };
     let (w, h) = img.dimensions();
     if width == 0 || height == 0 || w == 0 || h == 0 {

@@ -16,8 +16,8 @@
 //! below what a wrong op gives (see the note on the mutation check in the test below). The
 //! float16 storage adds nothing to the difference: both sides decode the same float16 values.
 
-use rap_vision::centernet::{CenterNet, DetectOptions};
-use rap_vision::{models, npm};
+use rap_detect::centernet::{CenterNet, DetectOptions};
+use rap_models::{npm, Tools};
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 
@@ -49,13 +49,17 @@ fn skip_or_fail(what: &str, e: impl std::fmt::Display) -> Option<PathBuf> {
 }
 
 fn model_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os(models::MODELS_DIR_ENV) {
+    let dir = match std::env::var_os("RAP_MODELS_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         // The models dir the CLI tests install into too: one download per CI run.
         _ => Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-models"),
     };
     let entry = npm::find("centernet").unwrap();
-    match npm::install(entry, &dir, false, &mut |_| {}) {
+    let tools = Tools {
+        npm: std::env::var("RAP_NPM").unwrap_or_else(|_| "npm".into()),
+        ..Tools::default()
+    };
+    match npm::install(entry, &dir, &tools, false, &mut |_| {}) {
         Ok(d) => Some(d),
         Err(e) => skip_or_fail("cannot install the CenterNet weights", e),
     }

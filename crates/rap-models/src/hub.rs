@@ -1,6 +1,8 @@
-//! Hugging Face encoders in the models directory: installed from the Hub (through the `hf-hub`
-//! crate), or registered from a folder the user already has; verified, listed, removed, and
-//! resolved by name (or path) into an [`ImageEncoder`].
+//! Hugging Face checkpoints in the models directory: installed from the Hub (through the
+//! `hf-hub` crate), or registered from a folder the user already has; verified, listed and
+//! removed. Loading one is not done here (this crate has no model code): the caller passes a
+//! [`Probe`] that loads a folder and says what it is, and loads registered checkpoints from the
+//! [`HfManifest::dir`] it gets back.
 //!
 //! # Layout on disk
 //! `MODELS_DIR/NAME/hf-model.json` ([`HfManifest`]) describes a registered checkpoint: where
@@ -19,13 +21,21 @@
 //! every later use to that record. Fill in [`HubEntry::revision`] and [`HubFile::sha256`] from
 //! a machine that can reach the Hub.
 
-use crate::hf;
-use rap_core::{Error, ImageEncoder, Result};
+use crate::Tools;
+use rap_core::digest::sha256_file;
+use rap_core::{Error, Result};
 use std::path::{Path, PathBuf};
+
+/// The files of a Hugging Face checkpoint folder that are recorded (and hashed) when it is
+/// registered.
+pub const CONFIG: &str = "config.json";
+pub const PREPROCESSOR_CONFIG: &str = "preprocessor_config.json";
+pub const WEIGHTS: &str = "model.safetensors";
+pub const TOKENIZER: &str = "tokenizer.json";
 
 /// The manifest file of a registered Hugging Face checkpoint.
 pub const MANIFEST: &str = "hf-model.json";
-/// Where `install` talks to by default (overridden by `$HF_ENDPOINT`, as in huggingface_hub).
+/// Where `install` talks to unless [`Tools::hub_endpoint`] names another address.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
 /// One file of a catalogued checkpoint.
@@ -61,15 +71,15 @@ const fn file(name: &'static str, required: bool) -> HubFile {
 }
 
 const WITH_TEXT: &[HubFile] = &[
-    file(hf::CONFIG, true),
-    file(hf::PREPROCESSOR_CONFIG, true),
-    file(hf::WEIGHTS, true),
-    file(hf::TOKENIZER, false),
+    file(CONFIG, true),
+    file(PREPROCESSOR_CONFIG, true),
+    file(WEIGHTS, true),
+    file(TOKENIZER, false),
 ];
 const IMAGE_ONLY: &[HubFile] = &[
-    file(hf::CONFIG, true),
-    file(hf::PREPROCESSOR_CONFIG, true),
-    file(hf::WEIGHTS, true),
+    file(CONFIG, true),
+    file(PREPROCESSOR_CONFIG, true),
+    file(WEIGHTS, true),
 ];
 
 /// The Hugging Face checkpoints the project supports by name.
@@ -179,7 +189,7 @@ impl HfManifest {
     pub fn weights_sha256(&self) -> Option<&str> {
         self.files
             .iter()
-            .find(|f| f.name == hf::WEIGHTS)
+            .find(|f| f.name == WEIGHTS)
             .map(|f| f.sha256.as_str())
     }
 }
@@ -204,7 +214,7 @@ pub fn check_name(name: &str) -> Result<()> {
             "model name {name:?}: use lowercase letters, digits, '.', '_' and '-' (not starting with '.')"
         )));
     }
-    if crate::models::find(name).is_some() || name == "default" {
+    if crate::pip::find(name).is_some() || name == "default" {
         return Err(Error::Conflict(format!(
             "model name {name:?} is taken by a built-in model"
         )));
@@ -259,12 +269,7 @@ fn now() -> u64 {
 
 fn records(dir: &Path) -> Result<Vec<FileRecord>> {
     let mut out = Vec::new();
-    for name in [
-        hf::CONFIG,
-        hf::PREPROCESSOR_CONFIG,
-        hf::WEIGHTS,
-        hf::TOKENIZER,
-    ] {
+    for name in [CONFIG, PREPROCESSOR_CONFIG, WEIGHTS, TOKENIZER] {
         let path = dir.join(name);
         if !path.is_file() {
             continue;
@@ -275,7 +280,7 @@ fn records(dir: &Path) -> Result<Vec<FileRecord>> {
         out.push(FileRecord {
             name: name.to_string(),
             size,
-            sha256: hf::sha256_file(&path)?,
+            sha256: sha256_file(&path)?,
         });
     }
     Ok(out)
@@ -293,10 +298,26 @@ fn write_manifest(models_dir: &Path, m: &HfManifest) -> Result<()> {
     Ok(())
 }
 
-/// Registers a checkpoint folder the user already has under `name`: loads it (so a broken
-/// folder is refused now, not at the first search), records its files' sha256, and writes
-/// the manifest. The folder stays where it is.
-pub fn add_folder(models_dir: &Path, name: &str, dir: &Path) -> Result<HfManifest> {
+/// What loading a checkpoint folder tells about it (a [`Probe`]'s answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointFacts {
+    pub kind: HfKind,
+    /// `config.json`'s `model_type`.
+    pub model_type: String,
+    /// The encoder id its embeddings are stored under (empty for a detector).
+    pub encoder_id: String,
+    pub dim: usize,
+    pub has_text: bool,
+}
+
+/// Loads the checkpoint folder `dir` (the weights' sha256 given when already known) and says
+/// what it is; an error when it does not load. Supplied by the caller that has the model code.
+pub type Probe<'a> = &'a dyn Fn(&Path, Option<&str>) -> Result<CheckpointFacts>;
+
+/// Registers a checkpoint folder the user already has under `name`: loads it through `probe`
+/// (so a broken folder is refused now, not at the first search), records its files' sha256,
+/// and writes the manifest. The folder stays where it is.
+pub fn add_folder(models_dir: &Path, name: &str, dir: &Path, probe: Probe) -> Result<HfManifest> {
     check_name(name)?;
     if manifest(models_dir, name)?.is_some() {
         return Err(Error::Conflict(format!(
@@ -305,43 +326,38 @@ pub fn add_folder(models_dir: &Path, name: &str, dir: &Path) -> Result<HfManifes
     }
     let dir = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
     let files = records(&dir)?;
-    if hf::HfFolder::open(&dir)?.model_type()? == "owlv2" {
-        // A detector: loading it checks the folder; it has no embeddings to key a memory.
-        crate::owlv2::Owlv2::load(&dir)?;
-        let m = HfManifest {
-            name: name.to_string(),
-            kind: HfKind::Detector,
-            model_type: "owlv2".to_string(),
-            source: Source::Folder,
-            dir,
-            files,
-            encoder_id: String::new(),
-            dim: 0,
-            has_text: true,
-            installed_at: now(),
-        };
-        write_manifest(models_dir, &m)?;
-        return Ok(m);
-    }
-    let sha = files
-        .iter()
-        .find(|f| f.name == hf::WEIGHTS)
-        .map(|f| f.sha256.clone());
-    let enc = hf::load_hf_encoder(&dir, sha.as_deref())?;
-    let m = HfManifest {
-        name: name.to_string(),
-        kind: HfKind::Encoder,
-        model_type: enc.model_type().to_string(),
-        source: Source::Folder,
-        dir,
-        files,
-        encoder_id: enc.info().id.clone(),
-        dim: enc.info().dim,
-        has_text: enc.has_text(),
-        installed_at: now(),
-    };
+    let facts = probe(&dir, weights_sha256(&files))?;
+    let m = manifest_for(name, facts, Source::Folder, dir, files);
     write_manifest(models_dir, &m)?;
     Ok(m)
+}
+
+fn weights_sha256(files: &[FileRecord]) -> Option<&str> {
+    files
+        .iter()
+        .find(|f| f.name == WEIGHTS)
+        .map(|f| f.sha256.as_str())
+}
+
+fn manifest_for(
+    name: &str,
+    facts: CheckpointFacts,
+    source: Source,
+    dir: PathBuf,
+    files: Vec<FileRecord>,
+) -> HfManifest {
+    HfManifest {
+        name: name.to_string(),
+        kind: facts.kind,
+        model_type: facts.model_type,
+        source,
+        dir,
+        files,
+        encoder_id: facts.encoder_id,
+        dim: facts.dim,
+        has_text: facts.has_text,
+        installed_at: now(),
+    }
 }
 
 /// One problem [`verify`] found.
@@ -351,9 +367,10 @@ pub struct Problem {
     pub problem: String,
 }
 
-/// Re-hashes every recorded file of `name` (and checks the folder still loads); returns the
-/// problems, empty when all is well.
-pub fn verify(models_dir: &Path, name: &str) -> Result<Vec<Problem>> {
+/// Re-hashes every recorded file of `name` and, when they all match, checks through `probe`
+/// that the folder still loads as what was registered; returns the problems, empty when all is
+/// well.
+pub fn verify(models_dir: &Path, name: &str, probe: Probe) -> Result<Vec<Problem>> {
     let m =
         manifest(models_dir, name)?.ok_or_else(|| Error::not_found("model", name.to_string()))?;
     let mut problems = Vec::new();
@@ -366,7 +383,7 @@ pub fn verify(models_dir: &Path, name: &str) -> Result<Vec<Problem>> {
                 md.len(),
                 f.size
             )),
-            Ok(_) => match hf::sha256_file(&path) {
+            Ok(_) => match sha256_file(&path) {
                 Ok(s) if s == f.sha256 => None,
                 Ok(s) => Some(format!("sha256 is {s}, {} was registered", f.sha256)),
                 Err(e) => Some(e.to_string()),
@@ -379,23 +396,16 @@ pub fn verify(models_dir: &Path, name: &str) -> Result<Vec<Problem>> {
             });
         }
     }
-    if problems.is_empty() && m.kind == HfKind::Detector {
-        if let Err(e) = crate::owlv2::Owlv2::load(&m.dir) {
-            problems.push(Problem {
-                file: m.dir.clone(),
-                problem: e.to_string(),
-            });
-        }
-    } else if problems.is_empty() {
-        match hf::load_hf_encoder(&m.dir, m.weights_sha256()) {
-            Ok(enc) if enc.info().id != m.encoder_id => problems.push(Problem {
-                file: m.dir.clone(),
-                problem: format!(
-                    "loads as encoder {} but {} was registered",
-                    enc.info().id,
-                    m.encoder_id
-                ),
-            }),
+    if problems.is_empty() {
+        match probe(&m.dir, m.weights_sha256()) {
+            Ok(facts) if m.kind == HfKind::Encoder && facts.encoder_id != m.encoder_id => problems
+                .push(Problem {
+                    file: m.dir.clone(),
+                    problem: format!(
+                        "loads as encoder {} but {} was registered",
+                        facts.encoder_id, m.encoder_id
+                    ),
+                }),
             Ok(_) => {}
             Err(e) => problems.push(Problem {
                 file: m.dir.clone(),
@@ -420,139 +430,6 @@ pub fn remove(models_dir: &Path, name: &str) -> Result<HfManifest> {
         }
     }
     Ok(m)
-}
-
-/// Loads a registered checkpoint by name.
-pub fn load(models_dir: &Path, name: &str) -> Result<Option<hf::HfEncoder>> {
-    let Some(m) = manifest(models_dir, name)? else {
-        return Ok(None);
-    };
-    if m.kind == HfKind::Detector {
-        return Err(Error::invalid(format!(
-            "model {name} is a detector ({}), not an image encoder: use it as the retrieval \
-             detector ([retrieval] detector = \"{name}\")",
-            m.model_type
-        )));
-    }
-    let enc = hf::load_hf_encoder(&m.dir, m.weights_sha256())?;
-    if enc.info().id != m.encoder_id {
-        return Err(Error::Model(format!(
-            "model {name} ({}) changed since it was registered (encoder {} now, {} then): \
-             run `rap models verify {name}`",
-            m.dir.display(),
-            enc.info().id,
-            m.encoder_id
-        )));
-    }
-    Ok(Some(enc))
-}
-
-/// Any image encoder by name or path: a built-in model (`efficientnet-lite0`), a registered
-/// Hugging Face checkpoint, or a checkpoint folder given by path.
-pub fn resolve_encoder(models_dir: &Path, name_or_path: &str) -> Result<Box<dyn ImageEncoder>> {
-    if name_or_path == "efficientnet-lite0" || name_or_path == "default" {
-        return crate::models::load_default_encoder(models_dir);
-    }
-    if let Some(enc) = load(models_dir, name_or_path)? {
-        return Ok(Box::new(enc));
-    }
-    let path = Path::new(name_or_path);
-    if path.is_dir() {
-        return Ok(Box::new(hf::load_hf_encoder(path, None)?));
-    }
-    let mut known: Vec<String> = vec!["efficientnet-lite0".into()];
-    known.extend(
-        list(models_dir)
-            .into_iter()
-            .filter(|m| m.kind == HfKind::Encoder)
-            .map(|m| m.name),
-    );
-    let hint = match find(name_or_path) {
-        Some(e) => format!(" (install it with `rap models install {}`)", e.name),
-        None => String::new(),
-    };
-    Err(Error::not_found(
-        "encoder",
-        format!(
-            "{name_or_path}{hint}; installed: {}; or give the path of a checkpoint folder",
-            known.join(", ")
-        ),
-    ))
-}
-
-// ---- the real architectures' sizes, for benchmarks ----
-
-/// `config.json` and `preprocessor_config.json` of a catalogued checkpoint's image tower, with
-/// the published sizes (for benchmarks: its weights cannot be had here).
-fn reference_configs(name: &str) -> Option<(String, String)> {
-    let clip = |hidden: u32,
-                inter: u32,
-                layers: u32,
-                heads: u32,
-                patch: u32,
-                image: u32,
-                proj: u32| {
-        (
-            format!(
-                r#"{{"model_type": "clip_vision_model", "hidden_size": {hidden}, "intermediate_size": {inter},
-                "num_hidden_layers": {layers}, "num_attention_heads": {heads}, "patch_size": {patch},
-                "image_size": {image}, "projection_dim": {proj}, "hidden_act": "quick_gelu"}}"#
-            ),
-            format!(
-                r#"{{"image_processor_type": "CLIPImageProcessor", "size": {{"shortest_edge": {image}}},
-                "crop_size": {{"height": {image}, "width": {image}}}, "do_center_crop": true, "resample": 3,
-                "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}}"#
-            ),
-        )
-    };
-    let dinov2 = |hidden: u32, heads: u32| {
-        (
-            format!(
-                r#"{{"model_type": "dinov2", "hidden_size": {hidden}, "num_hidden_layers": 12,
-                "num_attention_heads": {heads}, "mlp_ratio": 4, "image_size": 518, "patch_size": 14}}"#
-            ),
-            r#"{"image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 256},
-            "crop_size": {"height": 224, "width": 224}, "do_center_crop": true, "resample": 3,
-            "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}"#
-                .to_string(),
-        )
-    };
-    Some(match name {
-        "clip-vit-base-patch32" => clip(768, 3072, 12, 12, 32, 224, 512),
-        "clip-vit-large-patch14" => clip(1024, 4096, 24, 16, 14, 224, 768),
-        "clip-vit-large-patch14-336" => clip(1024, 4096, 24, 16, 14, 336, 768),
-        "dinov2-small" => dinov2(384, 6),
-        "dinov2-base" => dinov2(768, 12),
-        "siglip-base-patch16-224" => (
-            r#"{"model_type": "siglip_vision_model", "hidden_size": 768, "intermediate_size": 3072,
-            "num_hidden_layers": 12, "num_attention_heads": 12, "patch_size": 16, "image_size": 224}"#
-                .to_string(),
-            r#"{"image_processor_type": "SiglipImageProcessor", "size": {"height": 224, "width": 224},
-            "resample": 3, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}"#
-                .to_string(),
-        ),
-        _ => return None,
-    })
-}
-
-/// A catalogued checkpoint's image tower at its real size with all-zero weights: the same
-/// code and the same amount of work as the real model (speed does not depend on the values),
-/// for `rap models bench` where the real weights cannot be downloaded. Its embeddings are
-/// meaningless. It runs on the device `RAP_DEVICE` names.
-pub fn reference_architecture(name: &str) -> Result<hf::HfEncoder> {
-    let (config, pre) = reference_configs(name)
-        .ok_or_else(|| Error::not_found("catalogued Hugging Face model", name.to_string()))?;
-    let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    for (file, text) in [(hf::CONFIG, &config), (hf::PREPROCESSOR_CONFIG, &pre)] {
-        let path = dir.path().join(file);
-        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
-    }
-    let device = crate::device::default_device()?;
-    let zeros = candle_nn::VarBuilder::zeros(candle_core::DType::F32, &device);
-    let folder = hf::HfFolder::open(dir.path())?
-        .with_weights(zeros)
-        .with_device(device);
-    hf::load_hf_folder(folder, Some("zero-weights"))
 }
 
 // ---- installing from the Hub ----
@@ -622,13 +499,14 @@ fn hub_error(endpoint: &str, repo: &str, file: &str, e: hf_hub::api::sync::ApiEr
 }
 
 /// Installs a Hugging Face checkpoint: a catalogue name (`clip-vit-large-patch14-336`) or any
-/// Hub repository id (`org/name`, installed as `name`). `endpoint` overrides the Hub address
-/// (default `$HF_ENDPOINT`, else the public Hub). Already installed models are verified, not
-/// downloaded again.
+/// Hub repository id (`org/name`, installed as `name`), from [`Tools::hub_endpoint`] (default
+/// the public Hub). The downloaded folder is checked with `probe` before it counts as
+/// installed. Already installed models are verified, not downloaded again.
 pub fn install(
     models_dir: &Path,
     id: &str,
-    endpoint: Option<&str>,
+    tools: &Tools,
+    probe: Probe,
     progress: &mut dyn FnMut(HubProgress),
 ) -> Result<HfManifest> {
     let entry = find(id);
@@ -665,7 +543,7 @@ pub fn install(
     check_name(&name)?;
     if let Some(m) = manifest(models_dir, &name)? {
         progress(HubProgress::Verifying { name: name.clone() });
-        let problems = verify(models_dir, &name)?;
+        let problems = verify(models_dir, &name, probe)?;
         if problems.is_empty() {
             return Ok(m);
         }
@@ -681,9 +559,9 @@ pub fn install(
         .tempdir_in(models_dir)
         .map_err(|e| Error::io(models_dir, e))?;
     let cache = staging.path().join("cache");
-    let endpoint = endpoint
-        .map(str::to_string)
-        .or_else(|| std::env::var("HF_ENDPOINT").ok().filter(|s| !s.is_empty()))
+    let endpoint = tools
+        .hub_endpoint
+        .clone()
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
     let api = hf_hub::api::sync::ApiBuilder::from_env()
         .with_endpoint(endpoint.clone())
@@ -717,7 +595,7 @@ pub fn install(
             progress(HubProgress::Verifying {
                 name: f.name.to_string(),
             });
-            let got = hf::sha256_file(&dest)?;
+            let got = sha256_file(&dest)?;
             if got != pin {
                 return Err(Error::Model(format!(
                     "{repo}/{}: sha256 {got} but {pin} is pinned; refusing it (nothing was installed)",
@@ -736,26 +614,12 @@ pub fn install(
     std::fs::rename(&out, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
     let result = (|| {
         let files = records(&final_dir)?;
-        let sha = files
-            .iter()
-            .find(|f| f.name == hf::WEIGHTS)
-            .map(|f| f.sha256.clone());
-        let enc = hf::load_hf_encoder(&final_dir, sha.as_deref())?;
-        let m = HfManifest {
-            name: name.clone(),
-            kind: HfKind::Encoder,
-            model_type: enc.model_type().to_string(),
-            source: Source::Hub {
-                repo: repo.clone(),
-                revision: revision.clone(),
-            },
-            dir: final_dir.clone(),
-            files,
-            encoder_id: enc.info().id.clone(),
-            dim: enc.info().dim,
-            has_text: enc.has_text(),
-            installed_at: now(),
+        let facts = probe(&final_dir, weights_sha256(&files))?;
+        let source = Source::Hub {
+            repo: repo.clone(),
+            revision: revision.clone(),
         };
+        let m = manifest_for(&name, facts, source, final_dir.clone(), files);
         write_manifest(models_dir, &m)?;
         Ok(m)
     })();
@@ -768,28 +632,6 @@ pub fn install(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/hf")
-            .join(name)
-    }
-
-    #[test]
-    fn reference_architectures_have_the_published_sizes() {
-        for (name, dim) in [("dinov2-small", 384), ("clip-vit-base-patch32", 512)] {
-            let enc = reference_architecture(name).unwrap();
-            assert_eq!(enc.info().dim, dim);
-            let img = image::RgbImage::new(64, 48);
-            let e = enc
-                .image_features(&enc.preprocess().batch(&[img]).unwrap())
-                .unwrap();
-            assert_eq!(e[0].len(), dim);
-        }
-        for e in HUB_CATALOGUE {
-            assert!(reference_configs(e.name).is_some(), "{}", e.name);
-        }
-    }
 
     #[test]
     fn catalogue_lists_the_issue_checkpoints() {
@@ -804,7 +646,7 @@ mod tests {
             let e = find(repo).unwrap();
             assert_eq!(find(e.name), Some(e));
             check_name(e.name).unwrap();
-            assert!(e.files.iter().any(|f| f.name == hf::WEIGHTS && f.required));
+            assert!(e.files.iter().any(|f| f.name == WEIGHTS && f.required));
         }
         assert!(check_name("Bad Name").is_err());
         assert!(check_name("efficientnet-lite0").is_err());
@@ -815,14 +657,16 @@ mod tests {
     fn an_unreachable_hub_is_a_clear_error_and_leaves_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         // Nothing listens on the discard port of the loopback interface.
-        let err = install(
-            tmp.path(),
-            "dinov2-small",
-            Some("http://127.0.0.1:9"),
-            &mut |_| {},
-        )
-        .unwrap_err()
-        .to_string();
+        let tools = Tools {
+            hub_endpoint: Some("http://127.0.0.1:9".into()),
+            ..Tools::default()
+        };
+        let never = |_: &Path, _: Option<&str>| -> Result<CheckpointFacts> {
+            unreachable!("nothing was downloaded to probe")
+        };
+        let err = install(tmp.path(), "dinov2-small", &tools, &never, &mut |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("cannot reach the Hugging Face Hub at http://127.0.0.1:9")
                 && err.contains("facebook/dinov2-small")
@@ -831,74 +675,12 @@ mod tests {
         );
         let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
-        let err = install(tmp.path(), "nope", None, &mut |_| {})
+        let err = install(tmp.path(), "nope", &Tools::default(), &never, &mut |_| {})
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("nope") && err.contains("dinov2-small"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn add_verify_resolve_remove() {
-        let tmp = tempfile::tempdir().unwrap();
-        let user = tmp.path().join("my-dinov2");
-        std::fs::create_dir(&user).unwrap();
-        for f in [
-            "config.json",
-            "preprocessor_config.json",
-            "model.safetensors",
-        ] {
-            std::fs::copy(fixture("dinov2").join(f), user.join(f)).unwrap();
-        }
-        let models = tmp.path().join("models");
-        let m = add_folder(&models, "tiny-dino", &user).unwrap();
-        assert_eq!(m.model_type, "dinov2");
-        assert_eq!(m.files.len(), 3);
-        assert!(!m.has_text);
-        assert_eq!(list(&models).len(), 1);
-        assert!(verify(&models, "tiny-dino").unwrap().is_empty());
-        let enc = resolve_encoder(&models, "tiny-dino").unwrap();
-        assert_eq!(enc.info().id, m.encoder_id);
-        // By path, the same embedding space.
-        let by_path = resolve_encoder(&models, user.to_str().unwrap()).unwrap();
-        assert_eq!(by_path.info().id, m.encoder_id);
-        // Twice under one name: refused.
-        let err = add_folder(&models, "tiny-dino", &user)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("already registered"), "{err}");
-        // A changed file is found by verify and refused by load.
-        let mut w = std::fs::read(user.join("model.safetensors")).unwrap();
-        let n = w.len();
-        w[n - 1] ^= 0x55;
-        std::fs::write(user.join("model.safetensors"), &w).unwrap();
-        let problems = verify(&models, "tiny-dino").unwrap();
-        assert_eq!(problems.len(), 1);
-        assert!(problems[0].problem.contains("sha256"), "{problems:?}");
-        // Unknown names list what there is.
-        let err = resolve_encoder(&models, "nope").err().unwrap().to_string();
-        assert!(err.contains("nope") && err.contains("tiny-dino"), "{err}");
-        let err = resolve_encoder(&models, "clip-vit-large-patch14-336")
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains("rap models install clip-vit-large-patch14-336"),
-            "{err}"
-        );
-        // rm unregisters, and leaves the user's folder alone.
-        remove(&models, "tiny-dino").unwrap();
-        assert!(list(&models).is_empty());
-        assert!(user.join("model.safetensors").is_file());
-        assert!(remove(&models, "tiny-dino").is_err());
-        // A broken folder is refused at add time, naming the file.
-        std::fs::remove_file(user.join("preprocessor_config.json")).unwrap();
-        let err = add_folder(&models, "broken", &user)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("preprocessor_config.json"), "{err}");
-        assert!(list(&models).is_empty());
     }
 }

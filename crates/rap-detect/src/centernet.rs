@@ -155,7 +155,7 @@ impl CenterNet {
     /// Loads `centernet.json` (and the shards it names) from `dir`, onto the device
     /// `RAP_DEVICE` names (the CPU by default).
     pub fn load(dir: &Path) -> Result<Self> {
-        Self::load_on(dir, &crate::device::default_device()?)
+        Self::load_on(dir, &rap_device::default_device()?)
     }
 
     /// [`Self::load`] onto `device`.
@@ -170,23 +170,6 @@ impl CenterNet {
             )));
         }
         Ok(CenterNet { graph })
-    }
-
-    /// Loads the installed copy from `models_dir` (verified by size; `rap models verify`
-    /// hashes it), or says how to install it.
-    pub fn load_installed(models_dir: &Path) -> Result<Self> {
-        let entry = crate::npm::find("centernet")
-            .ok_or_else(|| Error::Model("centernet is not in the catalogue".into()))?;
-        if !crate::npm::is_installed(models_dir, entry) {
-            return Err(Error::not_installed(
-                "centernet",
-                format!(
-                    "no detector installed in {}: run `rap models install centernet`",
-                    models_dir.display()
-                ),
-            ));
-        }
-        Self::load(&models_dir.join(entry.name))
     }
 
     /// The model's input for `image`: 1x512x512x3 float32 RGB 0-255, bilinear-resized, on the
@@ -341,15 +324,5 @@ mod tests {
             },
         );
         assert_eq!(one.len(), 1);
-    }
-
-    #[test]
-    fn a_missing_model_says_how_to_install_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = CenterNet::load_installed(dir.path())
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("rap models install centernet"), "{err}");
     }
 }

@@ -10,15 +10,12 @@
 //! again), atomic per file (temporary file, verify, rename; the manifest last), and `offline`
 //! never runs npm.
 
-use crate::models::ModelKind;
+use crate::{ModelKind, Tools};
+use rap_core::digest::{sha256_file, sha256_hex};
 use rap_core::{Error, Result};
-use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// The environment variable that names the npm executable (default `npm`).
-pub const NPM_ENV: &str = "RAP_NPM";
 
 /// One file of an npm package that a model needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,11 +101,6 @@ pub fn is_installed(models_dir: &Path, entry: &NpmModel) -> bool {
             .all(|f| std::fs::metadata(dir.join(f.file_name)).is_ok_and(|m| m.len() == f.size))
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
-}
-
 /// Checks every installed file against its pinned sha256; the first problem is the error.
 pub fn verify(models_dir: &Path, entry: &NpmModel) -> Result<()> {
     if !is_installed(models_dir, entry) {
@@ -142,17 +134,11 @@ pub fn verify(models_dir: &Path, entry: &NpmModel) -> Result<()> {
 pub fn install(
     entry: &NpmModel,
     models_dir: &Path,
+    tools: &Tools,
     offline: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<PathBuf> {
-    install_with(entry, models_dir, offline, &npm_command(), progress)
-}
-
-fn npm_command() -> String {
-    std::env::var(NPM_ENV)
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "npm".to_string())
+    install_with(entry, models_dir, offline, &tools.npm, progress)
 }
 
 const INSTALL_NPM_HINT: &str =
@@ -271,7 +257,7 @@ fn extract(entry: &NpmModel, tarball: &Path, dir: &Path) -> Result<()> {
         }
         let mut bytes = Vec::with_capacity(f.size as usize);
         item.read_to_end(&mut bytes).map_err(bad)?;
-        let digest = hex::encode(Sha256::digest(&bytes));
+        let digest = sha256_hex(&bytes);
         if digest != f.sha256 {
             return Err(Error::Model(format!(
                 "{}: {inner} has sha256 {digest} but {} is pinned; refusing it",
@@ -362,9 +348,15 @@ mod tests {
     #[test]
     fn offline_install_of_a_missing_model_fails_clearly() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = install(find("centernet").unwrap(), tmp.path(), true, &mut |_| {})
-            .unwrap_err()
-            .to_string();
+        let err = install(
+            find("centernet").unwrap(),
+            tmp.path(),
+            &Tools::default(),
+            true,
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("not installed") && err.contains("--offline"),
             "{err}"
@@ -419,13 +411,13 @@ mod tests {
                 NpmFile {
                     path_in_package: "models/a.json",
                     file_name: "a.json",
-                    sha256: leak(hex::encode(Sha256::digest(a))),
+                    sha256: leak(sha256_hex(a)),
                     size: a.len() as u64,
                 },
                 NpmFile {
                     path_in_package: "models/a.bin",
                     file_name: "a.bin",
-                    sha256: leak(hex::encode(Sha256::digest(b))),
+                    sha256: leak(sha256_hex(b)),
                     size: b.len() as u64,
                 },
             ])),

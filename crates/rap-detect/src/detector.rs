@@ -1,17 +1,17 @@
-//! Detectors as retrieval region proposers ([`rap_core::RegionProposer`]), chosen by the
-//! product's `[retrieval] detector` setting: `centernet` (the COCO detector, `rap models
-//! install centernet`), or an OWLv2 checkpoint (a name registered with `rap models add NAME
-//! --path DIR`, or the folder's path) queried with the tenant's concept categories, as the
-//! reference queries its open-vocabulary detector with them.
+//! Detectors as retrieval region proposers ([`rap_core::RegionProposer`]): CenterNet (the COCO
+//! detector), and OWLv2 queried with the tenant's concept categories, as the reference queries
+//! its open-vocabulary detector with them.
 //!
-//! [`resolve_detector`] checks the setting at once (so a wrong one is an error when the engine
-//! opens) but loads the weights at the first proposal, so commands that never retrieve by
-//! image do not pay for them.
+//! [`centernet_proposer`] and [`owlv2_proposer`] check their settings at once (so a wrong one
+//! is an error when the engine opens) but load the weights at the first proposal, so commands
+//! that never retrieve by image do not pay for them. Which folder a detector setting names is
+//! the application's business (the models directory, `rap-models`).
 
 use crate::centernet::{self, CenterNet};
 use crate::owlv2::{self, Owlv2};
+use candle_core::Device;
 use rap_core::{Error, ProposalHints, Region, RegionProposer, RegionSource, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// Settings of the proposer; `None` keeps the detector's own default.
@@ -81,9 +81,15 @@ impl RegionProposer for Owlv2 {
 
 /// CenterNet with settings other than its defaults (it ignores the categories: its 80 COCO
 /// classes are fixed).
-struct CenterNetProposer {
+pub struct CenterNetProposer {
     net: CenterNet,
     opts: centernet::DetectOptions,
+}
+
+impl CenterNetProposer {
+    pub fn new(net: CenterNet, opts: centernet::DetectOptions) -> Self {
+        CenterNetProposer { net, opts }
+    }
 }
 
 impl RegionProposer for CenterNetProposer {
@@ -135,6 +141,13 @@ fn lazy(load: Loader) -> Arc<dyn RegionProposer> {
     })
 }
 
+impl DetectorSettings {
+    /// A threshold in 0-1 and at least one box, or an error that names the setting.
+    pub fn check(&self) -> Result<()> {
+        check_settings(self)
+    }
+}
+
 fn check_settings(s: &DetectorSettings) -> Result<()> {
     if let Some(t) = s.threshold {
         if !(0.0..=1.0).contains(&t) {
@@ -152,7 +165,7 @@ fn check_settings(s: &DetectorSettings) -> Result<()> {
     Ok(())
 }
 
-fn owlv2_loader(dir: PathBuf, settings: DetectorSettings) -> Loader {
+fn owlv2_loader(dir: PathBuf, settings: DetectorSettings, device: Device) -> Loader {
     Box::new(move || {
         let defaults = owlv2::DetectOptions::default();
         let opts = owlv2::DetectOptions {
@@ -160,76 +173,40 @@ fn owlv2_loader(dir: PathBuf, settings: DetectorSettings) -> Loader {
             max_detections: settings.max_boxes.unwrap_or(defaults.max_detections),
             ..defaults
         };
-        Ok(Arc::new(Owlv2Proposer::new(Owlv2::load(&dir)?, opts)) as Arc<dyn RegionProposer>)
+        Ok(
+            Arc::new(Owlv2Proposer::new(Owlv2::load_on(&dir, &device)?, opts))
+                as Arc<dyn RegionProposer>,
+        )
     })
 }
 
-/// The detector `spec` names, as a region proposer: `centernet` (installed in `models_dir`),
-/// a registered OWLv2 checkpoint's name, or an OWLv2 checkpoint folder's path. Checked now
-/// (installed? a detector?), loaded at the first proposal.
-pub fn resolve_detector(
-    models_dir: &Path,
-    spec: &str,
+/// CenterNet from the folder `dir` (`centernet.json` and its shards) as a region proposer
+/// with `settings`: checked now, loaded at the first proposal onto `device`.
+pub fn centernet_proposer(
+    dir: PathBuf,
     settings: DetectorSettings,
+    device: Device,
 ) -> Result<Arc<dyn RegionProposer>> {
     check_settings(&settings)?;
-    let spec = spec.trim();
-    if spec.is_empty() {
-        return Err(Error::invalid(
-            "the detector setting is empty: name one (\"centernet\", or an OWLv2 model or \
-             folder), or remove it",
-        ));
-    }
-    if let Some(entry) = crate::npm::find(spec) {
-        if !crate::npm::is_installed(models_dir, entry) {
-            return Err(Error::not_found(
-                "detector",
-                format!(
-                    "{spec} is not installed in {}: run `rap models install {spec}`",
-                    models_dir.display()
-                ),
-            ));
-        }
-        let models_dir = models_dir.to_path_buf();
-        return Ok(lazy(Box::new(move || {
-            let net = CenterNet::load_installed(&models_dir)?;
-            let defaults = centernet::DetectOptions::default();
-            let opts = centernet::DetectOptions {
-                min_score: settings.threshold.unwrap_or(defaults.min_score),
-                max_detections: settings.max_boxes.unwrap_or(defaults.max_detections),
-                ..defaults
-            };
-            Ok(Arc::new(CenterNetProposer { net, opts }) as Arc<dyn RegionProposer>)
-        })));
-    }
-    if let Some(m) = crate::hub::manifest(models_dir, spec)? {
-        if m.kind != crate::hub::HfKind::Detector {
-            return Err(Error::invalid(format!(
-                "model {spec} is an image encoder ({}), not a detector: the detector is \
-                 \"centernet\" or an OWLv2 checkpoint",
-                m.model_type
-            )));
-        }
-        return Ok(lazy(owlv2_loader(m.dir, settings)));
-    }
-    let path = Path::new(spec);
-    if path.is_dir() {
-        let model_type = crate::hf::HfFolder::open(path)?.model_type()?;
-        if model_type != "owlv2" {
-            return Err(Error::invalid(format!(
-                "{spec} holds a {model_type} checkpoint, not a detector: the detector is \
-                 \"centernet\" or an OWLv2 checkpoint"
-            )));
-        }
-        return Ok(lazy(owlv2_loader(path.to_path_buf(), settings)));
-    }
-    Err(Error::not_found(
-        "detector",
-        format!(
-            "{spec} (not installed in {}): use \"centernet\" (`rap models install centernet`), \
-             or register an OWLv2 folder with `rap models add {spec} --path DIR`, or give the \
-             folder's path",
-            models_dir.display()
-        ),
-    ))
+    Ok(lazy(Box::new(move || {
+        let net = CenterNet::load_on(&dir, &device)?;
+        let defaults = centernet::DetectOptions::default();
+        let opts = centernet::DetectOptions {
+            min_score: settings.threshold.unwrap_or(defaults.min_score),
+            max_detections: settings.max_boxes.unwrap_or(defaults.max_detections),
+            ..defaults
+        };
+        Ok(Arc::new(CenterNetProposer { net, opts }) as Arc<dyn RegionProposer>)
+    })))
+}
+
+/// An OWLv2 checkpoint folder as a region proposer with `settings`: checked now, loaded at
+/// the first proposal onto `device`.
+pub fn owlv2_proposer(
+    dir: PathBuf,
+    settings: DetectorSettings,
+    device: Device,
+) -> Result<Arc<dyn RegionProposer>> {
+    check_settings(&settings)?;
+    Ok(lazy(owlv2_loader(dir, settings, device)))
 }

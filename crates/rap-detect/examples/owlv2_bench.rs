@@ -5,8 +5,8 @@
 //!
 //! `cargo run --release -p rap-vision --example owlv2_bench -- PHOTO [RUNS]`
 
+use rap_detect::owlv2::Owlv2;
 use rap_vision::hf::HfFolder;
-use rap_vision::owlv2::Owlv2;
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -1,14 +1,12 @@
 //! OWLv2 as retrieval's region proposer, on the tiny random checkpoint of the golden test: one
 //! query per concept category, boxes in the image's pixels exactly as `Owlv2::detect` finds
 //! them for those queries (labelled with the category), threshold and cap honoured, nothing
-//! without categories; the `[retrieval] detector` resolution (`centernet`, a registered OWLv2
-//! name, a folder) with clear errors; `rap models add` records an OWLv2 folder as a detector.
+//! without categories. (Resolving the `[retrieval] detector` setting is rap-app's.)
 
 use crate::golden_common;
 use rap_core::{ProposalHints, RegionProposer, RegionSource};
-use rap_vision::detector::{resolve_detector, DetectorSettings, Owlv2Proposer};
-use rap_vision::hub;
-use rap_vision::owlv2::{DetectOptions, Owlv2};
+use rap_detect::detector::Owlv2Proposer;
+use rap_detect::owlv2::{DetectOptions, Owlv2};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
@@ -111,87 +109,4 @@ fn owlv2_proposes_detect_boxes_for_the_categories() {
         .iter()
         .zip(&d)
         .all(|(r, d)| r.1 == d.score && r.0 == queries[d.query]));
-}
-
-#[test]
-fn detector_setting_resolves_names_and_folders_with_clear_errors() {
-    let models = tempfile::tempdir().unwrap();
-    let img = photo();
-    let hints = ProposalHints::from_categories(["dog"]);
-    let settings = DetectorSettings {
-        threshold: Some(0.0),
-        max_boxes: Some(3),
-    };
-    let opts = DetectOptions {
-        threshold: 0.0,
-        max_detections: 3,
-        ..DetectOptions::default()
-    };
-    let model = Owlv2::load(&fixture("owlv2")).unwrap();
-    let expected: Vec<[f32; 4]> = model
-        .detect(&img, &["dog"], &opts)
-        .unwrap()
-        .iter()
-        .map(|d| d.bbox.into())
-        .collect();
-    assert_eq!(expected.len(), 3);
-    let boxes = |p: &dyn RegionProposer| -> Vec<[f32; 4]> {
-        rows(&p.propose(&img, &hints).unwrap())
-            .into_iter()
-            .map(|r| r.2)
-            .collect()
-    };
-
-    // A folder's path.
-    let owl = fixture("owlv2");
-    let p = resolve_detector(models.path(), owl.to_str().unwrap(), settings).unwrap();
-    assert_eq!(boxes(p.as_ref()), expected);
-
-    // Registered by `rap models add`: a detector, not an encoder.
-    let m = hub::add_folder(models.path(), "owl", &owl).unwrap();
-    assert_eq!(m.kind, hub::HfKind::Detector);
-    assert_eq!(m.model_type, "owlv2");
-    assert!(hub::verify(models.path(), "owl").unwrap().is_empty());
-    let e = hub::load(models.path(), "owl").err().unwrap().to_string();
-    assert!(
-        e.contains("detector") && e.contains("not an image encoder"),
-        "{e}"
-    );
-    let e = hub::resolve_encoder(models.path(), "owl")
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(e.contains("not an image encoder"), "{e}");
-    let p = resolve_detector(models.path(), "owl", settings).unwrap();
-    assert_eq!(boxes(p.as_ref()), expected);
-
-    // Clear errors.
-    let err = |spec: &str, s: DetectorSettings| {
-        resolve_detector(models.path(), spec, s)
-            .err()
-            .unwrap_or_else(|| panic!("{spec} was accepted"))
-            .to_string()
-    };
-    let e = err("centernet", settings);
-    assert!(e.contains("rap models install centernet"), "{e}");
-    let e = err("nope", settings);
-    assert!(e.contains("nope") && e.contains("rap models add"), "{e}");
-    let e = err(fixture("clip").to_str().unwrap(), settings);
-    assert!(e.contains("clip") && e.contains("not a detector"), "{e}");
-    hub::add_folder(models.path(), "tiny-clip", &fixture("clip")).unwrap();
-    let e = err("tiny-clip", settings);
-    assert!(
-        e.contains("image encoder") && e.contains("not a detector"),
-        "{e}"
-    );
-    let e = err(
-        "owl",
-        DetectorSettings {
-            threshold: Some(1.5),
-            max_boxes: None,
-        },
-    );
-    assert!(e.contains("threshold") && e.contains("1.5"), "{e}");
-    let e = err("", settings);
-    assert!(e.contains("empty"), "{e}");
 }

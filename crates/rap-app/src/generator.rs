@@ -1,0 +1,225 @@
+//! The generator a command or the server runs: the configured one (a local GGUF model, a
+//! local LLaVA folder, or an OpenAI-compatible server), or the local model a command names,
+//! with the generation settings that go with it.
+
+use crate::config::{Config, GeneratorKind, DEFAULT_LOCAL_REPETITION_PENALTY};
+use rap_core::{Error, GenerationParams, Generator, Message, Result};
+use rap_engine::RetrieveOptions;
+use rap_llm::{JinjaTemplate, OpenAiGenerator};
+use rap_llm_local::{GgufGenerator, LlavaGenerator, LlavaOptions};
+use rap_models::pip::{self, InstallState};
+use rap_models::ModelKind;
+use std::path::Path;
+
+/// Loads the local GGUF model `name` from the models dir, with its own chat template.
+pub fn load_local(dir: &Path, name: &str) -> Result<(GgufGenerator, Vec<String>)> {
+    let entry = pip::find(name).ok_or_else(|| {
+        Error::not_found(
+            "model",
+            format!("{name:?}: `rap models list` shows the catalogue"),
+        )
+    })?;
+    if entry.kind != ModelKind::Llm {
+        return Err(Error::invalid(format!(
+            "model {name} is not a text generator"
+        )));
+    }
+    let state = pip::list(dir)
+        .into_iter()
+        .find(|m| m.name == entry.name)
+        .map(|m| m.state);
+    if state != Some(InstallState::Installed) {
+        return Err(Error::not_installed(
+            name,
+            format!(
+                "model {name} is not installed in {}: run `rap models install {name}` (or `rap models install default`)",
+                dir.display()
+            ),
+        ));
+    }
+    let path = pip::model_path(dir, entry);
+    let mut generator = GgufGenerator::load(
+        &path,
+        Box::new(|_| Err(rap_core::Error::Model("no chat template yet".into()))),
+    )
+    .map_err(|e| e.context(path.display()))?;
+    let meta = generator.metadata_chat_template().clone();
+    let source = meta.template.clone().ok_or_else(|| {
+        Error::Model(format!(
+            "{}: the model has no chat template in its metadata",
+            path.display()
+        ))
+    })?;
+    let template = JinjaTemplate::new(
+        source,
+        meta.bos_token.clone().unwrap_or_default(),
+        meta.eos_token.clone().unwrap_or_default(),
+    )?;
+    let stop = template.stop_strings();
+    generator.set_renderer(Box::new(move |m: &[Message]| template.render(m, true)));
+    Ok((generator, stop))
+}
+
+/// Loads the local LLaVA folder the config names (`[generator] path`, `lora`), prompted with
+/// the config's built-in template (vicuna_v1 for RAP-LLaVA).
+pub fn load_llava(config: &Config, dir: &Path) -> Result<(LlavaGenerator, Vec<String>)> {
+    let template = rap_llm::Template::builtin(&config.generator.template)?;
+    let stop = template.stop_strings();
+    let opts = LlavaOptions {
+        lora: config.generator.lora.clone(),
+        ..Default::default()
+    };
+    let generator = LlavaGenerator::load(
+        dir,
+        &opts,
+        Box::new(move |m: &[Message]| template.render(m, true)),
+    )
+    .map_err(|e| e.context(format_args!("generator.path {}", dir.display())))?;
+    Ok((generator, stop))
+}
+
+/// The generator a command runs: the configured one, or the local model `--model` names.
+pub enum LoadedGenerator {
+    /// A local GGUF model and its template's stop strings.
+    Local(Box<GgufGenerator>, Vec<String>),
+    /// A local LLaVA model and its template's stop strings.
+    Llava(Box<LlavaGenerator>, Vec<String>),
+    Remote(Box<OpenAiGenerator>),
+}
+
+impl LoadedGenerator {
+    /// Loads the local model `model` if given, else what the config selects.
+    pub fn load(models_dir: &Path, config: &Config, model: Option<&str>) -> Result<Self> {
+        match (config.generator.kind, model) {
+            (GeneratorKind::Local, None) if config.generator.path.is_some() => {
+                let dir = config
+                    .generator
+                    .path
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""));
+                let (g, stop) = load_llava(config, dir)?;
+                Ok(LoadedGenerator::Llava(Box::new(g), stop))
+            }
+            (GeneratorKind::Local, _) | (_, Some(_)) => {
+                let name = model.unwrap_or(&config.generator.model);
+                let (g, stop) = load_local(models_dir, name)?;
+                Ok(LoadedGenerator::Local(Box::new(g), stop))
+            }
+            (GeneratorKind::Openai, None) => {
+                let cfg = config
+                    .generator
+                    .openai
+                    .clone()
+                    .ok_or_else(|| Error::invalid("[generator.openai] is missing"))?;
+                Ok(LoadedGenerator::Remote(Box::new(OpenAiGenerator::new(cfg)?)))
+            }
+        }
+    }
+
+    pub fn generator(&self) -> &dyn Generator {
+        match self {
+            LoadedGenerator::Local(g, _) => g.as_ref(),
+            LoadedGenerator::Llava(g, _) => g.as_ref(),
+            LoadedGenerator::Remote(g) => g.as_ref(),
+        }
+    }
+
+    /// Generation settings: the command's options over the config's, over this model's
+    /// defaults (the repetition penalty), with its stop strings.
+    pub fn params(
+        &self,
+        config: &Config,
+        max_tokens: usize,
+        temperature: Option<f32>,
+        seed: Option<u64>,
+    ) -> GenerationParams {
+        GenerationParams {
+            max_tokens,
+            temperature: temperature.unwrap_or(config.generator.temperature),
+            seed,
+            stop: self.stop(),
+            repetition_penalty: config
+                .generator
+                .repetition_penalty
+                .unwrap_or_else(|| self.default_repetition_penalty()),
+            ..GenerationParams::default()
+        }
+    }
+
+    /// [`Self::params`] with `rap ask`/`rap chat`'s optional length and penalty.
+    pub fn command_params(
+        &self,
+        config: &Config,
+        max_tokens: Option<usize>,
+        temperature: Option<f32>,
+        seed: Option<u64>,
+        repetition_penalty: Option<f32>,
+    ) -> GenerationParams {
+        let max_tokens = max_tokens.unwrap_or_else(|| self.default_max_tokens());
+        let mut params = self.params(config, max_tokens, temperature, seed);
+        if let Some(r) = repetition_penalty {
+            params.repetition_penalty = r;
+        }
+        params
+    }
+
+    /// The answer length when none is asked for: the reference CLI's 512 tokens, but 256 for a
+    /// local GGUF model (a small text model that does not stop would run on for minutes).
+    pub fn default_max_tokens(&self) -> usize {
+        match self {
+            LoadedGenerator::Local(..) => 256,
+            LoadedGenerator::Llava(..) | LoadedGenerator::Remote(_) => 512,
+        }
+    }
+
+    /// The repetition penalty when neither the command nor the config sets one: small local
+    /// GGUF models loop without it; LLaVA keeps RAP's reference decoding (none).
+    pub fn default_repetition_penalty(&self) -> f32 {
+        match self {
+            LoadedGenerator::Local(..) => DEFAULT_LOCAL_REPETITION_PENALTY,
+            LoadedGenerator::Llava(..) | LoadedGenerator::Remote(_) => 1.0,
+        }
+    }
+
+    /// Stop strings the caller must pass (a local model's template's end markers).
+    pub fn stop(&self) -> Vec<String> {
+        match self {
+            LoadedGenerator::Local(_, stop) | LoadedGenerator::Llava(_, stop) => stop.clone(),
+            LoadedGenerator::Remote(_) => Vec::new(),
+        }
+    }
+
+    /// Counts a conversation's tokens: exactly for a local model, estimated for a server.
+    pub fn count_tokens(&self, messages: &[Message]) -> rap_core::Result<usize> {
+        match self {
+            LoadedGenerator::Local(g, _) => g.prompt_tokens(messages).map(|t| t.len()),
+            LoadedGenerator::Llava(g, _) => g.prompt_length(messages),
+            LoadedGenerator::Remote(_) => Ok(rap_engine::answer::estimate_tokens(messages)),
+        }
+    }
+}
+
+/// A loaded generator is itself a generator (so `rap serve` can share it between threads).
+impl Generator for LoadedGenerator {
+    fn info(&self) -> &rap_core::GeneratorInfo {
+        self.generator().info()
+    }
+
+    fn generate(
+        &self,
+        messages: &[Message],
+        params: &GenerationParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> rap_core::Result<rap_core::Generation> {
+        self.generator().generate(messages, params, on_text)
+    }
+}
+
+/// The config's retrieval settings.
+pub fn retrieve_options(config: &Config) -> RetrieveOptions {
+    RetrieveOptions {
+        top_k: config.retrieval.top_k,
+        threshold: config.retrieval.threshold,
+        ..RetrieveOptions::default()
+    }
+}
