@@ -7,7 +7,7 @@
 #
 #   1. Here, on a CPU machine with network (a few tens of minutes on 2 cores; no device time):
 #        scripts/gpu-check.sh prepare
-#      builds `rap` and the rap-vision / rap-llm-local test binaries with `--features cuda`
+#      builds `rap` and the rap-vision / rap-detect / rap-llm-local test binaries with `--features cuda`
 #      (scripts/check-cuda-build.sh: nvcc and the CUDA 13.0 libraries from PyPI wheels, its own
 #      target dir), and packs them, compressed, with the models the golden tests need, into
 #      `.gpu/` (excluded from git through .git/info/exclude; the device tool carries up to 64 MiB).
@@ -47,7 +47,7 @@ for line in sys.stdin:
 '
 }
 
-# Builds `rap` and the rap-vision / rap-llm-local test binaries with `--features cuda` into
+# Builds `rap` and the rap-vision / rap-detect / rap-llm-local test binaries with `--features cuda` into
 # $CARGO_TARGET_DIR and copies them, stripped, into $1 with $1/tests.tsv (binary, crate folder).
 # One cargo invocation: another target selection can resolve the build scripts' features
 # differently, and candle-kernels' nvcc compile (about 20 minutes on 2 cores) would run again.
@@ -55,8 +55,8 @@ for line in sys.stdin:
 build_cuda_binaries() {
   local dest=$1 list
   mkdir -p "$dest"
-  list=$(cargo test --no-run --message-format=json -p rap -p rap-vision -p rap-llm-local \
-    --features rap/cuda,rap-vision/cuda,rap-llm-local/cuda --lib --tests | test_executables |
+  list=$(cargo test --no-run --message-format=json -p rap -p rap-vision -p rap-detect -p rap-llm-local \
+    --features rap/cuda,rap-vision/cuda,rap-detect/cuda,rap-llm-local/cuda --lib --tests | test_executables |
     grep -v '^cli'$'\t') || die "cargo test --no-run --features cuda failed"
   [ -x "$CARGO_TARGET_DIR/debug/rap" ] || die "no rap binary in $CARGO_TARGET_DIR/debug"
   strip -o "$dest/rap" "$CARGO_TARGET_DIR/debug/rap"
@@ -99,7 +99,7 @@ prepare() {
     if [ -d "$models/$m" ]; then
       cp -r "$models/$m" "$pack/models/"
     else
-      echo "note: $models/$m is not installed (run the rap-vision golden tests once); its test will skip there" >&2
+      echo "note: $models/$m is not installed (run the rap-vision and rap-detect golden tests once); its test will skip there" >&2
     fi
   done
   if [ -d "$repo/target/tmp/scikit-image-0.26.0-data" ]; then

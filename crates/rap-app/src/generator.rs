@@ -111,7 +111,9 @@ impl LoadedGenerator {
                     .openai
                     .clone()
                     .ok_or_else(|| Error::invalid("[generator.openai] is missing"))?;
-                Ok(LoadedGenerator::Remote(Box::new(OpenAiGenerator::new(cfg)?)))
+                Ok(LoadedGenerator::Remote(Box::new(OpenAiGenerator::new(
+                    cfg,
+                )?)))
             }
         }
     }

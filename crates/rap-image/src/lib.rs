@@ -12,6 +12,8 @@
 
 pub mod pillow;
 pub mod preprocess;
+/// Test inputs (hostile PNGs) for this crate's tests and other crates' (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod transform;
 

@@ -176,8 +176,9 @@ mod tests {
         assert!(matches!(err, Error::NotFound { .. }), "{err}");
         assert!(err.to_string().contains("not installed"), "{err}");
         assert!(remove(dir.path(), "default").is_err());
+        // A damaged install (a manifest that is not the catalogue's) is present too.
         std::fs::create_dir_all(dir.path().join("efficientnet-lite0")).unwrap();
-        std::fs::write(dir.path().join("efficientnet-lite0/x"), b"1").unwrap();
+        std::fs::write(dir.path().join("efficientnet-lite0/manifest.json"), b"{}").unwrap();
         assert_eq!(present(dir.path()), ["efficientnet-lite0"]);
         let r = remove(dir.path(), "efficientnet-lite0").unwrap();
         assert!(!r.folder_kept && !r.dir.exists());

@@ -9,9 +9,9 @@
 //!   weights use;
 //! - [`hf`]: Hugging Face checkpoint folders (config.json, preprocessor_config.json,
 //!   model.safetensors, tokenizer.json) as encoders, [`load_hf_encoder`], with the dispatch
-//!   on `model_type`; one file per architecture: [`clip`] (image and text), [`dinov2`]
-//!   (image), [`siglip`] (image and text); [`reference`]: the catalogued architectures at their
-//!   published sizes with zero weights, for benchmarks.
+//!   on `model_type` in that one module; one file per architecture under it: [`clip`] (image
+//!   and text), [`dinov2`] (image), [`siglip`] (image and text); [`reference`]: the catalogued
+//!   architectures at their published sizes with zero weights, for benchmarks.
 //!
 //! Image decoding and preprocessing (Pillow's resize included) live in `rap-image`.
 //!
@@ -20,13 +20,11 @@
 //! dependencies only, so a dev build runs the encoder about 5x slower than an optimised one;
 //! `[profile.dev.package.rap-vision] opt-level = 3` (and the same for `rap-image`) fixes that.
 
-pub mod clip;
-pub mod dinov2;
 pub mod efficientnet_lite;
 pub mod encoder;
 pub mod hf;
+pub use hf::{clip, dinov2, siglip};
 pub mod reference;
-pub mod siglip;
 pub mod torch_legacy;
 
 pub use efficientnet_lite::Pooling;

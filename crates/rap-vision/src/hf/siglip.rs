@@ -9,7 +9,7 @@
 //! (transformers' `padding="max_length"`); the text embedding is the head of the last position.
 //! Image embedding: the attention-pooling head's output (transformers' `pooler_output`).
 
-use crate::hf::{config_err, encode_text, weights_err, HfFolder, HfModel};
+use super::folder::{config_err, encode_text, weights_err, HfFolder, HfModel};
 use candle_core::{Module, Tensor};
 use candle_transformers::models::siglip::{TextConfig, TextModel, VisionConfig, VisionModel};
 use rap_core::{Error, Result};
@@ -55,14 +55,14 @@ fn parse<T: serde::de::DeserializeOwned>(
 
 impl Siglip {
     pub fn load(folder: &HfFolder) -> Result<Self> {
-        let head: Head = folder.json(crate::hf::CONFIG)?;
+        let head: Head = folder.json(super::folder::CONFIG)?;
         let full = head.model_type == "siglip";
         let vjson = if full {
             head.vision_config.clone().ok_or_else(|| {
                 config_err(folder, "model_type \"siglip\" without a \"vision_config\"")
             })?
         } else {
-            serde_json::from_slice(&folder.read(crate::hf::CONFIG)?)
+            serde_json::from_slice(&folder.read(super::folder::CONFIG)?)
                 .map_err(|e| config_err(folder, e))?
         };
         let use_head = vjson
@@ -93,13 +93,13 @@ impl Siglip {
         if !vb.contains_tensor("vision_model.head.probe") {
             return Err(Error::Model(format!(
                 "{}: has no tensor vision_model.head.probe (not a SigLIP checkpoint with its pooling head?)",
-                folder.path(crate::hf::WEIGHTS).display()
+                folder.path(super::folder::WEIGHTS).display()
             )));
         }
         let vision = VisionModel::new(&vcfg, true, vb.pp("vision_model"))
             .map_err(|e| weights_err(folder, e))?;
         let text = match (head.text_config, full) {
-            (Some(tjson), true) if folder.path(crate::hf::TOKENIZER).is_file() => {
+            (Some(tjson), true) if folder.path(super::folder::TOKENIZER).is_file() => {
                 let extra: TextExtra = parse(folder, "text_config", tjson.clone())?;
                 let tcfg: TextConfig = parse(folder, "text_config", tjson)?;
                 if let (Some(p), Some(h)) = (extra.projection_size, extra.hidden_size) {

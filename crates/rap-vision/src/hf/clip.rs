@@ -10,7 +10,7 @@
 //! for the old configs whose `eos_token_id` is 2). Image embedding: `visual_projection` of the
 //! post-layer-normed class token; text embedding: `text_projection` of the end-of-text token.
 
-use crate::hf::{config_err, encode_text, weights_err, HfFolder, HfModel};
+use super::folder::{config_err, encode_text, weights_err, HfFolder, HfModel};
 use candle_core::{IndexOp, Module, Tensor};
 use candle_nn::Linear;
 use candle_transformers::models::clip::{
@@ -179,14 +179,14 @@ impl Clip {
     /// Loads a CLIP folder. The text tower is loaded when the checkpoint has one and the folder
     /// has its `tokenizer.json`; without the tokenizer the model embeds images only.
     pub fn load(folder: &HfFolder) -> Result<Self> {
-        let cfg: Config = folder.json(crate::hf::CONFIG)?;
+        let cfg: Config = folder.json(super::folder::CONFIG)?;
         let full = cfg.model_type == "clip";
         let vcfg: VisionConfig = if full {
             cfg.vision_config.clone().ok_or_else(|| {
                 config_err(folder, "model_type \"clip\" without a \"vision_config\"")
             })?
         } else {
-            folder.json(crate::hf::CONFIG)?
+            folder.json(super::folder::CONFIG)?
         };
         check_tower(
             folder,
@@ -215,7 +215,7 @@ impl Clip {
             if !vb.contains_tensor(name) {
                 return Err(Error::Model(format!(
                     "{}: has no tensor {name} (not a CLIP checkpoint?)",
-                    folder.path(crate::hf::WEIGHTS).display()
+                    folder.path(super::folder::WEIGHTS).display()
                 )));
             }
         }
@@ -252,7 +252,7 @@ impl Clip {
         };
 
         let text = match (&cfg.text_config, full) {
-            (Some(t), true) if folder.path(crate::hf::TOKENIZER).is_file() => {
+            (Some(t), true) if folder.path(super::folder::TOKENIZER).is_file() => {
                 check_tower(
                     folder,
                     "text_config",

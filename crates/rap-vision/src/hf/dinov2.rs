@@ -15,7 +15,7 @@
 //! Checkpoints saved by transformers 5 under the new attention names (`attention.q_proj`,
 //! `attention.o_proj`) load too.
 
-use crate::hf::{config_err, weights_err, HfFolder, HfModel};
+use super::folder::{config_err, weights_err, HfFolder, HfModel};
 use candle_core::{Device, IndexOp, Module, Tensor};
 use candle_nn::{layer_norm, linear, linear_b, LayerNorm, Linear, VarBuilder};
 use rap_core::Result;
@@ -221,7 +221,7 @@ pub struct Dinov2 {
 
 impl Dinov2 {
     pub fn load(folder: &HfFolder) -> Result<Self> {
-        let cfg: Config = folder.json(crate::hf::CONFIG)?;
+        let cfg: Config = folder.json(super::folder::CONFIG)?;
         if cfg.use_swiglu_ffn {
             return Err(config_err(
                 folder,
