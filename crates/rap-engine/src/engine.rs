@@ -385,7 +385,7 @@ impl Engine {
         let mut indexes = self
             .indexes
             .lock()
-            .map_err(|_| Error::storage("index lock poisoned".into()))?;
+            .map_err(|_| Error::storage("index lock poisoned"))?;
         let key = (tenant.clone(), encoder.to_owned());
         match indexes.get_mut(&key) {
             Some(index) => {
@@ -408,7 +408,7 @@ impl Engine {
         }
         let index = indexes
             .get(&key)
-            .ok_or_else(|| Error::storage("index vanished".into()))?;
+            .ok_or_else(|| Error::storage("index vanished"))?;
         f(index)
     }
 }

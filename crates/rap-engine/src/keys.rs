@@ -10,7 +10,7 @@ impl Engine {
     fn key_store(&self) -> Result<&dyn ApiKeyStore> {
         self.store()
             .api_key_store()
-            .ok_or_else(|| Error::storage("this memory backend does not keep API keys".into()))
+            .ok_or_else(|| Error::storage("this memory backend does not keep API keys"))
     }
 
     /// Creates an API key for `tenant`. The returned string is the only copy of the key.

@@ -191,7 +191,7 @@ impl HnswIndex {
                 .collect();
             workers.into_iter().try_for_each(|w| {
                 w.join()
-                    .map_err(|_| Error::storage("vector index worker panicked".into()))?
+                    .map_err(|_| Error::storage("vector index worker panicked"))?
             })
         })
     }

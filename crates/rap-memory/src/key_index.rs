@@ -278,9 +278,10 @@ impl KeyIndex {
     /// Waits for the background build, if any, then adopts it (see [`KeyIndex::refresh`]).
     pub fn finish_building(&mut self, store: &dyn ConceptStore) -> Result<usize> {
         if let Some(building) = self.building.take() {
-            let built = building.result.recv().map_err(|_| {
-                Error::storage("the background index build stopped unexpectedly".into())
-            });
+            let built = building
+                .result
+                .recv()
+                .map_err(|_| Error::storage("the background index build stopped unexpectedly"));
             self.adopt(built.and_then(|b| b), building.version, building.files);
         }
         self.refresh(store)
@@ -296,7 +297,7 @@ impl KeyIndex {
             Ok(built) => built,
             Err(std::sync::mpsc::TryRecvError::Empty) => return,
             Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(Error::storage(
-                "the background index build stopped unexpectedly".into(),
+                "the background index build stopped unexpectedly",
             )),
         };
         if let Some(building) = self.building.take() {

@@ -189,7 +189,7 @@ impl SqliteStore {
         let mut conn = self
             .conn
             .lock()
-            .map_err(|_| Error::storage("store lock poisoned".into()))?;
+            .map_err(|_| Error::storage("store lock poisoned"))?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
@@ -203,7 +203,7 @@ impl SqliteStore {
         let mut conn = self
             .conn
             .lock()
-            .map_err(|_| Error::storage("store lock poisoned".into()))?;
+            .map_err(|_| Error::storage("store lock poisoned"))?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(db_err)?;
