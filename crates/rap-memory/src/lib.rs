@@ -9,6 +9,8 @@
 //! - [`blobs`]: [`BlobStore`], the seam for image bytes kept outside the database (S3).
 //! - [`migrate`]: copying every tenant from one backend to another, verified by checksums.
 //! - [`reference`]: import and export of the reference implementation's `database.json`.
+//! - [`rules`]: what every backend enforces (names, aliases, images, edits), as pure
+//!   planning functions each backend carries out in its own SQL.
 //!
 //! The store is the source of truth; an index can always be rebuilt from it.
 
@@ -18,6 +20,7 @@ pub mod index;
 pub mod key_index;
 pub mod migrate;
 pub mod reference;
+pub mod rules;
 mod sqlite;
 pub mod store;
 
