@@ -11,6 +11,7 @@
 //! - [`reference`]: import and export of the reference implementation's `database.json`.
 //! - [`rules`]: what every backend enforces (names, aliases, images, edits), as pure
 //!   planning functions each backend carries out in its own SQL.
+//! - [`testing`] (feature `testing`): the conformance suite every backend's tests run.
 //!
 //! The store is the source of truth; an index can always be rebuilt from it.
 
@@ -23,6 +24,8 @@ pub mod reference;
 pub mod rules;
 mod sqlite;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use api_keys::{ApiKeyInfo, ApiKeyStore, NewApiKey, StoredApiKey};
 pub use blobs::BlobStore;
