@@ -1,6 +1,7 @@
 //! [`ConceptStore::import_tenant`](rap_memory::ConceptStore::import_tenant) and
 //! [`ConceptStore::tenants`](rap_memory::ConceptStore::tenants) for [`PgStore`]: a whole
-//! tenant written in one transaction (migration), concepts keeping their ids and times.
+//! tenant written in one transaction (migration), concepts keeping their ids and times, settings
+//! their values.
 
 use crate::external::ImageBytes;
 use crate::{attach_image, db_err, held_names, insert_name, PgStore};
@@ -66,6 +67,9 @@ impl PgStore {
                     )));
                 }
             }
+            for (key, value) in &dump.settings {
+                crate::put_setting(tx, tenant, key, Some(value))?;
+            }
             Ok(())
         })?;
         // Objects of images the replaced memory had and the new one has not.
@@ -129,6 +133,8 @@ fn insert_concept_as(
 fn clear_tenant(tx: &mut Transaction, tenant: &Tenant) -> Result<Vec<ImageId>> {
     let t = tenant.as_str();
     tx.execute("DELETE FROM concepts WHERE tenant_id = $1", &[&t])
+        .map_err(db_err)?;
+    tx.execute("DELETE FROM tenant_settings WHERE tenant_id = $1", &[&t])
         .map_err(db_err)?;
     tx.execute(
         "WITH gone AS (DELETE FROM embeddings WHERE tenant_id = $1 RETURNING encoder, key)

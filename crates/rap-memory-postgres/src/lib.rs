@@ -51,13 +51,15 @@ use rap_core::{
 use rap_memory::api_keys::key_id;
 use rap_memory::api_keys::{plan_import, ImportAction};
 use rap_memory::rules::{
-    self, lookup_key, parse_region, plan_add, plan_edit, short_id, HeldName, NameClaim,
+    self, check_setting, lookup_key, parse_region, plan_add, plan_edit, short_id, HeldName,
+    NameClaim,
 };
 pub(crate) use rap_memory::rules::{now_ms, region_to_text};
 use rap_memory::{
     ApiKeyInfo, ApiKeyStore, BlobStore, ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry,
     KeyHit, KeyLocation, NewApiKey, StoreStats, StoredApiKey, TenantDump,
 };
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// How a [`PgStore`] connects and when it builds per-tenant HNSW indexes.
@@ -1066,6 +1068,47 @@ impl ConceptStore for PgStore {
         self.import(tenant, dump, replace)
     }
 
+    fn tenant_settings(&self, tenant: &Tenant) -> Result<BTreeMap<String, String>> {
+        self.read(|tx| {
+            Ok(tx
+                .query(
+                    "SELECT key, value FROM tenant_settings WHERE tenant_id = $1",
+                    &[&tenant.as_str()],
+                )
+                .map_err(db_err)?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect())
+        })
+    }
+
+    fn tenant_setting(&self, tenant: &Tenant, key: &str) -> Result<Option<String>> {
+        self.read(|tx| get_setting(tx, tenant, key))
+    }
+
+    fn set_tenant_setting(&self, tenant: &Tenant, key: &str, value: Option<&str>) -> Result<()> {
+        check_setting(key, value)?;
+        self.write(tenant, |tx| put_setting(tx, tenant, key, value))
+    }
+
+    fn swap_tenant_setting(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+        expected: Option<&str>,
+        value: Option<&str>,
+    ) -> Result<bool> {
+        check_setting(key, value)?;
+        // Under the tenant's lock: no other writer between the check and the write.
+        self.write(tenant, |tx| {
+            if get_setting(tx, tenant, key)?.as_deref() != expected {
+                return Ok(false);
+            }
+            put_setting(tx, tenant, key, value)?;
+            Ok(true)
+        })
+    }
+
     fn api_key_store(&self) -> Option<&dyn ApiKeyStore> {
         Some(self)
     }
@@ -1117,6 +1160,39 @@ fn search_sql(
             false,
         ),
     })
+}
+
+fn get_setting(tx: &mut Transaction, tenant: &Tenant, key: &str) -> Result<Option<String>> {
+    Ok(tx
+        .query_opt(
+            "SELECT value FROM tenant_settings WHERE tenant_id = $1 AND key = $2",
+            &[&tenant.as_str(), &key],
+        )
+        .map_err(db_err)?
+        .map(|r| r.get(0)))
+}
+
+/// Sets (or, with `None`, deletes) a setting, inside `tx`.
+pub(crate) fn put_setting(
+    tx: &mut Transaction,
+    tenant: &Tenant,
+    key: &str,
+    value: Option<&str>,
+) -> Result<()> {
+    let t = tenant.as_str();
+    match value {
+        Some(value) => tx.execute(
+            "INSERT INTO tenant_settings (tenant_id, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value",
+            &[&t, &key, &value],
+        ),
+        None => tx.execute(
+            "DELETE FROM tenant_settings WHERE tenant_id = $1 AND key = $2",
+            &[&t, &key],
+        ),
+    }
+    .map_err(db_err)?;
+    Ok(())
 }
 
 /// The lock serialising changes to API keys.

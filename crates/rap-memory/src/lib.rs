@@ -9,7 +9,7 @@
 //! - [`blobs`]: [`BlobStore`], the seam for image bytes kept outside the database (S3).
 //! - [`migrate`]: copying every tenant from one backend to another, verified by checksums.
 //! - [`reference`]: import and export of the reference implementation's `database.json`.
-//! - [`rules`]: what every backend enforces (names, aliases, images, edits), as pure
+//! - [`rules`]: what every backend enforces (names, aliases, images, edits, settings), as pure
 //!   planning functions each backend carries out in its own SQL.
 //! - [`testing`] (feature `testing`): the conformance suite every backend's tests run.
 //!

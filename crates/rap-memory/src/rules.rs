@@ -11,6 +11,7 @@
 //! - [`resolve_image`], [`lookup_key`]: what a caller may call an image or a concept.
 //! - [`region_to_text`] / [`parse_region`]: how a region is stored (its JSON text, which is
 //!   also how stores tell two regions apart).
+//! - [`check_setting`]: what a tenant setting may be.
 //! - [`database_error`]: the one mapping of a database's error (a unique violation is a
 //!   conflict, anything else a storage failure that keeps its source).
 
@@ -368,6 +369,33 @@ pub fn plan_edit<'a>(
     })
 }
 
+// ---- tenant settings ----
+
+/// The longest setting key, in bytes.
+pub const MAX_SETTING_KEY: usize = 64;
+/// The largest setting value, in bytes.
+pub const MAX_SETTING_VALUE: usize = 64 * 1024;
+
+/// Checks a tenant setting before it is written: a key of 1 to [`MAX_SETTING_KEY`] lowercase
+/// ASCII letters, digits, '.', '-' or '_', and a value (if any) of at most
+/// [`MAX_SETTING_VALUE`] bytes.
+pub fn check_setting(key: &str, value: Option<&str>) -> Result<()> {
+    let ok =
+        |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_');
+    if key.is_empty() || key.len() > MAX_SETTING_KEY || !key.bytes().all(ok) {
+        return Err(Error::invalid(format!(
+            "invalid setting key {key:?}: use 1-{MAX_SETTING_KEY} lowercase letters, digits, '.', '-' or '_'"
+        )));
+    }
+    if let Some(value) = value.filter(|v| v.len() > MAX_SETTING_VALUE) {
+        return Err(Error::invalid(format!(
+            "setting {key} is {} bytes; at most {MAX_SETTING_VALUE} are kept",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -701,5 +729,22 @@ mod tests {
             }
         ));
         assert!(now_ms() > 1_700_000_000_000);
+    }
+
+    #[test]
+    fn setting_keys_and_values_are_checked() {
+        assert!(check_setting("encoders", Some("{}")).is_ok());
+        assert!(check_setting("a.b-c_1", None).is_ok());
+        for bad in ["", "Encoders", "a b", "é", &"k".repeat(65)] {
+            assert!(
+                matches!(check_setting(bad, None), Err(Error::InvalidInput(_))),
+                "{bad:?}"
+            );
+        }
+        let big = "x".repeat(MAX_SETTING_VALUE + 1);
+        assert!(matches!(
+            check_setting("k", Some(&big)),
+            Err(Error::InvalidInput(m)) if m.contains("setting k")
+        ));
     }
 }

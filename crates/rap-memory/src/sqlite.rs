@@ -1,6 +1,6 @@
 //! The embedded default store: one SQLite file (WAL, `synchronous = FULL`) in the data dir.
 //!
-//! # On-disk format (schema version 2) and its invariants
+//! # On-disk format (schema version 3) and its invariants
 //! - `concepts(id, tenant, name, category, info, created_at, updated_at)`: one row a concept.
 //! - `names(tenant, key, concept_id, display, is_alias)`: the concept's name and each alias;
 //!   `key` is the lowercase form, and `(tenant, key)` is the primary key, so a name or alias
@@ -20,9 +20,12 @@
 //!   `hash` is the sha256 of the whole key (the key itself is never stored), unique; a row
 //!   with `revoked_at` set authenticates nothing. Keys are the one table not scoped to a
 //!   tenant: a key is how a request gets its tenant.
+//! - `tenant_settings(tenant, key, value)` (since version 3): a tenant's settings (such as the
+//!   encoder its keys come from), one row a key; deleted with the tenant's memory only by an
+//!   import that replaces it.
 //!
-//! Versions: `PRAGMA user_version`. A version-1 file is upgraded in place on open (one
-//! transaction adding `api_keys`); a file from a newer `rap` is refused.
+//! Versions: `PRAGMA user_version`. A version-1 or -2 file is upgraded in place on open (one
+//! transaction adding what it lacks); a file from a newer `rap` is refused.
 //!
 //! What may be written (names, aliases, images, edits) is decided by [`crate::rules`]; this
 //! file only reads what a rule needs and writes the plan.
@@ -34,8 +37,8 @@ use crate::api_keys::{
     plan_import, ApiKeyInfo, ApiKeyStore, ImportAction, NewApiKey, StoredApiKey,
 };
 use crate::rules::{
-    self, lookup_key, now_ms, parse_region, plan_add, plan_edit, region_to_text, short_id,
-    HeldName, NameClaim,
+    self, check_setting, lookup_key, now_ms, parse_region, plan_add, plan_edit, region_to_text,
+    short_id, HeldName, NameClaim,
 };
 use crate::store::{
     ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyLocation, StoreStats, TenantDump,
@@ -44,10 +47,11 @@ use rap_core::{
     Concept, ConceptId, ConceptImage, Embedding, Error, ImageId, NewConcept, Region, Result, Tenant,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE concepts (
@@ -119,6 +123,17 @@ CREATE TABLE api_keys (
 );
 ";
 
+/// Version 2 -> 3: tenant settings. (`IF NOT EXISTS`: a file made by this version and set
+/// back to an older version number, as tests do, still upgrades.)
+const SCHEMA_V3: &str = "
+CREATE TABLE IF NOT EXISTS tenant_settings (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+";
+
 /// The SQLite-backed [`ConceptStore`].
 pub struct SqliteStore {
     path: PathBuf,
@@ -169,11 +184,14 @@ impl SqliteStore {
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .map_err(db_err)?;
             match version {
-                0 | 1 => {
+                0..=2 => {
                     if version == 0 {
                         tx.execute_batch(SCHEMA).map_err(db_err)?;
                     }
-                    tx.execute_batch(SCHEMA_V2).map_err(db_err)?;
+                    if version <= 1 {
+                        tx.execute_batch(SCHEMA_V2).map_err(db_err)?;
+                    }
+                    tx.execute_batch(SCHEMA_V3).map_err(db_err)?;
                     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                         .map_err(db_err)?;
                     Ok(())
@@ -477,6 +495,8 @@ fn clear_tenant(tx: &Transaction, tenant: &Tenant) -> Result<()> {
     tx.execute("DELETE FROM embeddings WHERE tenant = ?1", params![t])
         .map_err(db_err)?;
     tx.execute("DELETE FROM blobs WHERE tenant = ?1", params![t])
+        .map_err(db_err)?;
+    tx.execute("DELETE FROM tenant_settings WHERE tenant = ?1", params![t])
         .map_err(db_err)?;
     Ok(())
 }
@@ -970,13 +990,83 @@ impl ConceptStore for SqliteStore {
             for (encoder, keys) in &dump.keys {
                 insert_keys(tx, tenant, encoder, keys)?;
             }
+            for (key, value) in &dump.settings {
+                put_setting(tx, tenant, key, Some(value))?;
+            }
             Ok(())
+        })
+    }
+
+    fn tenant_settings(&self, tenant: &Tenant) -> Result<BTreeMap<String, String>> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT key, value FROM tenant_settings WHERE tenant = ?1 ORDER BY key")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![tenant.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<BTreeMap<String, String>>>()
+                .map_err(db_err);
+            rows
+        })
+    }
+
+    fn tenant_setting(&self, tenant: &Tenant, key: &str) -> Result<Option<String>> {
+        self.read(|tx| get_setting(tx, tenant, key))
+    }
+
+    fn set_tenant_setting(&self, tenant: &Tenant, key: &str, value: Option<&str>) -> Result<()> {
+        check_setting(key, value)?;
+        self.write(|tx| put_setting(tx, tenant, key, value))
+    }
+
+    fn swap_tenant_setting(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+        expected: Option<&str>,
+        value: Option<&str>,
+    ) -> Result<bool> {
+        check_setting(key, value)?;
+        self.write(|tx| {
+            if get_setting(tx, tenant, key)?.as_deref() != expected {
+                return Ok(false);
+            }
+            put_setting(tx, tenant, key, value)?;
+            Ok(true)
         })
     }
 
     fn api_key_store(&self) -> Option<&dyn ApiKeyStore> {
         Some(self)
     }
+}
+
+fn get_setting(tx: &Transaction, tenant: &Tenant, key: &str) -> Result<Option<String>> {
+    tx.query_row(
+        "SELECT value FROM tenant_settings WHERE tenant = ?1 AND key = ?2",
+        params![tenant.as_str(), key],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db_err)
+}
+
+/// Sets (or, with `None`, deletes) a setting, inside `tx`.
+fn put_setting(tx: &Transaction, tenant: &Tenant, key: &str, value: Option<&str>) -> Result<()> {
+    match value {
+        Some(value) => tx.execute(
+            "INSERT INTO tenant_settings (tenant, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant, key) DO UPDATE SET value = excluded.value",
+            params![tenant.as_str(), key, value],
+        ),
+        None => tx.execute(
+            "DELETE FROM tenant_settings WHERE tenant = ?1 AND key = ?2",
+            params![tenant.as_str(), key],
+        ),
+    }
+    .map_err(db_err)?;
+    Ok(())
 }
 
 fn api_key_row(r: &rusqlite::Row) -> rusqlite::Result<(String, String, i64, Option<i64>)> {

@@ -1199,3 +1199,200 @@ pub fn every_handle_sees_every_write_at_once(one: &dyn ConceptStore, two: &dyn C
     assert!(matches!(one.concept(&a, "bo"), Err(Error::NotFound { .. })));
     assert_eq!(one.stats(&a).unwrap(), StoreStats::default());
 }
+
+// ---- tenant settings ----
+
+fn settings(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A tenant's settings: set, overwritten, deleted, swapped only from the value expected,
+/// checked, never seen by another tenant, and no reason to list a tenant.
+pub fn tenant_settings_are_each_tenants_own(store: &dyn ConceptStore) {
+    let (a, b) = (t("a"), t("b"));
+    assert!(store.tenant_settings(&a).unwrap().is_empty());
+    assert_eq!(store.tenant_setting(&a, "encoders").unwrap(), None);
+    let record = r#"{"active":{"name":"clip","id":"clip@1"}}"#;
+    store
+        .set_tenant_setting(&a, "encoders", Some(record))
+        .unwrap();
+    store.set_tenant_setting(&a, "colour", Some("red")).unwrap();
+    assert_eq!(
+        store.tenant_setting(&a, "encoders").unwrap().as_deref(),
+        Some(record)
+    );
+    // Another tenant sees none of them, and keeps its own under the same key.
+    assert_eq!(store.tenant_setting(&b, "encoders").unwrap(), None);
+    assert!(store.tenant_settings(&b).unwrap().is_empty());
+    store
+        .set_tenant_setting(&b, "encoders", Some("b's"))
+        .unwrap();
+    assert_eq!(
+        store.tenant_settings(&a).unwrap(),
+        settings(&[("colour", "red"), ("encoders", record)])
+    );
+    // Overwritten, then deleted (deleting what is not set is no error).
+    store
+        .set_tenant_setting(&a, "colour", Some("blue"))
+        .unwrap();
+    assert_eq!(
+        store.tenant_setting(&a, "colour").unwrap().as_deref(),
+        Some("blue")
+    );
+    store.set_tenant_setting(&a, "colour", None).unwrap();
+    store.set_tenant_setting(&a, "colour", None).unwrap();
+    assert_eq!(
+        store.tenant_settings(&a).unwrap(),
+        settings(&[("encoders", record)])
+    );
+    // A swap writes only over the value expected.
+    assert!(!store
+        .swap_tenant_setting(&a, "encoders", None, Some("x"))
+        .unwrap());
+    assert!(!store
+        .swap_tenant_setting(&a, "encoders", Some("stale"), Some("x"))
+        .unwrap());
+    assert_eq!(
+        store.tenant_setting(&a, "encoders").unwrap().as_deref(),
+        Some(record)
+    );
+    assert!(store
+        .swap_tenant_setting(&a, "encoders", Some(record), Some("x"))
+        .unwrap());
+    assert!(store
+        .swap_tenant_setting(&a, "fresh", None, Some("1"))
+        .unwrap());
+    assert!(store
+        .swap_tenant_setting(&a, "fresh", Some("1"), None)
+        .unwrap());
+    assert_eq!(store.tenant_setting(&a, "fresh").unwrap(), None);
+    assert_eq!(
+        store.tenant_setting(&b, "encoders").unwrap().as_deref(),
+        Some("b's")
+    );
+    // Keys and values a store does not keep are refused, and nothing is written.
+    for bad in ["", "Encoders", "a b", "../x"] {
+        let err = store.set_tenant_setting(&a, bad, Some("v")).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{bad:?}: {err}");
+        let err = store
+            .swap_tenant_setting(&a, bad, None, Some("v"))
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{bad:?}: {err}");
+    }
+    let big = "x".repeat(crate::rules::MAX_SETTING_VALUE + 1);
+    assert!(matches!(
+        store.set_tenant_setting(&a, "big", Some(&big)),
+        Err(Error::InvalidInput(_))
+    ));
+    assert_eq!(
+        store.tenant_settings(&a).unwrap(),
+        settings(&[("encoders", "x")])
+    );
+    // Settings alone are no memory: the tenant is not listed and holds nothing.
+    assert!(store.tenants().unwrap().is_empty());
+    assert_eq!(store.stats(&a).unwrap(), StoreStats::default());
+}
+
+/// A tenant's settings go with its memory: exported, imported (over what a tenant without a
+/// memory held under the same keys), deleted by an import that replaces the tenant.
+pub fn settings_move_with_a_tenants_memory(store: &dyn ConceptStore) {
+    let a = t("a");
+    store
+        .add_concept(&a, &concept("bo"), vec![input(1)])
+        .unwrap();
+    store
+        .set_tenant_setting(&a, "encoders", Some("mine"))
+        .unwrap();
+    let dump = crate::migrate::export_tenant(store, &a).unwrap();
+    assert_eq!(dump.settings, settings(&[("encoders", "mine")]));
+    // The dump for another tenant (concept ids are unique in a whole store).
+    let dump_for = |tenant: &str| {
+        let mut d = dump.clone();
+        d.concepts[0].id = rap_core::ConceptId(format!("{tenant}-bo"));
+        d
+    };
+
+    store.import_tenant(&t("b"), &dump_for("b"), false).unwrap();
+    assert_eq!(store.tenant_settings(&t("b")).unwrap(), dump.settings);
+    // A tenant that holds only settings holds no memory: the import goes in, its values win.
+    let c = t("c");
+    store
+        .set_tenant_setting(&c, "encoders", Some("old"))
+        .unwrap();
+    store.set_tenant_setting(&c, "other", Some("kept")).unwrap();
+    store.import_tenant(&c, &dump_for("c"), false).unwrap();
+    assert_eq!(
+        store.tenant_settings(&c).unwrap(),
+        settings(&[("encoders", "mine"), ("other", "kept")])
+    );
+    // Replacing deletes everything the tenant held, its settings included.
+    let mut bare = dump_for("c2");
+    bare.settings.clear();
+    store.import_tenant(&c, &bare, true).unwrap();
+    assert!(store.tenant_settings(&c).unwrap().is_empty());
+    assert_eq!(names(store, &c), vec!["bo"]);
+    // A dump with a setting no store keeps is refused whole.
+    let mut bad = dump_for("d");
+    bad.settings.insert("Bad Key".into(), "x".into());
+    let err = store.import_tenant(&t("d"), &bad, false).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+    assert_eq!(store.stats(&t("d")).unwrap(), StoreStats::default());
+    assert!(store.tenant_settings(&t("d")).unwrap().is_empty());
+    assert_eq!(
+        store.tenant_settings(&a).unwrap(),
+        dump.settings,
+        "the source is untouched"
+    );
+}
+
+/// Two handles on one memory (two processes, two replicas) see one value of a setting, and
+/// updates by read-change-swap through both at once lose none of each other's changes.
+pub fn settings_are_shared_by_every_handle(one: &dyn ConceptStore, two: &dyn ConceptStore) {
+    let a = t("a");
+    one.set_tenant_setting(&a, "encoders", Some("x")).unwrap();
+    assert_eq!(
+        two.tenant_setting(&a, "encoders").unwrap().as_deref(),
+        Some("x")
+    );
+    assert!(two
+        .swap_tenant_setting(&a, "encoders", Some("x"), Some("y"))
+        .unwrap());
+    assert!(
+        !one.swap_tenant_setting(&a, "encoders", Some("x"), Some("z"))
+            .unwrap(),
+        "a swap from a stale read loses"
+    );
+    assert_eq!(
+        one.tenant_setting(&a, "encoders").unwrap().as_deref(),
+        Some("y")
+    );
+    assert_eq!(one.tenant_setting(&t("b"), "encoders").unwrap(), None);
+
+    // A counter incremented through both handles at once.
+    let increment = |store: &dyn ConceptStore| {
+        for _ in 0..20 {
+            loop {
+                let now = store.tenant_setting(&a, "counter").unwrap();
+                let n: u32 = now.as_deref().map_or(0, |v| v.parse().unwrap());
+                let next = (n + 1).to_string();
+                if store
+                    .swap_tenant_setting(&a, "counter", now.as_deref(), Some(&next))
+                    .unwrap()
+                {
+                    break;
+                }
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| increment(one));
+        s.spawn(|| increment(two));
+    });
+    assert_eq!(
+        two.tenant_setting(&a, "counter").unwrap().as_deref(),
+        Some("40")
+    );
+}

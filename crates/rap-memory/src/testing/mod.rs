@@ -46,9 +46,12 @@ macro_rules! conformance_suite {
                 import_keeps_ids_and_times_and_refuses_a_held_tenant,
                 categories_are_each_tenants_own_once,
                 api_keys_move_with_their_hashes_and_revocations,
+                tenant_settings_are_each_tenants_own,
+                settings_move_with_a_tenants_memory,
             );
             $crate::conformance_suite!(@pairs $open, $again;
                 every_handle_sees_every_write_at_once,
+                settings_are_shared_by_every_handle,
             );
         }
     };
