@@ -84,7 +84,9 @@ pub struct Engine {
 
 impl Engine {
     /// Opens the memory `config.memory` names: the embedded one in `config.data_dir`
-    /// (created if needed), or a PostgreSQL database (migrated to this build's schema).
+    /// (created if needed), or a PostgreSQL database (migrated to this build's schema). The
+    /// encoder records of an earlier version's `DATA_DIR/encoders.json` move into it
+    /// ([`crate::migrate_encoders_file`]).
     pub fn open(config: EngineConfig, loader: EncoderLoader) -> Result<Self> {
         let store: Arc<dyn ConceptStore> = match (&config.memory, &config.blob_store) {
             (MemoryBackend::Embedded, None) => Arc::new(SqliteStore::open(config.store_path())?),
@@ -102,6 +104,7 @@ impl Engine {
                 Arc::new(store)
             }
         };
+        crate::encoders::migrate_encoders_file(&config.data_dir, store.as_ref())?;
         Ok(Self::with_store(config, store, loader))
     }
 

@@ -2,5 +2,6 @@
 
 mod chat;
 mod common;
+mod encoders;
 mod postgres;
 mod region_proposer;
