@@ -162,8 +162,10 @@ impl App {
         });
         let mut config = EngineConfig::new(&self.data_dir);
         config.limits = self.limits;
-        let mut engine =
-            Engine::with_store(config, self.open_store()?, loader).with_encoder_resolver(resolver);
+        let store = self.open_store()?;
+        // An earlier version kept the tenants' encoder choices in DATA_DIR/encoders.json.
+        rap_engine::migrate_encoders_file(&self.data_dir, store.as_ref())?;
+        let mut engine = Engine::with_store(config, store, loader).with_encoder_resolver(resolver);
         // `[retrieval] detector`: its boxes join the regions of every image query.
         if let Some(p) = self.detector()? {
             engine = engine.with_region_proposer(p);

@@ -1,8 +1,10 @@
 //! Which encoder a memory's keys come from, switching to another one, and search by words.
 //!
 //! Each tenant's memory records the encoder its keys were made with (name and embedding-space
-//! id) in `DATA_DIR/encoders.json` ([`EncoderSettings`]); without a record it uses the installed
-//! default encoder, as before. Queries always embed with the memory's encoder, and if that
+//! id) in the memory itself: the tenant setting [`ENCODERS_SETTING`] of the store, a
+//! [`TenantEncoders`] as JSON. So every process on one store (replicas on one PostgreSQL
+//! database) sees the same choice, and `rap migrate` carries it with the memory. Without a
+//! record a memory uses the installed default encoder, as before. Queries always embed with the memory's encoder, and if that
 //! name now loads as another embedding space (its files changed), the query fails with an error
 //! saying so: keys of one space are never scored against queries of another.
 //!
@@ -12,22 +14,34 @@
 //! it the memory's encoder. Until then queries keep using the old encoder and its keys, which
 //! stay in the store (switching back is then free).
 //!
-//! The file is written whole through a temporary file and a rename, so a reader sees the old
-//! settings or the new ones.
+//! A record is changed by read, change, swap ([`ConceptStore::swap_tenant_setting`]), again
+//! when another process changed it in between, so no process loses another's change.
+//!
+//! Earlier versions kept the records in `DATA_DIR/encoders.json` ([`EncoderSettings`]):
+//! [`migrate_encoders_file`], which [`Engine::open`] runs, moves them into the store (each
+//! tenant's record, unless the store already has one for it) and renames the file
+//! `encoders.json.migrated`.
 
 use crate::Engine;
 use rap_core::{ConceptId, Error, ImageEncoder, Result, Tenant};
+use rap_memory::ConceptStore;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Loads an image encoder by name (or path); used for encoders other than the default.
 pub type EncoderResolver = Box<dyn Fn(&str) -> Result<Arc<dyn ImageEncoder>> + Send + Sync>;
 
-/// The settings file's name in the data dir.
+/// The file in the data dir where earlier versions kept the records (see
+/// [`migrate_encoders_file`]).
 pub const SETTINGS_FILE: &str = "encoders.json";
+
+/// The tenant setting holding a memory's [`TenantEncoders`] (as JSON).
+pub const ENCODERS_SETTING: &str = "encoders";
+
+/// How many times a record update is tried against other processes' updates.
+const UPDATE_TRIES: usize = 16;
 
 /// An encoder by the name it is loaded by and the id of its embedding space.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +59,8 @@ pub struct TenantEncoders {
     pub pending: Option<EncoderChoice>,
 }
 
-/// `DATA_DIR/encoders.json`.
+/// Every tenant's record: the format of `DATA_DIR/encoders.json` of earlier versions, and what
+/// [`Engine::encoder_settings`] returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncoderSettings {
     pub tenants: BTreeMap<String, TenantEncoders>,
@@ -72,58 +87,121 @@ pub struct WordHit {
     pub score: f32,
 }
 
-impl Engine {
-    fn settings_path(&self) -> PathBuf {
-        self.config().data_dir.join(SETTINGS_FILE)
-    }
+/// A tenant's record as stored (`None`: none) and as read (the default when none).
+fn read_record(
+    store: &dyn ConceptStore,
+    tenant: &Tenant,
+) -> Result<(Option<String>, TenantEncoders)> {
+    let raw = store.tenant_setting(tenant, ENCODERS_SETTING)?;
+    let record = match &raw {
+        None => TenantEncoders::default(),
+        Some(json) => serde_json::from_str(json).map_err(|e| {
+            Error::storage(format!(
+                "the encoder record of tenant {tenant} (setting {ENCODERS_SETTING}): {e}"
+            ))
+        })?,
+    };
+    Ok((raw, record))
+}
 
-    /// The whole settings file (empty when there is none).
-    pub fn encoder_settings(&self) -> Result<EncoderSettings> {
-        let path = self.settings_path();
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::storage(format!("{}: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(EncoderSettings::default()),
-            Err(e) => Err(Error::io(&path, e)),
+/// A record as stored; the default (nothing recorded) is no setting at all.
+fn encode_record(record: &TenantEncoders) -> Result<Option<String>> {
+    if *record == TenantEncoders::default() {
+        return Ok(None);
+    }
+    serde_json::to_string(record)
+        .map(Some)
+        .map_err(|e| Error::storage(format!("encoder record: {e}")))
+}
+
+/// Moves the records of `DATA_DIR/encoders.json` (earlier versions' home for them) into
+/// `store`: each tenant's record is written unless the store already holds one for that
+/// tenant, then the file is renamed `encoders.json.migrated`. Returns the tenants whose
+/// record was written; without the file, does nothing. A file that cannot be read is an error
+/// naming it (nothing is written); one that cannot be renamed is left, with a warning (moving
+/// it again later writes nothing twice).
+pub fn migrate_encoders_file(data_dir: &Path, store: &dyn ConceptStore) -> Result<Vec<Tenant>> {
+    let path = data_dir.join(SETTINGS_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let file: EncoderSettings = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::storage(format!("{}: {e}", path.display())))?;
+    let mut records = Vec::with_capacity(file.tenants.len());
+    for (name, record) in &file.tenants {
+        let tenant = Tenant::new(name.as_str())
+            .map_err(|e| Error::storage(format!("{}: {e}", path.display())))?;
+        if let Some(value) = encode_record(record)? {
+            records.push((tenant, value));
         }
     }
+    let mut written = Vec::new();
+    for (tenant, value) in records {
+        if store.swap_tenant_setting(&tenant, ENCODERS_SETTING, None, Some(&value))? {
+            written.push(tenant);
+        }
+    }
+    let done = data_dir.join(format!("{SETTINGS_FILE}.migrated"));
+    match std::fs::rename(&path, &done) {
+        Ok(()) => tracing::info!(
+            tenants = written.len(),
+            "moved the encoder records of {} into the memory (the file is now {})",
+            path.display(),
+            done.display()
+        ),
+        Err(e) => tracing::warn!(
+            "moved the encoder records of {} into the memory, but could not rename it: {e}",
+            path.display()
+        ),
+    }
+    Ok(written)
+}
 
-    fn save_settings(&self, settings: &EncoderSettings) -> Result<()> {
-        let path = self.settings_path();
-        let dir = &self.config().data_dir;
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-        let json = serde_json::to_vec_pretty(settings)
-            .map_err(|e| Error::storage(format!("encoder settings: {e}")))?;
-        tmp.write_all(&json).map_err(|e| Error::io(tmp.path(), e))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io(tmp.path(), e))?;
-        tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-        Ok(())
+impl Engine {
+    /// The record of every tenant that holds concepts and has one.
+    pub fn encoder_settings(&self) -> Result<EncoderSettings> {
+        let mut tenants = BTreeMap::new();
+        for tenant in self.store().tenants()? {
+            let (raw, record) = read_record(self.store(), &tenant)?;
+            if raw.is_some() {
+                tenants.insert(tenant.to_string(), record);
+            }
+        }
+        Ok(EncoderSettings { tenants })
     }
 
+    /// Changes the tenant's record by `f` (read, change, swap; again if another process
+    /// changed it meanwhile) and returns it as written.
     fn update_settings(
         &self,
         tenant: &Tenant,
-        f: impl FnOnce(&mut TenantEncoders),
+        f: impl Fn(&mut TenantEncoders),
     ) -> Result<TenantEncoders> {
-        let mut s = self.encoder_settings()?;
-        let t = s.tenants.entry(tenant.to_string()).or_default();
-        f(t);
-        let out = t.clone();
-        self.save_settings(&s)?;
-        Ok(out)
+        let store = self.store();
+        for _ in 0..UPDATE_TRIES {
+            let (raw, mut record) = read_record(store, tenant)?;
+            f(&mut record);
+            let value = encode_record(&record)?;
+            if store.swap_tenant_setting(
+                tenant,
+                ENCODERS_SETTING,
+                raw.as_deref(),
+                value.as_deref(),
+            )? {
+                return Ok(record);
+            }
+        }
+        Err(Error::Conflict(format!(
+            "the encoder record of tenant {tenant} kept changing while this process updated it \
+             ({UPDATE_TRIES} tries); try again"
+        )))
     }
 
     /// The tenant's encoders (the default when nothing is recorded).
     pub fn tenant_encoders(&self, tenant: &Tenant) -> Result<TenantEncoders> {
-        Ok(self
-            .encoder_settings()?
-            .tenants
-            .get(tenant.as_str())
-            .cloned()
-            .unwrap_or_default())
+        Ok(read_record(self.store(), tenant)?.1)
     }
 
     /// Loads an encoder by name through the resolver (cached per name).

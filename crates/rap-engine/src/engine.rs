@@ -56,10 +56,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the embedded memory in `config.data_dir` (created if needed). Other backends
-    /// are opened by the application and given to [`Engine::with_store`].
+    /// Opens the embedded memory in `config.data_dir` (created if needed); other backends are
+    /// opened by the application and given to [`Engine::with_store`]. The encoder records of an
+    /// earlier version's `DATA_DIR/encoders.json` move into it ([`crate::migrate_encoders_file`]).
     pub fn open(config: EngineConfig, loader: EncoderLoader) -> Result<Self> {
         let store: Arc<dyn ConceptStore> = Arc::new(SqliteStore::open(config.store_path())?);
+        crate::encoders::migrate_encoders_file(&config.data_dir, store.as_ref())?;
         Ok(Self::with_store(config, store, loader))
     }
 

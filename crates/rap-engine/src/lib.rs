@@ -6,7 +6,8 @@
 //! - Keys ([`Engine::reindex`]): embeddings of reference images, computed with the memory's
 //!   encoder when one is installed; remembering never needs a model.
 //! - Encoders ([`Engine::encoder_for`], [`Engine::reindex_with`], [`Engine::search_by_words`]):
-//!   each memory records the encoder its keys come from; switching re-embeds, resumably.
+//!   each memory records the encoder its keys come from (in the store, shared by every process
+//!   on it); switching re-embeds, resumably.
 //! - Retrieve ([`Engine::retrieve`]): regions of the query image and mentions in its text.
 //! - Generate ([`Engine::conversation`], [`Engine::answer`]): the RAP prompt for a question and
 //!   a generator's answer to it; [`ChatSession`] for several turns.
@@ -25,7 +26,8 @@ pub use answer::{
 };
 pub use chat::ChatSession;
 pub use encoders::{
-    EncoderChoice, EncoderResolver, EncoderSettings, ReindexReport, TenantEncoders, WordHit,
+    migrate_encoders_file, EncoderChoice, EncoderResolver, EncoderSettings, ReindexReport,
+    TenantEncoders, WordHit, ENCODERS_SETTING,
 };
 pub use engine::{EncoderLoader, Engine, EngineConfig};
 pub use rap_memory::{ApiKeyInfo, ConceptEdit, ImageInput};

@@ -3,8 +3,9 @@
 //! keys costs a handful of statements (arrays bound once, `unnest`ed by the server) instead of
 //! several round trips per row, which is what bounded bulk loads to about 100 concepts/s.
 //!
-//! Each function checks first whether its batch is the plain case (valid names that clash with
-//! nothing, at least one image per concept; no (image, region) twice among the keys). If not it
+//! Each function checks first whether its batch is the plain case (each concept one that
+//! `rap_memory::rules::plan_add` accepts, with names that clash with nothing else in the batch
+//! or the tenant; no (image, region) twice among the keys). If not it
 //! returns `None` having written nothing, and the caller runs the one-row-at-a-time path in the
 //! same transaction, which finds the problem and reports it exactly as a single add would (or,
 //! for keys given twice, keeps the last): errors and results are the same either way.
@@ -14,9 +15,9 @@ use crate::{attach_image, db_err, now_ms, region_to_text};
 use pgvector::Vector;
 use postgres::Transaction;
 use rap_core::{
-    normalize_name_key, Concept, ConceptId, ConceptImage, Embedding, Error, ImageId, NewConcept,
-    Region, Result,
+    Concept, ConceptId, ConceptImage, Embedding, Error, ImageId, NewConcept, Region, Result,
 };
+use rap_memory::rules::plan_add;
 use rap_memory::ImageInput;
 use std::collections::{HashMap, HashSet};
 
@@ -29,26 +30,29 @@ pub(crate) fn insert_concepts(
     bytes: ImageBytes,
 ) -> Result<Option<Vec<ConceptId>>> {
     let t = tenant.as_str();
-    // Every name and alias: (lowercase key, display, concept index, is_alias).
-    let mut names: Vec<(String, &str, usize, bool)> = Vec::new();
-    for (i, (new, images)) in concepts.iter().enumerate() {
-        if images.is_empty() {
-            return Ok(None);
-        }
-        let all = std::iter::once((new.name.as_str(), false))
-            .chain(new.aliases.iter().map(|a| (a.as_str(), true)));
-        for (display, is_alias) in all {
-            let Ok(key) = normalize_name_key(display) else {
-                return Ok(None);
-            };
-            names.push((key, rap_core::strip_brackets(display.trim()), i, is_alias));
+    // Each concept as a single add would write it, as if the tenant held nothing else.
+    let mut plans = Vec::with_capacity(concepts.len());
+    for (new, images) in concepts {
+        match plan_add(new, images, &[]) {
+            Ok(plan) => plans.push(plan),
+            Err(_) => return Ok(None),
         }
     }
+    // Every name and alias: (lowercase key, display, concept index, is_alias).
+    let names: Vec<(&str, &str, usize, bool)> = plans
+        .iter()
+        .enumerate()
+        .flat_map(|(i, plan)| {
+            plan.names
+                .iter()
+                .map(move |c| (c.key.as_str(), c.display.as_str(), i, c.is_alias))
+        })
+        .collect();
     let mut seen = HashSet::with_capacity(names.len());
-    if !names.iter().all(|n| seen.insert(n.0.as_str())) {
+    if !names.iter().all(|n| seen.insert(n.0)) {
         return Ok(None);
     }
-    let keys: Vec<&str> = names.iter().map(|n| n.0.as_str()).collect();
+    let keys: Vec<&str> = names.iter().map(|n| n.0).collect();
     let taken = tx
         .query_opt(
             "SELECT 1 FROM names WHERE tenant_id = $1 AND key = ANY($2) LIMIT 1",
@@ -70,15 +74,9 @@ pub(crate) fn insert_concepts(
     )
     .map_err(db_err)?;
     let id_text: Vec<&str> = ids.iter().map(|id| id.0.as_str()).collect();
-    let name: Vec<&str> = concepts
-        .iter()
-        .map(|(new, _)| rap_core::strip_brackets(new.name.trim()))
-        .collect();
-    let category: Vec<&str> = concepts
-        .iter()
-        .map(|(new, _)| new.category.trim())
-        .collect();
-    let info: Vec<&str> = concepts.iter().map(|(new, _)| new.info.as_str()).collect();
+    let name: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+    let category: Vec<&str> = plans.iter().map(|p| p.category.as_str()).collect();
+    let info: Vec<&str> = plans.iter().map(|p| p.info.as_str()).collect();
     tx.execute(
         "INSERT INTO concepts (tenant_id, id, name, category, info, created_at, updated_at)
          SELECT $1, u.id, u.name, u.category, u.info, $6, $6
@@ -98,12 +96,9 @@ pub(crate) fn insert_concepts(
     )
     .map_err(db_err)?;
     // Image bytes go through the one place that stores them.
-    for ((_, images), id) in concepts.iter().zip(&ids) {
-        let mut seen = HashSet::new();
-        for (pos, image) in images.iter().enumerate() {
-            if seen.insert(&image.id) {
-                attach_image(tx, tenant, id, image, pos as i32, bytes)?;
-            }
+    for (plan, id) in plans.iter().zip(&ids) {
+        for (pos, image) in &plan.images {
+            attach_image(tx, tenant, id, image, *pos as i32, bytes)?;
         }
     }
     Ok(Some(ids))

@@ -1,13 +1,14 @@
 //! [`ConceptStore::import_tenant`](rap_memory::ConceptStore::import_tenant) and
 //! [`ConceptStore::tenants`](rap_memory::ConceptStore::tenants) for [`PgStore`]: a whole
-//! tenant written in one transaction (migration), concepts keeping their ids and times.
+//! tenant written in one transaction (migration), concepts keeping their ids and times, settings
+//! their values.
 
 use crate::external::ImageBytes;
-use crate::{attach_image, claim_name, db_err, PgStore};
+use crate::{attach_image, db_err, held_names, insert_name, PgStore};
 use postgres::Transaction;
 use rap_core::{ConceptId, Error, ImageId, NewConcept, Result, Tenant};
+use rap_memory::rules::{self, plan_add};
 use rap_memory::{ImageInput, TenantDump};
-use std::collections::HashSet;
 
 impl PgStore {
     pub(crate) fn tenants_with_concepts(&self) -> Result<Vec<Tenant>> {
@@ -53,7 +54,7 @@ impl PgStore {
                     &concept.id,
                     &new,
                     (concept.created_at, concept.updated_at),
-                    &refs,
+                    refs,
                     bytes,
                 )?;
             }
@@ -65,6 +66,9 @@ impl PgStore {
                         "encoder {encoder}: a key given twice slipped past the dump check"
                     )));
                 }
+            }
+            for (key, value) in &dump.settings {
+                crate::put_setting(tx, tenant, key, Some(value))?;
             }
             Ok(())
         })?;
@@ -84,39 +88,42 @@ fn insert_concept_as(
     id: &ConceptId,
     new: &NewConcept,
     (created_at, updated_at): (i64, i64),
-    images: &[&ImageInput],
+    images: Vec<&ImageInput>,
     bytes: ImageBytes,
 ) -> Result<()> {
     let t = tenant.as_str();
+    let held = held_names(tx, tenant, None, &rules::add_keys(new))?;
+    let plan = plan_add(new, images, &held);
     tx.execute(
         "INSERT INTO tenants (tenant_id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         &[&t, &created_at],
     )
     .map_err(db_err)?;
-    let name = rap_core::strip_brackets(new.name.trim());
+    // A concept id in use is reported before anything the plan refuses (as the embedded
+    // store does).
     tx.execute(
         "INSERT INTO concepts (tenant_id, id, name, category, info, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
             &t,
             &id.0,
-            &name,
+            &rap_core::strip_brackets(new.name.trim()),
             &new.category.trim(),
             &new.info,
             &created_at,
             &updated_at,
         ],
     )
-    .map_err(db_err)?;
-    claim_name(tx, tenant, id, &new.name, false)?;
-    for alias in &new.aliases {
-        claim_name(tx, tenant, id, alias, true)?;
+    .map_err(|e| match db_err(e) {
+        Error::Conflict(_) => Error::Conflict(format!("concept id {} is already in use", id.0)),
+        e => e,
+    })?;
+    let plan = plan?;
+    for claim in &plan.names {
+        insert_name(tx, tenant, id, claim)?;
     }
-    let mut seen = HashSet::new();
-    for (pos, image) in images.iter().enumerate() {
-        if seen.insert(&image.id) {
-            attach_image(tx, tenant, id, image, pos as i32, bytes)?;
-        }
+    for (pos, image) in plan.images {
+        attach_image(tx, tenant, id, image, pos as i32, bytes)?;
     }
     Ok(())
 }
@@ -126,6 +133,8 @@ fn insert_concept_as(
 fn clear_tenant(tx: &mut Transaction, tenant: &Tenant) -> Result<Vec<ImageId>> {
     let t = tenant.as_str();
     tx.execute("DELETE FROM concepts WHERE tenant_id = $1", &[&t])
+        .map_err(db_err)?;
+    tx.execute("DELETE FROM tenant_settings WHERE tenant_id = $1", &[&t])
         .map_err(db_err)?;
     tx.execute(
         "WITH gone AS (DELETE FROM embeddings WHERE tenant_id = $1 RETURNING encoder, key)

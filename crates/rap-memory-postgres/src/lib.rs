@@ -24,6 +24,11 @@
 //!   cosine distance over `vector::vector(DIM)`), built concurrently once it grows past the
 //!   threshold and recorded in `tenant_indexes`; its searches name that predicate literally so
 //!   the planner uses exactly that index. Until the index is recorded, search stays exact.
+//!
+//! # Rules
+//! What may be written (names, aliases, images, edits) is decided by `rap_memory::rules`, the
+//! same functions the embedded store calls: this crate reads what a rule needs and writes the
+//! plan.
 
 mod bulk;
 mod external;
@@ -41,16 +46,20 @@ use postgres::error::SqlState;
 use postgres::{IsolationLevel, NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use rap_core::{
-    normalize_name_key, Concept, ConceptId, ConceptImage, Embedding, Error, ImageId, NewConcept,
-    Region, Result, Tenant,
+    Concept, ConceptId, ConceptImage, Embedding, Error, ImageId, NewConcept, Region, Result, Tenant,
 };
 use rap_memory::api_keys::key_id;
 use rap_memory::api_keys::{plan_import, ImportAction};
+use rap_memory::rules::{
+    self, check_setting, lookup_key, parse_region, plan_add, plan_edit, short_id, HeldName,
+    NameClaim,
+};
+pub(crate) use rap_memory::rules::{now_ms, region_to_text};
 use rap_memory::{
     ApiKeyInfo, ApiKeyStore, BlobStore, ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry,
     KeyHit, KeyLocation, NewApiKey, StoreStats, StoredApiKey, TenantDump,
 };
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// How a [`PgStore`] connects and when it builds per-tenant HNSW indexes.
@@ -111,26 +120,14 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
     }
 }
 
+/// PostgreSQL's error as the crate's ([`rules::database_error`]).
 pub(crate) fn db_err(e: postgres::Error) -> Error {
-    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-        return Error::Conflict(describe(&e));
-    }
-    let message = describe(&e);
-    Error::Storage {
-        message,
-        source: Some(Box::new(e)),
-    }
+    let unique = e.code() == Some(&SqlState::UNIQUE_VIOLATION);
+    rules::database_error(describe(&e), unique, e)
 }
 
 fn pool_err(e: r2d2::Error) -> Error {
     Error::unavailable_from("cannot connect to PostgreSQL", e)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl PgStore {
@@ -397,8 +394,7 @@ fn find_concept_id(
     tenant: &Tenant,
     name_or_alias: &str,
 ) -> Result<ConceptId> {
-    let key = normalize_name_key(name_or_alias)
-        .map_err(|_| Error::not_found("concept", name_or_alias))?;
+    let key = lookup_key(name_or_alias)?;
     tx.query_opt(
         "SELECT concept_id FROM names WHERE tenant_id = $1 AND key = $2",
         &[&tenant.as_str(), &key],
@@ -457,44 +453,47 @@ fn load_concept(tx: &mut Transaction, tenant: &Tenant, id: &ConceptId) -> Result
     })
 }
 
-/// Registers a name or alias; a clash with any name or alias of the tenant is a conflict.
-fn claim_name(
+/// What [`rules::plan_add`] and [`rules::plan_edit`] need: every name and alias of `concept`
+/// (if given) and whatever the tenant holds under `keys`.
+pub(crate) fn held_names(
+    tx: &mut Transaction,
+    tenant: &Tenant,
+    concept: Option<&ConceptId>,
+    keys: &[String],
+) -> Result<Vec<HeldName>> {
+    let none = String::new();
+    let concept = concept.map_or(&none, |c| &c.0);
+    Ok(tx
+        .query(
+            "SELECT n.key, n.concept_id, c.name, n.is_alias FROM names n
+             JOIN concepts c ON c.tenant_id = n.tenant_id AND c.id = n.concept_id
+             WHERE n.tenant_id = $1 AND (n.concept_id = $2 OR n.key = ANY($3))",
+            &[&tenant.as_str(), concept, &keys],
+        )
+        .map_err(db_err)?
+        .iter()
+        .map(|r| HeldName {
+            key: r.get(0),
+            concept: ConceptId(r.get(1)),
+            concept_name: r.get(2),
+            is_alias: r.get(3),
+        })
+        .collect())
+}
+
+/// Writes a name or alias a plan claimed.
+pub(crate) fn insert_name(
     tx: &mut Transaction,
     tenant: &Tenant,
     id: &ConceptId,
-    display: &str,
-    is_alias: bool,
+    claim: &NameClaim,
 ) -> Result<()> {
-    let key = normalize_name_key(display)?;
-    let display = rap_core::strip_brackets(display.trim());
-    let t = tenant.as_str();
-    let owner = tx
-        .query_opt(
-            "SELECT c.name, n.concept_id FROM names n
-             JOIN concepts c ON c.tenant_id = n.tenant_id AND c.id = n.concept_id
-             WHERE n.tenant_id = $1 AND n.key = $2",
-            &[&t, &key],
-        )
-        .map_err(db_err)?;
-    if let Some(owner) = owner {
-        let (owner_name, owner_id): (String, String) = (owner.get(0), owner.get(1));
-        let what = if is_alias { "alias" } else { "name" };
-        return Err(Error::Conflict(if owner_id == id.0 {
-            format!("{what} {display:?} is already used by this concept")
-        } else {
-            format!("{what} {display:?} is already used by concept {owner_name:?}")
-        }));
-    }
     tx.execute(
         "INSERT INTO names (tenant_id, key, concept_id, display, is_alias) VALUES ($1, $2, $3, $4, $5)",
-        &[&t, &key, &id.0, &display, &is_alias],
+        &[&tenant.as_str(), &claim.key, &id.0, &claim.display, &claim.is_alias],
     )
     .map_err(db_err)?;
     Ok(())
-}
-
-fn short_id(id: &ImageId) -> &str {
-    &id.0[..id.0.len().min(12)]
 }
 
 fn attach_image(
@@ -574,15 +573,10 @@ fn insert_concept(
     images: &[ImageInput],
     bytes: ImageBytes,
 ) -> Result<ConceptId> {
-    if images.is_empty() {
-        return Err(Error::invalid(format!(
-            "concept {:?} needs at least one reference image",
-            new.name
-        )));
-    }
+    let held = held_names(tx, tenant, None, &rules::add_keys(new))?;
+    let plan = plan_add(new, images, &held)?;
     let id = ConceptId(uuid::Uuid::now_v7().to_string());
     let now = now_ms();
-    let name = rap_core::strip_brackets(new.name.trim());
     let t = tenant.as_str();
     tx.execute(
         "INSERT INTO tenants (tenant_id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -592,54 +586,16 @@ fn insert_concept(
     tx.execute(
         "INSERT INTO concepts (tenant_id, id, name, category, info, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $6)",
-        &[&t, &id.0, &name, &new.category.trim(), &new.info, &now],
+        &[&t, &id.0, &plan.name, &plan.category, &plan.info, &now],
     )
     .map_err(db_err)?;
-    claim_name(tx, tenant, &id, &new.name, false)?;
-    for alias in &new.aliases {
-        claim_name(tx, tenant, &id, alias, true)?;
+    for claim in &plan.names {
+        insert_name(tx, tenant, &id, claim)?;
     }
-    let mut seen = HashSet::new();
-    for (pos, image) in images.iter().enumerate() {
-        if seen.insert(&image.id) {
-            attach_image(tx, tenant, &id, image, pos as i32, bytes)?;
-        }
+    for (pos, image) in plan.images {
+        attach_image(tx, tenant, &id, image, pos as i32, bytes)?;
     }
     Ok(id)
-}
-
-/// Resolves an image id or unique prefix among a concept's images.
-fn resolve_image(concept: &Concept, wanted: &str) -> Result<ImageId> {
-    let wanted = wanted.trim().to_ascii_lowercase();
-    if wanted.len() < 8 || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(Error::invalid(format!(
-            "invalid image id {wanted:?}: give at least 8 hex characters of it"
-        )));
-    }
-    let matches: Vec<_> = concept
-        .images
-        .iter()
-        .filter(|i| i.id.0.starts_with(&wanted))
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok(one.id.clone()),
-        [] => Err(Error::not_found(
-            "image",
-            format!("{wanted} (of concept {:?})", concept.name),
-        )),
-        _ => Err(Error::invalid(format!(
-            "image id {wanted:?} is ambiguous: give more characters"
-        ))),
-    }
-}
-
-fn region_to_text(region: &Region) -> Result<String> {
-    serde_json::to_string(region).map_err(|e| Error::storage(e.to_string()))
-}
-
-fn parse_region(key: u64, region: &str) -> Result<Region> {
-    serde_json::from_str(region)
-        .map_err(|e| Error::storage(format!("stored region of key {key}: {e}")))
 }
 
 fn to_location(row: &postgres::Row) -> Result<KeyLocation> {
@@ -750,71 +706,52 @@ impl ConceptStore for PgStore {
         let concept = self.write_with_images(tenant, &added, |tx, bytes| {
             let id = find_concept_id(tx, tenant, name_or_alias)?;
             let before = load_concept(tx, tenant, &id)?;
-            if let Some(new_name) = &edit.rename {
-                let new_key = normalize_name_key(new_name)?;
+            let held = held_names(tx, tenant, Some(&id), &rules::edit_keys(&edit))?;
+            let plan = plan_edit(&before, &edit, &held, now_ms())?;
+            if let Some(name) = &plan.rename {
                 tx.execute(
-                    "DELETE FROM names WHERE tenant_id = $1 AND concept_id = $2 AND NOT is_alias",
-                    &[&t, &id.0],
+                    "DELETE FROM names WHERE tenant_id = $1 AND concept_id = $2
+                     AND (NOT is_alias OR key = $3)",
+                    &[&t, &id.0, &name.key],
                 )
                 .map_err(db_err)?;
-                // Renaming to one of its own aliases turns that alias into the name.
-                tx.execute(
-                    "DELETE FROM names WHERE tenant_id = $1 AND concept_id = $2 AND key = $3",
-                    &[&t, &id.0, &new_key],
-                )
-                .map_err(db_err)?;
-                claim_name(tx, tenant, &id, new_name, false)?;
+                insert_name(tx, tenant, &id, name)?;
                 tx.execute(
                     "UPDATE concepts SET name = $3 WHERE tenant_id = $1 AND id = $2",
-                    &[&t, &id.0, &rap_core::strip_brackets(new_name.trim())],
+                    &[&t, &id.0, &name.display],
                 )
                 .map_err(db_err)?;
             }
-            if let Some(info) = &edit.info {
+            if let Some(info) = plan.info {
                 tx.execute(
                     "UPDATE concepts SET info = $3 WHERE tenant_id = $1 AND id = $2",
-                    &[&t, &id.0, info],
+                    &[&t, &id.0, &info],
                 )
                 .map_err(db_err)?;
             }
-            if let Some(category) = &edit.category {
+            if let Some(category) = &plan.category {
                 tx.execute(
                     "UPDATE concepts SET category = $3 WHERE tenant_id = $1 AND id = $2",
-                    &[&t, &id.0, &category.trim()],
+                    &[&t, &id.0, category],
                 )
                 .map_err(db_err)?;
             }
-            for alias in &edit.remove_aliases {
-                let key = normalize_name_key(alias)?;
-                let removed = tx
-                    .execute(
-                        "DELETE FROM names WHERE tenant_id = $1 AND concept_id = $2 AND key = $3 AND is_alias",
-                        &[&t, &id.0, &key],
-                    )
-                    .map_err(db_err)?;
-                if removed == 0 {
-                    return Err(Error::not_found(
-                        "alias",
-                        format!("{alias} (of concept {:?})", before.name),
-                    ));
-                }
+            for key in &plan.remove_aliases {
+                tx.execute(
+                    "DELETE FROM names WHERE tenant_id = $1 AND concept_id = $2 AND key = $3 AND is_alias",
+                    &[&t, &id.0, key],
+                )
+                .map_err(db_err)?;
             }
-            for alias in &edit.add_aliases {
-                claim_name(tx, tenant, &id, alias, true)?;
+            for alias in &plan.add_aliases {
+                insert_name(tx, tenant, &id, alias)?;
             }
-            let mut removed_blobs = Vec::new();
-            for wanted in &edit.remove_images {
-                let image = resolve_image(&before, wanted)?;
-                let n = tx
-                    .execute(
-                        "DELETE FROM concept_images WHERE tenant_id = $1 AND concept_id = $2 AND sha256 = $3",
-                        &[&t, &id.0, &image.0],
-                    )
-                    .map_err(db_err)?;
-                if n == 0 {
-                    return Err(Error::not_found("image", wanted.clone()));
-                }
-                removed_blobs.push(image);
+            for image in &plan.remove_images {
+                tx.execute(
+                    "DELETE FROM concept_images WHERE tenant_id = $1 AND concept_id = $2 AND sha256 = $3",
+                    &[&t, &id.0, &image.0],
+                )
+                .map_err(db_err)?;
             }
             let next_pos: i32 = tx
                 .query_one(
@@ -824,29 +761,16 @@ impl ConceptStore for PgStore {
                 )
                 .map_err(db_err)?
                 .get(0);
-            for (i, image) in edit.add_images.iter().enumerate() {
+            for (i, image) in plan.add_images.iter().enumerate() {
                 attach_image(tx, tenant, &id, image, next_pos + i as i32, bytes)?;
             }
-            for image in &removed_blobs {
+            for image in &plan.remove_images {
                 collect_blob(tx, tenant, &image.0)?;
             }
-            dropped.clone_from(&removed_blobs);
-            let remaining: i64 = tx
-                .query_one(
-                    "SELECT count(*) FROM concept_images WHERE tenant_id = $1 AND concept_id = $2",
-                    &[&t, &id.0],
-                )
-                .map_err(db_err)?
-                .get(0);
-            if remaining == 0 {
-                return Err(Error::invalid(format!(
-                    "concept {:?} would have no reference image left; add one before removing the last",
-                    before.name
-                )));
-            }
+            dropped.clone_from(&plan.remove_images);
             tx.execute(
                 "UPDATE concepts SET updated_at = $3 WHERE tenant_id = $1 AND id = $2",
-                &[&t, &id.0, &now_ms().max(before.updated_at + 1)],
+                &[&t, &id.0, &plan.updated_at],
             )
             .map_err(db_err)?;
             load_concept(tx, tenant, &id)
@@ -1144,6 +1068,47 @@ impl ConceptStore for PgStore {
         self.import(tenant, dump, replace)
     }
 
+    fn tenant_settings(&self, tenant: &Tenant) -> Result<BTreeMap<String, String>> {
+        self.read(|tx| {
+            Ok(tx
+                .query(
+                    "SELECT key, value FROM tenant_settings WHERE tenant_id = $1",
+                    &[&tenant.as_str()],
+                )
+                .map_err(db_err)?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect())
+        })
+    }
+
+    fn tenant_setting(&self, tenant: &Tenant, key: &str) -> Result<Option<String>> {
+        self.read(|tx| get_setting(tx, tenant, key))
+    }
+
+    fn set_tenant_setting(&self, tenant: &Tenant, key: &str, value: Option<&str>) -> Result<()> {
+        check_setting(key, value)?;
+        self.write(tenant, |tx| put_setting(tx, tenant, key, value))
+    }
+
+    fn swap_tenant_setting(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+        expected: Option<&str>,
+        value: Option<&str>,
+    ) -> Result<bool> {
+        check_setting(key, value)?;
+        // Under the tenant's lock: no other writer between the check and the write.
+        self.write(tenant, |tx| {
+            if get_setting(tx, tenant, key)?.as_deref() != expected {
+                return Ok(false);
+            }
+            put_setting(tx, tenant, key, value)?;
+            Ok(true)
+        })
+    }
+
     fn api_key_store(&self) -> Option<&dyn ApiKeyStore> {
         Some(self)
     }
@@ -1195,6 +1160,39 @@ fn search_sql(
             false,
         ),
     })
+}
+
+fn get_setting(tx: &mut Transaction, tenant: &Tenant, key: &str) -> Result<Option<String>> {
+    Ok(tx
+        .query_opt(
+            "SELECT value FROM tenant_settings WHERE tenant_id = $1 AND key = $2",
+            &[&tenant.as_str(), &key],
+        )
+        .map_err(db_err)?
+        .map(|r| r.get(0)))
+}
+
+/// Sets (or, with `None`, deletes) a setting, inside `tx`.
+pub(crate) fn put_setting(
+    tx: &mut Transaction,
+    tenant: &Tenant,
+    key: &str,
+    value: Option<&str>,
+) -> Result<()> {
+    let t = tenant.as_str();
+    match value {
+        Some(value) => tx.execute(
+            "INSERT INTO tenant_settings (tenant_id, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value",
+            &[&t, &key, &value],
+        ),
+        None => tx.execute(
+            "DELETE FROM tenant_settings WHERE tenant_id = $1 AND key = $2",
+            &[&t, &key],
+        ),
+    }
+    .map_err(db_err)?;
+    Ok(())
 }
 
 /// The lock serialising changes to API keys.

@@ -12,7 +12,7 @@
 //! SELECT create_distributed_table('tenants', 'tenant_id');
 //! SELECT create_distributed_table(t, 'tenant_id', colocate_with => 'tenants')
 //!   FROM unnest(ARRAY['concepts', 'names', 'blobs', 'concept_images', 'embeddings',
-//!                     'key_log', 'tenant_indexes']) AS t;
+//!                     'key_log', 'tenant_indexes', 'tenant_settings']) AS t;
 //! ```
 //! Every statement of a store method filters on one `tenant_id`, so Citus routes each
 //! transaction to the one shard group holding that tenant (the foreign keys all include
@@ -31,7 +31,7 @@ use postgres::Client;
 use rap_core::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// An arbitrary constant naming the advisory lock held while migrating.
 const MIGRATION_LOCK: i64 = 0x0072_6170_5f6d_6967;
@@ -148,6 +148,15 @@ CREATE TABLE api_keys (
     // 2: image bytes may live in a blob store (S3): a row without `data` has its bytes there.
     "
 ALTER TABLE blobs ALTER COLUMN data DROP NOT NULL;
+",
+    // 3: a tenant's settings (the encoder its keys come from...), shared by every replica.
+    "
+CREATE TABLE tenant_settings (
+    tenant_id text NOT NULL,
+    key text NOT NULL,
+    value text NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+);
 ",
 ];
 

@@ -9,6 +9,9 @@
 //! - [`blobs`]: [`BlobStore`], the seam for image bytes kept outside the database (S3).
 //! - [`migrate`]: copying every tenant from one backend to another, verified by checksums.
 //! - [`reference`]: import and export of the reference implementation's `database.json`.
+//! - [`rules`]: what every backend enforces (names, aliases, images, edits, settings), as pure
+//!   planning functions each backend carries out in its own SQL.
+//! - [`testing`] (feature `testing`): the conformance suite every backend's tests run.
 //!
 //! The store is the source of truth; an index can always be rebuilt from it.
 
@@ -18,8 +21,11 @@ pub mod index;
 pub mod key_index;
 pub mod migrate;
 pub mod reference;
+pub mod rules;
 mod sqlite;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use api_keys::{ApiKeyInfo, ApiKeyStore, NewApiKey, StoredApiKey};
 pub use blobs::BlobStore;

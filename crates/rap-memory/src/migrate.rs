@@ -9,7 +9,9 @@
 //! counts, and sha256 checksums over the concepts, over the image bytes as read back, and over
 //! each encoder's keys) and must agree. The server API keys of the migrated tenants go along
 //! (every key when all tenants are migrated, also those of tenants without concepts), as the
-//! source stored them: id, tenant, hash and times, revoked ones included.
+//! source stored them: id, tenant, hash and times, revoked ones included. So do each migrated
+//! tenant's settings ([`ConceptStore::tenant_settings`]: the encoder its keys come from...),
+//! checked equal on both sides like the rest.
 
 use crate::api_keys::{plan_import, StoredApiKey};
 use crate::store::{ConceptStore, ImageInput, TenantDump};
@@ -188,13 +190,18 @@ pub fn export_tenant(store: &dyn ConceptStore, tenant: &Tenant) -> Result<Tenant
         concepts,
         images: images.into_values().collect(),
         keys,
+        settings: store.tenant_settings(tenant)?,
     })
 }
 
 /// Checks a dump before a store imports it, the same for every backend: every key is of an
-/// image some concept uses, and no encoder has two keys for one (image, region). Returns the
-/// dump's images by id, for [`concept_parts`].
+/// image some concept uses, no encoder has two keys for one (image, region), and every setting
+/// is one a store keeps ([`crate::rules::check_setting`]). Returns the dump's images by id,
+/// for [`concept_parts`].
 pub fn check_dump(dump: &TenantDump) -> Result<HashMap<&ImageId, &ImageInput>> {
+    for (key, value) in &dump.settings {
+        crate::rules::check_setting(key, Some(value))?;
+    }
     let images: HashMap<&ImageId, &ImageInput> = dump.images.iter().map(|i| (&i.id, i)).collect();
     let used: HashSet<&ImageId> = dump
         .concepts
@@ -311,6 +318,13 @@ pub fn migrate(
             if target != source {
                 return Err(Error::storage(format!(
                     "verification failed: source {source:?}, target {target:?}"
+                )));
+            }
+            let settings = to.tenant_settings(tenant)?;
+            if settings != dump.settings {
+                return Err(Error::storage(format!(
+                    "verification failed: the settings {:?} arrived as {:?}",
+                    dump.settings, settings
                 )));
             }
             Ok(source)

@@ -1,6 +1,6 @@
 //! The embedded default store: one SQLite file (WAL, `synchronous = FULL`) in the data dir.
 //!
-//! # On-disk format (schema version 2) and its invariants
+//! # On-disk format (schema version 3) and its invariants
 //! - `concepts(id, tenant, name, category, info, created_at, updated_at)`: one row a concept.
 //! - `names(tenant, key, concept_id, display, is_alias)`: the concept's name and each alias;
 //!   `key` is the lowercase form, and `(tenant, key)` is the primary key, so a name or alias
@@ -20,9 +20,15 @@
 //!   `hash` is the sha256 of the whole key (the key itself is never stored), unique; a row
 //!   with `revoked_at` set authenticates nothing. Keys are the one table not scoped to a
 //!   tenant: a key is how a request gets its tenant.
+//! - `tenant_settings(tenant, key, value)` (since version 3): a tenant's settings (such as the
+//!   encoder its keys come from), one row a key; deleted with the tenant's memory only by an
+//!   import that replaces it.
 //!
-//! Versions: `PRAGMA user_version`. A version-1 file is upgraded in place on open (one
-//! transaction adding `api_keys`); a file from a newer `rap` is refused.
+//! Versions: `PRAGMA user_version`. A version-1 or -2 file is upgraded in place on open (one
+//! transaction adding what it lacks); a file from a newer `rap` is refused.
+//!
+//! What may be written (names, aliases, images, edits) is decided by [`crate::rules`]; this
+//! file only reads what a rule needs and writes the plan.
 //!
 //! Every public method runs in one `IMMEDIATE` transaction: all or nothing. Tenants are a
 //! column of every table and every statement filters by it.
@@ -30,19 +36,22 @@
 use crate::api_keys::{
     plan_import, ApiKeyInfo, ApiKeyStore, ImportAction, NewApiKey, StoredApiKey,
 };
+use crate::rules::{
+    self, check_setting, lookup_key, now_ms, parse_region, plan_add, plan_edit, region_to_text,
+    short_id, HeldName, NameClaim,
+};
 use crate::store::{
     ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyLocation, StoreStats, TenantDump,
 };
 use rap_core::{
-    normalize_name_key, Concept, ConceptId, ConceptImage, Embedding, Error, ImageId, NewConcept,
-    Region, Result, Tenant,
+    Concept, ConceptId, ConceptImage, Embedding, Error, ImageId, NewConcept, Region, Result, Tenant,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE concepts (
@@ -114,24 +123,32 @@ CREATE TABLE api_keys (
 );
 ";
 
+/// Version 2 -> 3: tenant settings. (`IF NOT EXISTS`: a file made by this version and set
+/// back to an older version number, as tests do, still upgrades.)
+const SCHEMA_V3: &str = "
+CREATE TABLE IF NOT EXISTS tenant_settings (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+";
+
 /// The SQLite-backed [`ConceptStore`].
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
 }
 
+/// SQLite's error as the crate's ([`rules::database_error`]).
 fn db_err(e: rusqlite::Error) -> Error {
-    Error::Storage {
-        message: e.to_string(),
-        source: Some(Box::new(e)),
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    let unique = matches!(
+        &e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    );
+    rules::database_error(e.to_string(), unique, e)
 }
 
 impl SqliteStore {
@@ -167,11 +184,14 @@ impl SqliteStore {
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .map_err(db_err)?;
             match version {
-                0 | 1 => {
+                0..=2 => {
                     if version == 0 {
                         tx.execute_batch(SCHEMA).map_err(db_err)?;
                     }
-                    tx.execute_batch(SCHEMA_V2).map_err(db_err)?;
+                    if version <= 1 {
+                        tx.execute_batch(SCHEMA_V2).map_err(db_err)?;
+                    }
+                    tx.execute_batch(SCHEMA_V3).map_err(db_err)?;
                     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                         .map_err(db_err)?;
                     Ok(())
@@ -214,8 +234,7 @@ impl SqliteStore {
 // ---- helpers running inside a transaction ----
 
 fn find_concept_id(tx: &Transaction, tenant: &Tenant, name_or_alias: &str) -> Result<ConceptId> {
-    let key = normalize_name_key(name_or_alias)
-        .map_err(|_| Error::not_found("concept", name_or_alias))?;
+    let key = lookup_key(name_or_alias)?;
     tx.query_row(
         "SELECT concept_id FROM names WHERE tenant = ?1 AND key = ?2",
         params![tenant.as_str(), key],
@@ -288,36 +307,60 @@ fn load_concept(tx: &Transaction, tenant: &Tenant, id: &ConceptId) -> Result<Con
     })
 }
 
-/// Registers a name or alias; a clash with any name or alias of the tenant is a conflict.
-fn claim_name(
+/// What [`rules::plan_add`] and [`rules::plan_edit`] need: every name and alias of `concept`
+/// (if given) and whatever the tenant holds under `keys`.
+fn held_names(
     tx: &Transaction,
     tenant: &Tenant,
-    id: &ConceptId,
-    display: &str,
-    is_alias: bool,
-) -> Result<()> {
-    let key = normalize_name_key(display)?;
-    let display = rap_core::strip_brackets(display.trim());
-    let owner: Option<(String, String)> = tx
-        .query_row(
-            "SELECT c.name, n.concept_id FROM names n JOIN concepts c ON c.id = n.concept_id
-             WHERE n.tenant = ?1 AND n.key = ?2",
-            params![tenant.as_str(), key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(db_err)?;
-    if let Some((owner_name, owner_id)) = owner {
-        let what = if is_alias { "alias" } else { "name" };
-        return Err(Error::Conflict(if owner_id == id.0 {
-            format!("{what} {display:?} is already used by this concept")
-        } else {
-            format!("{what} {display:?} is already used by concept {owner_name:?}")
-        }));
+    concept: Option<&ConceptId>,
+    keys: &[String],
+) -> Result<Vec<HeldName>> {
+    let row = |r: &rusqlite::Row| {
+        Ok(HeldName {
+            key: r.get(0)?,
+            concept: ConceptId(r.get(1)?),
+            concept_name: r.get(2)?,
+            is_alias: r.get(3)?,
+        })
+    };
+    let mut held = Vec::new();
+    if let Some(id) = concept {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT n.key, n.concept_id, c.name, n.is_alias FROM names n
+                 JOIN concepts c ON c.id = n.concept_id WHERE n.concept_id = ?1",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![id.0], row)
+            .map_err(db_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err)?;
+        held.extend(rows);
     }
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT n.key, n.concept_id, c.name, n.is_alias FROM names n
+             JOIN concepts c ON c.id = n.concept_id WHERE n.tenant = ?1 AND n.key = ?2",
+        )
+        .map_err(db_err)?;
+    for key in keys {
+        if let Some(h) = stmt
+            .query_row(params![tenant.as_str(), key], row)
+            .optional()
+            .map_err(db_err)?
+        {
+            held.push(h);
+        }
+    }
+    Ok(held)
+}
+
+/// Writes a name or alias a plan claimed.
+fn insert_name(tx: &Transaction, tenant: &Tenant, id: &ConceptId, claim: &NameClaim) -> Result<()> {
     tx.execute(
         "INSERT INTO names (tenant, key, concept_id, display, is_alias) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![tenant.as_str(), key, id.0, display, is_alias],
+        params![tenant.as_str(), claim.key, id.0, claim.display, claim.is_alias],
     )
     .map_err(db_err)?;
     Ok(())
@@ -388,58 +431,52 @@ fn collect_blob(tx: &Transaction, tenant: &Tenant, sha: &str) -> Result<()> {
     Ok(())
 }
 
-fn short_id(id: &ImageId) -> &str {
-    &id.0[..id.0.len().min(12)]
-}
-
 fn insert_concept(
     tx: &Transaction,
     tenant: &Tenant,
     new: &NewConcept,
     images: &[ImageInput],
 ) -> Result<ConceptId> {
-    if images.is_empty() {
-        return Err(Error::invalid(format!(
-            "concept {:?} needs at least one reference image",
-            new.name
-        )));
-    }
     let id = ConceptId(uuid::Uuid::now_v7().to_string());
     let now = now_ms();
-    let images: Vec<&ImageInput> = images.iter().collect();
-    insert_concept_as(tx, tenant, &id, new, (now, now), &images)?;
+    insert_concept_as(tx, tenant, &id, new, (now, now), images)?;
     Ok(id)
 }
 
 /// Inserts a concept with a given id and (created, updated) times.
-fn insert_concept_as(
+fn insert_concept_as<'a>(
     tx: &Transaction,
     tenant: &Tenant,
     id: &ConceptId,
     new: &NewConcept,
     (created_at, updated_at): (i64, i64),
-    images: &[&ImageInput],
+    images: impl IntoIterator<Item = &'a ImageInput>,
 ) -> Result<()> {
-    let name = rap_core::strip_brackets(new.name.trim());
+    let held = held_names(tx, tenant, None, &rules::add_keys(new))?;
+    let plan = plan_add(new, images, &held);
+    // A concept id in use (an import) is reported before anything the plan refuses.
     tx.execute(
         "INSERT INTO concepts (id, tenant, name, category, info, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![id.0, tenant.as_str(), name, new.category.trim(), new.info, created_at, updated_at],
+        params![
+            id.0,
+            tenant.as_str(),
+            rap_core::strip_brackets(new.name.trim()),
+            new.category.trim(),
+            new.info,
+            created_at,
+            updated_at
+        ],
     )
-    .map_err(|e| match e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-            Error::Conflict(format!("concept id {} is already in use", id.0))
-        }
-        e => db_err(e),
+    .map_err(|e| match db_err(e) {
+        Error::Conflict(_) => Error::Conflict(format!("concept id {} is already in use", id.0)),
+        e => e,
     })?;
-    claim_name(tx, tenant, id, &new.name, false)?;
-    for alias in &new.aliases {
-        claim_name(tx, tenant, id, alias, true)?;
+    let plan = plan?;
+    for claim in &plan.names {
+        insert_name(tx, tenant, id, claim)?;
     }
-    let mut seen = HashSet::new();
-    for (pos, image) in images.iter().enumerate() {
-        if seen.insert(&image.id) {
-            attach_image(tx, tenant, id, image, pos as i64)?;
-        }
+    for (pos, image) in plan.images {
+        attach_image(tx, tenant, id, image, pos)?;
     }
     Ok(())
 }
@@ -459,36 +496,9 @@ fn clear_tenant(tx: &Transaction, tenant: &Tenant) -> Result<()> {
         .map_err(db_err)?;
     tx.execute("DELETE FROM blobs WHERE tenant = ?1", params![t])
         .map_err(db_err)?;
+    tx.execute("DELETE FROM tenant_settings WHERE tenant = ?1", params![t])
+        .map_err(db_err)?;
     Ok(())
-}
-
-/// Resolves an image id or unique prefix among a concept's images.
-fn resolve_image(concept: &Concept, wanted: &str) -> Result<ImageId> {
-    let wanted = wanted.trim().to_ascii_lowercase();
-    if wanted.len() < 8 || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(Error::invalid(format!(
-            "invalid image id {wanted:?}: give at least 8 hex characters of it"
-        )));
-    }
-    let matches: Vec<_> = concept
-        .images
-        .iter()
-        .filter(|i| i.id.0.starts_with(&wanted))
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok(one.id.clone()),
-        [] => Err(Error::not_found(
-            "image",
-            format!("{wanted} (of concept {:?})", concept.name),
-        )),
-        _ => Err(Error::invalid(format!(
-            "image id {wanted:?} is ambiguous: give more characters"
-        ))),
-    }
-}
-
-fn region_to_text(region: &Region) -> Result<String> {
-    serde_json::to_string(region).map_err(|e| Error::storage(e.to_string()))
 }
 
 fn key_entry(row: &rusqlite::Row) -> rusqlite::Result<(u64, String, String, Vec<u8>)> {
@@ -498,11 +508,6 @@ fn key_entry(row: &rusqlite::Row) -> rusqlite::Result<(u64, String, String, Vec<
         row.get(2)?,
         row.get(3)?,
     ))
-}
-
-fn parse_region(key: u64, region: &str) -> Result<Region> {
-    serde_json::from_str(region)
-        .map_err(|e| Error::storage(format!("stored region of key {key}: {e}")))
 }
 
 fn to_key_entry((key, sha, region, vector): (u64, String, String, Vec<u8>)) -> Result<KeyEntry> {
@@ -649,68 +654,48 @@ impl ConceptStore for SqliteStore {
         self.write(|tx| {
             let id = find_concept_id(tx, tenant, name_or_alias)?;
             let before = load_concept(tx, tenant, &id)?;
-            if let Some(new_name) = &edit.rename {
-                let new_key = normalize_name_key(new_name)?;
+            let held = held_names(tx, tenant, Some(&id), &rules::edit_keys(&edit))?;
+            let plan = plan_edit(&before, &edit, &held, now_ms())?;
+            if let Some(name) = &plan.rename {
                 tx.execute(
-                    "DELETE FROM names WHERE concept_id = ?1 AND is_alias = 0",
-                    params![id.0],
+                    "DELETE FROM names WHERE concept_id = ?1 AND (is_alias = 0 OR key = ?2)",
+                    params![id.0, name.key],
                 )
                 .map_err(db_err)?;
-                // Renaming to one of its own aliases turns that alias into the name.
-                tx.execute(
-                    "DELETE FROM names WHERE concept_id = ?1 AND key = ?2",
-                    params![id.0, new_key],
-                )
-                .map_err(db_err)?;
-                claim_name(tx, tenant, &id, new_name, false)?;
+                insert_name(tx, tenant, &id, name)?;
                 tx.execute(
                     "UPDATE concepts SET name = ?1 WHERE id = ?2",
-                    params![rap_core::strip_brackets(new_name.trim()), id.0],
+                    params![name.display, id.0],
                 )
                 .map_err(db_err)?;
             }
-            if let Some(info) = &edit.info {
+            if let Some(info) = plan.info {
                 tx.execute("UPDATE concepts SET info = ?1 WHERE id = ?2", params![info, id.0])
                     .map_err(db_err)?;
             }
-            if let Some(category) = &edit.category {
+            if let Some(category) = &plan.category {
                 tx.execute(
                     "UPDATE concepts SET category = ?1 WHERE id = ?2",
-                    params![category.trim(), id.0],
+                    params![category, id.0],
                 )
                 .map_err(db_err)?;
             }
-            for alias in &edit.remove_aliases {
-                let key = normalize_name_key(alias)?;
-                let removed = tx
-                    .execute(
-                        "DELETE FROM names WHERE concept_id = ?1 AND key = ?2 AND is_alias = 1",
-                        params![id.0, key],
-                    )
-                    .map_err(db_err)?;
-                if removed == 0 {
-                    return Err(Error::not_found(
-                        "alias",
-                        format!("{alias} (of concept {:?})", before.name),
-                    ));
-                }
+            for key in &plan.remove_aliases {
+                tx.execute(
+                    "DELETE FROM names WHERE concept_id = ?1 AND key = ?2 AND is_alias = 1",
+                    params![id.0, key],
+                )
+                .map_err(db_err)?;
             }
-            for alias in &edit.add_aliases {
-                claim_name(tx, tenant, &id, alias, true)?;
+            for alias in &plan.add_aliases {
+                insert_name(tx, tenant, &id, alias)?;
             }
-            let mut removed_blobs = Vec::new();
-            for wanted in &edit.remove_images {
-                let image = resolve_image(&before, wanted)?;
-                let n = tx
-                    .execute(
-                        "DELETE FROM concept_images WHERE concept_id = ?1 AND sha256 = ?2",
-                        params![id.0, image.0],
-                    )
-                    .map_err(db_err)?;
-                if n == 0 {
-                    return Err(Error::not_found("image", wanted.clone()));
-                }
-                removed_blobs.push(image);
+            for image in &plan.remove_images {
+                tx.execute(
+                    "DELETE FROM concept_images WHERE concept_id = ?1 AND sha256 = ?2",
+                    params![id.0, image.0],
+                )
+                .map_err(db_err)?;
             }
             let next_pos: i64 = tx
                 .query_row(
@@ -719,28 +704,15 @@ impl ConceptStore for SqliteStore {
                     |r| r.get(0),
                 )
                 .map_err(db_err)?;
-            for (i, image) in edit.add_images.iter().enumerate() {
+            for (i, image) in plan.add_images.iter().enumerate() {
                 attach_image(tx, tenant, &id, image, next_pos + i as i64)?;
             }
-            for image in &removed_blobs {
+            for image in &plan.remove_images {
                 collect_blob(tx, tenant, &image.0)?;
-            }
-            let remaining: i64 = tx
-                .query_row(
-                    "SELECT count(*) FROM concept_images WHERE concept_id = ?1",
-                    params![id.0],
-                    |r| r.get(0),
-                )
-                .map_err(db_err)?;
-            if remaining == 0 {
-                return Err(Error::invalid(format!(
-                    "concept {:?} would have no reference image left; add one before removing the last",
-                    before.name
-                )));
             }
             tx.execute(
                 "UPDATE concepts SET updated_at = ?1 WHERE id = ?2",
-                params![now_ms().max(before.updated_at + 1), id.0],
+                params![plan.updated_at, id.0],
             )
             .map_err(db_err)?;
             load_concept(tx, tenant, &id)
@@ -1012,19 +984,89 @@ impl ConceptStore for SqliteStore {
                     &concept.id,
                     &new,
                     (concept.created_at, concept.updated_at),
-                    &refs,
+                    refs,
                 )?;
             }
             for (encoder, keys) in &dump.keys {
                 insert_keys(tx, tenant, encoder, keys)?;
             }
+            for (key, value) in &dump.settings {
+                put_setting(tx, tenant, key, Some(value))?;
+            }
             Ok(())
+        })
+    }
+
+    fn tenant_settings(&self, tenant: &Tenant) -> Result<BTreeMap<String, String>> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT key, value FROM tenant_settings WHERE tenant = ?1 ORDER BY key")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![tenant.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<BTreeMap<String, String>>>()
+                .map_err(db_err);
+            rows
+        })
+    }
+
+    fn tenant_setting(&self, tenant: &Tenant, key: &str) -> Result<Option<String>> {
+        self.read(|tx| get_setting(tx, tenant, key))
+    }
+
+    fn set_tenant_setting(&self, tenant: &Tenant, key: &str, value: Option<&str>) -> Result<()> {
+        check_setting(key, value)?;
+        self.write(|tx| put_setting(tx, tenant, key, value))
+    }
+
+    fn swap_tenant_setting(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+        expected: Option<&str>,
+        value: Option<&str>,
+    ) -> Result<bool> {
+        check_setting(key, value)?;
+        self.write(|tx| {
+            if get_setting(tx, tenant, key)?.as_deref() != expected {
+                return Ok(false);
+            }
+            put_setting(tx, tenant, key, value)?;
+            Ok(true)
         })
     }
 
     fn api_key_store(&self) -> Option<&dyn ApiKeyStore> {
         Some(self)
     }
+}
+
+fn get_setting(tx: &Transaction, tenant: &Tenant, key: &str) -> Result<Option<String>> {
+    tx.query_row(
+        "SELECT value FROM tenant_settings WHERE tenant = ?1 AND key = ?2",
+        params![tenant.as_str(), key],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db_err)
+}
+
+/// Sets (or, with `None`, deletes) a setting, inside `tx`.
+fn put_setting(tx: &Transaction, tenant: &Tenant, key: &str, value: Option<&str>) -> Result<()> {
+    match value {
+        Some(value) => tx.execute(
+            "INSERT INTO tenant_settings (tenant, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant, key) DO UPDATE SET value = excluded.value",
+            params![tenant.as_str(), key, value],
+        ),
+        None => tx.execute(
+            "DELETE FROM tenant_settings WHERE tenant = ?1 AND key = ?2",
+            params![tenant.as_str(), key],
+        ),
+    }
+    .map_err(db_err)?;
+    Ok(())
 }
 
 fn api_key_row(r: &rusqlite::Row) -> rusqlite::Result<(String, String, i64, Option<i64>)> {

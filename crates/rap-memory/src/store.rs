@@ -4,6 +4,7 @@
 use rap_core::{Concept, ConceptId, Embedding, Error, ImageId, NewConcept, Region, Result, Tenant};
 use rap_image::{ImageMeta, Limits};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// An image handed to the store: bytes already checked to decode, with their header facts.
 #[derive(Debug, Clone)]
@@ -95,6 +96,8 @@ pub struct TenantDump {
     pub images: Vec<ImageInput>,
     /// Every key, by encoder (sorted by name): the image, region and embedding of each.
     pub keys: Vec<(String, Vec<(ImageId, Region, Embedding)>)>,
+    /// The tenant's settings ([`ConceptStore::tenant_settings`]), by key.
+    pub settings: BTreeMap<String, String>,
 }
 
 /// The concept memory's storage. Every method is one transaction: it happens completely or
@@ -199,10 +202,34 @@ pub trait ConceptStore: Send + Sync {
     fn tenants(&self) -> Result<Vec<Tenant>>;
 
     /// Writes a whole tenant's memory in one transaction (migration): concepts keep their
-    /// ids, names, aliases, fields and times; images their bytes; keys get new ids. A tenant
-    /// that already holds anything is refused ([`Error::Conflict`]) unless `replace`, which
-    /// first deletes everything it holds, in the same transaction.
+    /// ids, names, aliases, fields and times; images their bytes; keys get new ids; settings
+    /// their values (overwriting any the tenant holds under the same key). A tenant that
+    /// already holds a concept or an image is refused ([`Error::Conflict`]) unless `replace`,
+    /// which first deletes everything it holds, settings included, in the same transaction.
     fn import_tenant(&self, tenant: &Tenant, dump: &TenantDump, replace: bool) -> Result<()>;
+
+    /// Every setting of the tenant, by key: small values the layers above keep with the
+    /// memory itself (so every process using this store sees the same), such as the encoder
+    /// the memory's keys come from. Settings do not make a tenant appear in [`Self::tenants`].
+    fn tenant_settings(&self, tenant: &Tenant) -> Result<BTreeMap<String, String>>;
+
+    /// One setting of the tenant, if it is set.
+    fn tenant_setting(&self, tenant: &Tenant, key: &str) -> Result<Option<String>>;
+
+    /// Sets (`Some`) or deletes (`None`) a setting of the tenant. The key and value are
+    /// checked by [`crate::rules::check_setting`].
+    fn set_tenant_setting(&self, tenant: &Tenant, key: &str, value: Option<&str>) -> Result<()>;
+
+    /// Sets or deletes a setting only if it currently is `expected` (`None`: not set), in one
+    /// transaction; returns whether it wrote. Two processes updating one setting this way
+    /// (read, change, swap, again if refused) never lose each other's change.
+    fn swap_tenant_setting(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+        expected: Option<&str>,
+        value: Option<&str>,
+    ) -> Result<bool>;
 
     /// Where this backend keeps server API keys, if it keeps them at all.
     fn api_key_store(&self) -> Option<&dyn crate::ApiKeyStore> {

@@ -56,6 +56,8 @@ pub fn run(ctx: &Context, args: MigrateArgs) -> Result<()> {
                 );
             }
             let sqlite = SqliteStore::open(&sqlite_path)?;
+            // An earlier version's encoders.json: into the memory first, so it travels too.
+            rap_engine::migrate_encoders_file(&ctx.data_dir, &sqlite)?;
             rap_memory::migrate::migrate(&sqlite, &postgres, &options)?
         }
         Target::Embedded => {

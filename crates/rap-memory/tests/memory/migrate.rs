@@ -119,3 +119,68 @@ fn a_target_with_another_key_under_the_same_id_is_refused_before_copying() {
     migrate(&source, &target, &replace).unwrap();
     assert_eq!(stored(&target), stored(&source));
 }
+
+#[test]
+fn tenant_settings_go_along_with_their_tenants() {
+    let (_d, source) = open();
+    add(&source, "alice", "bo", 1);
+    add(&source, "bob", "rex", 2);
+    source
+        .set_tenant_setting(&t("alice"), "encoders", Some(r#"{"active":null}"#))
+        .unwrap();
+    source
+        .set_tenant_setting(&t("bob"), "colour", Some("red"))
+        .unwrap();
+    let (_e, target) = open();
+    migrate(&source, &target, &MigrateOptions::default()).unwrap();
+    for tenant in ["alice", "bob"] {
+        assert_eq!(
+            target.tenant_settings(&t(tenant)).unwrap(),
+            source.tenant_settings(&t(tenant)).unwrap(),
+            "{tenant}"
+        );
+    }
+    assert_eq!(
+        target
+            .tenant_setting(&t("bob"), "colour")
+            .unwrap()
+            .as_deref(),
+        Some("red")
+    );
+}
+
+#[test]
+fn a_version_2_file_gains_tenant_settings_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.sqlite");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        add(&store, "alice", "bo", 1);
+    }
+    // Make it what a version-2 rap wrote: no tenant_settings table.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE tenant_settings; PRAGMA user_version = 2;")
+        .unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.concept(&t("alice"), "bo").unwrap().name, "bo");
+    store
+        .set_tenant_setting(&t("alice"), "encoders", Some("{}"))
+        .unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        store
+            .tenant_setting(&t("alice"), "encoders")
+            .unwrap()
+            .as_deref(),
+        Some("{}")
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 3);
+}
