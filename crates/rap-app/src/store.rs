@@ -34,7 +34,8 @@ pub fn sqlite_path(data_dir: &Path) -> std::path::PathBuf {
 
 /// Opens the memory `backend` names: the embedded one in `data_dir` (created if needed), or a
 /// PostgreSQL database (migrated to this build's schema) with image bytes in `blob_store`
-/// (`s3://BUCKET/PREFIX`, reached with the standard `AWS_*` variables) when one is given.
+/// (`s3://BUCKET/PREFIX`, reached with the process's standard `AWS_*` variables) when one is
+/// given.
 pub fn open_store(
     backend: &MemoryBackend,
     blob_store: Option<&str>,
@@ -56,7 +57,9 @@ pub fn open_store(
 pub fn open_postgres(url: &str, blob_store: Option<&str>) -> Result<PgStore> {
     let mut store = PgStore::connect(url.trim())?;
     if let Some(blobs) = blob_store {
-        store = store.with_blob_store(rap_memory_postgres::open_blob_store(blobs)?);
+        // The standard AWS variables of this process: endpoint, region, credentials.
+        let aws = |name: &str| std::env::var(name).ok();
+        store = store.with_blob_store(rap_memory_postgres::open_blob_store(blobs, aws)?);
     }
     Ok(store)
 }

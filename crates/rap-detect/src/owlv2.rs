@@ -28,114 +28,63 @@
 use candle_core::{DType, Device, IndexOp, Module, Tensor, D};
 use candle_nn::{Conv2d, Embedding, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::clip::{
-    text_model::{Activation, ClipEncoder, ClipTextConfig, ClipTextTransformer},
-    vision_model::ClipVisionConfig,
+    text_model::{ClipEncoder, ClipTextTransformer},
     EncoderConfig,
 };
 use image::RgbImage;
 use rap_core::{BoundingBox, Error, Result};
+use rap_vision::clip::{tower_with_defaults, TextConfig, VisionConfig};
 use rap_vision::hf::{config_err, encode_text, weights_err, HfFolder, CONFIG, PREPROCESSOR_CONFIG};
 use rayon::prelude::*;
 use std::path::Path;
 
-fn d_text_hidden() -> usize {
-    512
+/// OWLv2's text tower (a CLIP text tower) with transformers' `Owlv2TextConfig` defaults for
+/// absent keys: 16 positions (CLIP's is 77).
+fn text_defaults() -> TextConfig {
+    TextConfig {
+        vocab_size: 49408,
+        hidden_size: 512,
+        intermediate_size: 2048,
+        num_hidden_layers: 12,
+        num_attention_heads: 8,
+        max_position_embeddings: 16,
+        hidden_act: "quick_gelu".into(),
+        layer_norm_eps: 1e-5,
+        eos_token_id: 49407,
+    }
 }
-fn d_text_inter() -> usize {
-    2048
+
+/// OWLv2's vision tower (a CLIP vision tower) with transformers' `Owlv2VisionConfig`
+/// defaults: 768-px images in 16-px patches (CLIP's: 224 and 32).
+fn vision_defaults() -> VisionConfig {
+    VisionConfig {
+        hidden_size: 768,
+        intermediate_size: 3072,
+        num_hidden_layers: 12,
+        num_attention_heads: 12,
+        num_channels: 3,
+        image_size: 768,
+        patch_size: 16,
+        hidden_act: "quick_gelu".into(),
+        layer_norm_eps: 1e-5,
+        projection_dim: 512,
+    }
 }
-fn d_layers() -> usize {
-    12
-}
-fn d_text_heads() -> usize {
-    8
-}
-fn d_text_max_pos() -> usize {
-    16
-}
-fn d_vocab() -> usize {
-    49408
-}
-fn d_vision_hidden() -> usize {
-    768
-}
-fn d_vision_inter() -> usize {
-    3072
-}
-fn d_vision_heads() -> usize {
-    12
-}
-fn d_image() -> usize {
-    768
-}
-fn d_patch() -> usize {
-    16
-}
-fn d_channels() -> usize {
-    3
-}
-fn d_act() -> String {
-    "quick_gelu".into()
-}
-fn d_eps() -> f64 {
-    1e-5
-}
+
 fn d_projection() -> usize {
     512
 }
 
-/// `text_config` of an OWLv2 `config.json` (transformers' defaults where a key is absent).
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct TextConfig {
-    #[serde(default = "d_vocab")]
-    pub vocab_size: usize,
-    #[serde(default = "d_text_hidden")]
-    pub hidden_size: usize,
-    #[serde(default = "d_text_inter")]
-    pub intermediate_size: usize,
-    #[serde(default = "d_layers")]
-    pub num_hidden_layers: usize,
-    #[serde(default = "d_text_heads")]
-    pub num_attention_heads: usize,
-    #[serde(default = "d_text_max_pos")]
-    pub max_position_embeddings: usize,
-    #[serde(default = "d_act")]
-    pub hidden_act: String,
-    #[serde(default = "d_eps")]
-    pub layer_norm_eps: f64,
-}
-
-/// `vision_config` of an OWLv2 `config.json`.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct VisionConfig {
-    #[serde(default = "d_vision_hidden")]
-    pub hidden_size: usize,
-    #[serde(default = "d_vision_inter")]
-    pub intermediate_size: usize,
-    #[serde(default = "d_layers")]
-    pub num_hidden_layers: usize,
-    #[serde(default = "d_vision_heads")]
-    pub num_attention_heads: usize,
-    #[serde(default = "d_channels")]
-    pub num_channels: usize,
-    #[serde(default = "d_image")]
-    pub image_size: usize,
-    #[serde(default = "d_patch")]
-    pub patch_size: usize,
-    #[serde(default = "d_act")]
-    pub hidden_act: String,
-    #[serde(default = "d_eps")]
-    pub layer_norm_eps: f64,
-}
-
-/// An OWLv2 `config.json` (`model_type` "owlv2").
+/// An OWLv2 `config.json` (`model_type` "owlv2"); its two towers are read as CLIP's
+/// ([`rap_vision::clip::TextConfig`], [`rap_vision::clip::VisionConfig`]) with OWLv2's
+/// defaults.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Config {
     pub model_type: String,
     #[serde(default = "d_projection")]
     pub projection_dim: usize,
-    pub text_config: Option<TextConfig>,
-    pub vision_config: Option<VisionConfig>,
+    pub text_config: Option<serde_json::Value>,
+    pub vision_config: Option<serde_json::Value>,
 }
 
 // ---- preprocessing ----
@@ -523,39 +472,6 @@ impl std::fmt::Debug for Owlv2 {
     }
 }
 
-fn check_tower(
-    folder: &HfFolder,
-    tower: &str,
-    act: &str,
-    eps: f64,
-    hidden: usize,
-    heads: usize,
-) -> Result<()> {
-    if act != "quick_gelu" {
-        return Err(config_err(
-            folder,
-            format!("{tower}: hidden_act \"{act}\" is not supported (OWLv2 uses quick_gelu)"),
-        ));
-    }
-    if (eps - 1e-5).abs() > 1e-12 {
-        return Err(config_err(
-            folder,
-            format!(
-                "{tower}: layer_norm_eps {eps} is not supported (candle's CLIP layers use 1e-5)"
-            ),
-        ));
-    }
-    if heads == 0 || !hidden.is_multiple_of(heads) {
-        return Err(config_err(
-            folder,
-            format!(
-                "{tower}: hidden_size {hidden} is not a multiple of num_attention_heads {heads}"
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// transformers' `compute_box_bias`: inverse sigmoid of each patch's bottom-right grid corner
 /// (x, y) and of the patch size (w, h), in f32 as torch computes it. (grid*grid, 4).
 fn box_bias(grid: usize) -> Vec<f32> {
@@ -598,39 +514,25 @@ impl Owlv2 {
                 ),
             ));
         }
-        let t = cfg
-            .text_config
-            .clone()
-            .ok_or_else(|| config_err(folder, "has no \"text_config\""))?;
-        let v = cfg
-            .vision_config
-            .clone()
-            .ok_or_else(|| config_err(folder, "has no \"vision_config\""))?;
-        check_tower(
+        let section = |value: &Option<serde_json::Value>, name: &str| {
+            value
+                .clone()
+                .ok_or_else(|| config_err(folder, format!("has no \"{name}\"")))
+        };
+        let t: TextConfig = tower_with_defaults(
             folder,
             "text_config",
-            &t.hidden_act,
-            t.layer_norm_eps,
-            t.hidden_size,
-            t.num_attention_heads,
+            &section(&cfg.text_config, "text_config")?,
+            &text_defaults(),
         )?;
-        check_tower(
+        let v: VisionConfig = tower_with_defaults(
             folder,
             "vision_config",
-            &v.hidden_act,
-            v.layer_norm_eps,
-            v.hidden_size,
-            v.num_attention_heads,
+            &section(&cfg.vision_config, "vision_config")?,
+            &vision_defaults(),
         )?;
-        if v.patch_size == 0 || v.image_size % v.patch_size != 0 {
-            return Err(config_err(
-                folder,
-                format!(
-                    "image_size {} is not a multiple of patch_size {}",
-                    v.image_size, v.patch_size
-                ),
-            ));
-        }
+        t.check(folder, "text_config")?;
+        v.check(folder, "vision_config")?;
         if cfg.projection_dim != t.hidden_size {
             return Err(config_err(
                 folder,
@@ -689,31 +591,11 @@ impl Owlv2 {
         let ln = |vb: VarBuilder, eps: f64| candle_nn::layer_norm(v.hidden_size, eps, vb);
         let pre_layernorm = ln(vis.pp("pre_layernorm"), v.layer_norm_eps).map_err(werr)?;
         let post_layernorm = ln(vis.pp("post_layernorm"), v.layer_norm_eps).map_err(werr)?;
-        let vision_cfg = ClipVisionConfig {
-            embed_dim: v.hidden_size,
-            activation: Activation::QuickGelu,
-            intermediate_size: v.intermediate_size,
-            num_hidden_layers: v.num_hidden_layers,
-            num_attention_heads: v.num_attention_heads,
-            projection_dim: cfg.projection_dim,
-            num_channels: v.num_channels,
-            image_size: v.image_size,
-            patch_size: v.patch_size,
-        };
+        let vision_cfg = v.to_candle(cfg.projection_dim);
         let vision_encoder =
             ClipEncoder::new(vis.pp("encoder"), &EncoderConfig::Vision(vision_cfg))
                 .map_err(werr)?;
-        let text_cfg = ClipTextConfig {
-            vocab_size: t.vocab_size,
-            embed_dim: t.hidden_size,
-            activation: Activation::QuickGelu,
-            intermediate_size: t.intermediate_size,
-            max_position_embeddings: t.max_position_embeddings,
-            pad_with: None,
-            num_hidden_layers: t.num_hidden_layers,
-            num_attention_heads: t.num_attention_heads,
-            projection_dim: cfg.projection_dim,
-        };
+        let text_cfg = t.to_candle(cfg.projection_dim);
         let text = ClipTextTransformer::new(vb.pp("owlv2.text_model"), &text_cfg).map_err(werr)?;
         let text_projection = candle_nn::linear_no_bias(
             t.hidden_size,

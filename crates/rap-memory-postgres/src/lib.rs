@@ -35,6 +35,8 @@ mod external;
 mod import;
 pub mod s3;
 pub mod schema;
+/// Throwaway PostgreSQL and S3 servers for tests (feature `testing`).
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use external::BlobGcReport;

@@ -3,7 +3,7 @@
 //!
 //! Configured by `RAP_BLOB_STORE=s3://BUCKET/PREFIX` and the standard `AWS_ENDPOINT_URL`,
 //! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` and `AWS_REGION` variables
-//! ([`S3Config::from_env`]). Objects are `PREFIX/TENANT/SHA256` (the sha256 of the bytes), so a
+//! ([`S3Config::with_env`], given the process's environment by the application). Objects are `PREFIX/TENANT/SHA256` (the sha256 of the bytes), so a
 //! write is idempotent and the database's `blobs` rows are the reference counts.
 //!
 //! The store traits are synchronous and `object_store` is async: each call runs on a small
@@ -81,11 +81,6 @@ impl S3Config {
             prefix,
             ..Default::default()
         })
-    }
-
-    /// [`Self::parse`] with the standard AWS variables of this process.
-    pub fn from_env(url: &str) -> Result<Self> {
-        Ok(Self::parse(url)?.with_env(|k| std::env::var(k).ok()))
     }
 
     /// Takes the endpoint, region and credentials from `var` (the standard AWS names).
@@ -376,9 +371,13 @@ impl BlobStore for S3BlobStore {
 }
 
 /// Opens the blob store a `RAP_BLOB_STORE` value names (only `s3://` for now), with the
-/// process's AWS variables.
-pub fn open_blob_store(url: &str) -> Result<std::sync::Arc<dyn BlobStore>> {
+/// endpoint, region and credentials that `var` gives under the standard AWS names (the
+/// application passes the process's environment).
+pub fn open_blob_store(
+    url: &str,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<std::sync::Arc<dyn BlobStore>> {
     Ok(std::sync::Arc::new(S3BlobStore::connect(
-        S3Config::from_env(url)?,
+        S3Config::parse(url)?.with_env(var),
     )?))
 }

@@ -68,8 +68,10 @@ fn d_eos() -> u32 {
     49407
 }
 
-/// `vision_config` of a CLIP `config.json` (transformers' defaults where a key is absent).
-#[derive(Debug, Clone, serde::Deserialize)]
+/// `vision_config` of a CLIP `config.json` (transformers' defaults where a key is absent). Other
+/// models with CLIP towers (OWLv2) read theirs with their own defaults through
+/// [`tower_with_defaults`].
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 pub struct VisionConfig {
     #[serde(default = "d_hidden_vision")]
     pub hidden_size: usize,
@@ -94,7 +96,7 @@ pub struct VisionConfig {
 }
 
 /// `text_config` of a CLIP `config.json`.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 pub struct TextConfig {
     #[serde(default = "d_vocab")]
     pub vocab_size: usize,
@@ -125,6 +127,28 @@ pub struct Config {
     pub text_config: Option<TextConfig>,
 }
 
+/// A tower section of a `config.json` over `defaults`: the keys the section gives win, the rest
+/// come from `defaults` (another model's CLIP towers have other defaults: OWLv2's text takes 16
+/// tokens, its vision 768-px images in 16-px patches). The error names the section.
+pub fn tower_with_defaults<T>(
+    folder: &HfFolder,
+    section: &str,
+    given: &serde_json::Value,
+    defaults: &T,
+) -> Result<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut merged = serde_json::to_value(defaults)
+        .map_err(|e| config_err(folder, format!("{section}: {e}")))?;
+    match (merged.as_object_mut(), given.as_object()) {
+        (Some(m), Some(g)) => m.extend(g.iter().map(|(k, v)| (k.clone(), v.clone()))),
+        _ => return Err(config_err(folder, format!("{section} is not an object"))),
+    }
+    serde_json::from_value(merged).map_err(|e| config_err(folder, format!("{section}: {e}")))
+}
+
+/// What candle's CLIP layers run: quick_gelu, layer norm eps 1e-5, whole heads.
 fn check_tower(
     folder: &HfFolder,
     tower: &str,
@@ -145,7 +169,7 @@ fn check_tower(
             format!("{tower}: layer_norm_eps {eps} is not supported (candle's CLIP uses 1e-5)"),
         ));
     }
-    if heads == 0 || hidden % heads != 0 {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
         return Err(config_err(
             folder,
             format!(
@@ -154,6 +178,74 @@ fn check_tower(
         ));
     }
     Ok(())
+}
+
+impl VisionConfig {
+    /// Checks that candle's CLIP vision layers can run it (`section` names it in errors).
+    pub fn check(&self, folder: &HfFolder, section: &str) -> Result<()> {
+        check_tower(
+            folder,
+            section,
+            &self.hidden_act,
+            self.layer_norm_eps,
+            self.hidden_size,
+            self.num_attention_heads,
+        )?;
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
+            return Err(config_err(
+                folder,
+                format!(
+                    "image_size {} is not a multiple of patch_size {}",
+                    self.image_size, self.patch_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// candle's configuration of this tower, projecting to `projection_dim`.
+    pub fn to_candle(&self, projection_dim: usize) -> ClipVisionConfig {
+        ClipVisionConfig {
+            embed_dim: self.hidden_size,
+            activation: Activation::QuickGelu,
+            intermediate_size: self.intermediate_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            projection_dim,
+            num_channels: self.num_channels,
+            image_size: self.image_size,
+            patch_size: self.patch_size,
+        }
+    }
+}
+
+impl TextConfig {
+    /// Checks that candle's CLIP text layers can run it (`section` names it in errors).
+    pub fn check(&self, folder: &HfFolder, section: &str) -> Result<()> {
+        check_tower(
+            folder,
+            section,
+            &self.hidden_act,
+            self.layer_norm_eps,
+            self.hidden_size,
+            self.num_attention_heads,
+        )
+    }
+
+    /// candle's configuration of this tower, projecting to `projection_dim`.
+    pub fn to_candle(&self, projection_dim: usize) -> ClipTextConfig {
+        ClipTextConfig {
+            vocab_size: self.vocab_size,
+            embed_dim: self.hidden_size,
+            activation: Activation::QuickGelu,
+            intermediate_size: self.intermediate_size,
+            max_position_embeddings: self.max_position_embeddings,
+            pad_with: None,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            projection_dim,
+        }
+    }
 }
 
 /// CLIP's text tower with its tokenizer and projection.
@@ -188,23 +280,7 @@ impl Clip {
         } else {
             folder.json(super::folder::CONFIG)?
         };
-        check_tower(
-            folder,
-            "vision_config",
-            &vcfg.hidden_act,
-            vcfg.layer_norm_eps,
-            vcfg.hidden_size,
-            vcfg.num_attention_heads,
-        )?;
-        if vcfg.patch_size == 0 || vcfg.image_size % vcfg.patch_size != 0 {
-            return Err(config_err(
-                folder,
-                format!(
-                    "image_size {} is not a multiple of patch_size {}",
-                    vcfg.image_size, vcfg.patch_size
-                ),
-            ));
-        }
+        vcfg.check(folder, "vision_config")?;
         let projection_dim = cfg.projection_dim.unwrap_or(vcfg.projection_dim);
         let vb = folder.weights()?;
         // candle draws a random class embedding when the tensor is missing; refuse instead.
@@ -219,17 +295,7 @@ impl Clip {
                 )));
             }
         }
-        let candle_vision = ClipVisionConfig {
-            embed_dim: vcfg.hidden_size,
-            activation: Activation::QuickGelu,
-            intermediate_size: vcfg.intermediate_size,
-            num_hidden_layers: vcfg.num_hidden_layers,
-            num_attention_heads: vcfg.num_attention_heads,
-            projection_dim,
-            num_channels: vcfg.num_channels,
-            image_size: vcfg.image_size,
-            patch_size: vcfg.patch_size,
-        };
+        let candle_vision = vcfg.to_candle(projection_dim);
         let vision = ClipVisionTransformer::new(vb.pp("vision_model"), &candle_vision)
             .map_err(|e| weights_err(folder, e))?;
         // CLIPModel and CLIPVisionModelWithProjection have the projection; CLIPVisionModel not.
@@ -253,26 +319,9 @@ impl Clip {
 
         let text = match (&cfg.text_config, full) {
             (Some(t), true) if folder.path(super::folder::TOKENIZER).is_file() => {
-                check_tower(
-                    folder,
-                    "text_config",
-                    &t.hidden_act,
-                    t.layer_norm_eps,
-                    t.hidden_size,
-                    t.num_attention_heads,
-                )?;
+                t.check(folder, "text_config")?;
                 let tokenizer = folder.tokenizer()?;
-                let candle_text = ClipTextConfig {
-                    vocab_size: t.vocab_size,
-                    embed_dim: t.hidden_size,
-                    activation: Activation::QuickGelu,
-                    intermediate_size: t.intermediate_size,
-                    max_position_embeddings: t.max_position_embeddings,
-                    pad_with: None,
-                    num_hidden_layers: t.num_hidden_layers,
-                    num_attention_heads: t.num_attention_heads,
-                    projection_dim,
-                };
+                let candle_text = t.to_candle(projection_dim);
                 let model = ClipTextTransformer::new(vb.pp("text_model"), &candle_text)
                     .map_err(|e| weights_err(folder, e))?;
                 let projection = candle_nn::linear_no_bias(
