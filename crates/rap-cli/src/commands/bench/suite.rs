@@ -248,7 +248,7 @@ pub fn run(ctx: &Context, args: SuiteArgs) -> Result<()> {
         .filter_map(|(k, v)| Some(format!("{k}: {}", v.get("error")?.as_str()?)))
         .collect();
     let report = json!({
-        "machine": super::machine(),
+        "machine": rap_bench::machine(),
         "seconds": started.elapsed().as_secs_f64(),
         "figures": figures,
         "errors": errors,

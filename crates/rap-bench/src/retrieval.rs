@@ -1,53 +1,69 @@
-//! `rap bench retrieval`: the Retrieve step on real photos at full size with the installed
-//! default encoder, in a fresh temporary memory:
+//! `rap bench retrieval`: the Retrieve step on real photos at full size with an encoder (`rap`
+//! gives the installed default encoder), in a fresh temporary memory:
 //! - add-concept latency (one photo: check, store, embed its key);
 //! - retrieve latency (p50/p95) and where its time goes: decode, crop + resize of the region
 //!   proposals, encode, search;
 //! - encoder throughput (images/s at batch 1 and batch 16, on already-resized inputs);
 //! - decoding a 12-megapixel JPEG (made from one of the photos), against a whole query.
 
-use super::{percentile, summary};
-use crate::context::Context;
-use crate::output;
-use anyhow::{bail, Context as _, Result};
-use rap_core::{ImageEncoder, NewConcept, Tenant};
+use crate::report::{percentile, summary};
+use crate::Progress;
+use rap_core::{Error, ImageEncoder, NewConcept, Result, Tenant};
 use rap_engine::{Engine, EngineConfig, RetrieveOptions};
+use rap_image::{Limits, Preprocess};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-#[derive(clap::Args)]
-pub struct RetrievalArgs {
+/// Loads the encoder to measure; called once, after the dataset is found to hold photos (so
+/// an empty dataset is reported before a missing model).
+pub type EncoderLoader = Box<dyn FnOnce() -> Result<Arc<dyn ImageEncoder>>>;
+
+/// What [`run`] measures, and with what.
+pub struct RetrievalOptions {
     /// A folder with one folder of photos per subject: the first photo of each is remembered,
-    /// the others are the queries
-    #[arg(long, default_value = "../shared/datasets/dreambooth-dev")]
-    dataset: PathBuf,
-    /// Window sizes for region proposals, as fractions of the shorter side
-    /// (comma-separated; `none` = the whole image only) [default: as `rap retrieve`]
-    #[arg(long, value_delimiter = ',')]
-    scales: Option<Vec<String>>,
-    /// Queries to time at most (0 = every photo that is not a reference)
-    #[arg(long, default_value_t = 0)]
-    queries: usize,
+    /// the others are the queries.
+    pub dataset: PathBuf,
+    /// Window sizes for region proposals, as fractions of the shorter side (empty: the whole
+    /// image only); `rap retrieve`'s are `RetrieveOptions::default().window_scales`.
+    pub window_scales: Vec<f32>,
+    /// Queries to time at most (0: every photo that is not a reference).
+    pub queries: usize,
+    /// The encoder (`rap` gives the installed default encoder).
+    pub encoder: EncoderLoader,
+    /// The encoder's preprocessing: the crop + resize share of the encode time is measured
+    /// apart with it.
+    pub preprocess: Preprocess,
+    /// Image limits of the engine and of the decodes timed here.
+    pub limits: Limits,
 }
 
 fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
 
-pub fn run(ctx: &Context, args: RetrievalArgs) -> Result<()> {
-    let window_scales = super::super::window_scales(args.scales)?;
-    let subjects = rap_eval::retrieval::subjects(&args.dataset)?;
+/// Remembers one photo per subject in a temporary memory, retrieves with the others and
+/// measures; returns the report.
+pub fn run(options: RetrievalOptions, progress: &dyn Progress) -> Result<serde_json::Value> {
+    let RetrievalOptions {
+        dataset,
+        window_scales,
+        queries: max_queries,
+        encoder,
+        preprocess,
+        limits,
+    } = options;
+    let subjects = rap_eval::retrieval::subjects(&dataset)?;
     if subjects.is_empty() {
-        bail!("{}: no subject folders with photos", args.dataset.display());
+        return Err(Error::invalid(format!(
+            "{}: no subject folders with photos",
+            dataset.display()
+        )));
     }
-    let encoder: Arc<dyn ImageEncoder> = Arc::from(rap_app::models::load_default_encoder(
-        ctx.models_path(),
-        &rap_app::environment::device()?,
-    )?);
-    let dir = tempfile::tempdir()?;
+    let encoder: Arc<dyn ImageEncoder> = encoder()?;
+    let dir = crate::temp_dir()?;
     let mut config = EngineConfig::new(dir.path());
-    config.limits = *ctx.limits();
+    config.limits = limits;
     let loader_encoder = encoder.clone();
     let engine = Engine::open(config, Box::new(move || Ok(Some(loader_encoder.clone()))))?;
     let tenant = Tenant::default();
@@ -59,7 +75,7 @@ pub fn run(ctx: &Context, args: RetrievalArgs) -> Result<()> {
     encoder.embed(std::slice::from_ref(&warm_rgb))?;
 
     // Remember: one photo per subject, each a full add (check, store, embed).
-    let bar = output::progress(subjects.len() as u64, ctx.json, "remembering");
+    progress.start(subjects.len() as u64, "remembering");
     let mut add_ms = Vec::new();
     for (name, photos) in &subjects {
         let t = Instant::now();
@@ -70,20 +86,20 @@ pub fn run(ctx: &Context, args: RetrievalArgs) -> Result<()> {
         };
         engine.add_concept(&tenant, &new, vec![image])?;
         add_ms.push(ms_since(t));
-        bar.inc(1);
+        progress.inc(1);
     }
-    bar.finish_and_clear();
+    progress.finish();
 
     // Retrieve: every other photo, at full size, read into memory first.
     let mut queries: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     for (_, photos) in &subjects {
         for photo in photos.iter().skip(1) {
-            let bytes = std::fs::read(photo).with_context(|| photo.display().to_string())?;
+            let bytes = std::fs::read(photo).map_err(|e| Error::io(photo, e))?;
             queries.push((photo.clone(), bytes));
         }
     }
-    if args.queries > 0 {
-        queries.truncate(args.queries);
+    if max_queries > 0 {
+        queries.truncate(max_queries);
     }
     let options = RetrieveOptions {
         window_scales: window_scales.clone(),
@@ -94,8 +110,7 @@ pub fn run(ctx: &Context, args: RetrievalArgs) -> Result<()> {
     engine.retrieve(&tenant, Some(&queries[0].1), None, &options)?;
     let first_query_ms = ms_since(t);
 
-    let preprocess = rap_vision::EFFICIENTNET_LITE0_PREPROCESS;
-    let bar = output::progress(queries.len() as u64, ctx.json, "querying");
+    progress.start(queries.len() as u64, "querying");
     let (mut total, mut decode, mut embed, mut resize, mut search) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut regions = 0;
@@ -118,9 +133,9 @@ pub fn run(ctx: &Context, args: RetrievalArgs) -> Result<()> {
             preprocess.square(&crop)?;
         }
         resize.push(ms_since(t));
-        bar.inc(1);
+        progress.inc(1);
     }
-    bar.finish_and_clear();
+    progress.finish();
     let encode: Vec<f64> = embed
         .iter()
         .zip(&resize)
@@ -145,7 +160,7 @@ pub fn run(ctx: &Context, args: RetrievalArgs) -> Result<()> {
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
         .encode_image(&big)
-        .context("encoding the 12-megapixel test JPEG")?;
+        .map_err(|e| Error::invalid(format!("encoding the 12-megapixel test JPEG: {e}")))?;
     let mut decode_12mp = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
@@ -154,10 +169,10 @@ pub fn run(ctx: &Context, args: RetrievalArgs) -> Result<()> {
     }
     decode_12mp.sort_by(f64::total_cmp);
 
-    let report = serde_json::json!({
+    Ok(serde_json::json!({
         "machine": format!("{} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
         "encoder": encoder.info().id,
-        "dataset": args.dataset,
+        "dataset": dataset,
         "concepts": subjects.len(),
         "queries": queries.len(),
         "mean_query_megapixels": pixels as f64 / queries.len() as f64 / 1e6,
@@ -174,6 +189,5 @@ pub fn run(ctx: &Context, args: RetrievalArgs) -> Result<()> {
         },
         "encoder_images_per_second": { "batch_1": batch1, "batch_16": batch16 },
         "decode_12_megapixel_jpeg_ms": percentile(&decode_12mp, 0.5),
-    });
-    super::print(ctx.json, &report)
+    }))
 }

@@ -8,52 +8,61 @@
 //! within a cluster; each query a stored key plus noise, cosine about 0.94 to it), or
 //! uniform random unit vectors with `--data uniform` (no neighbourhood structure: the hardest
 //! case for a graph index, where recall@10 mostly measures the order of near ties; queries a
-//! stored key plus noise, cosine about 0.96). See [`super::synthetic`]. Searches run one query
+//! stored key plus noise, cosine about 0.96). See [`crate::synthetic`]. Searches run one query
 //! at a time on one thread (as the engine does per query region); the HNSW graph is built on
 //! every core.
 
-use super::percentile;
-use super::synthetic::{self, Clusters, SplitMix, QUERY_NOISE};
-use crate::output;
-use anyhow::{bail, Context as _, Result};
-use rap_core::Embedding;
+use crate::report::{machine, percentile};
+use crate::synthetic::{self, Clusters, SplitMix, QUERY_NOISE};
+use crate::Progress;
+use rap_core::{Embedding, Error, Result};
 use rap_memory::{ExactIndex, HnswIndex, VectorIndex, HNSW_THRESHOLD};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+/// The synthetic keys of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Data {
-    /// Keys around cluster centres, like real embeddings
+    /// Keys around cluster centres, like real embeddings.
     Clustered,
-    /// Uniform random unit keys (no structure: the hardest case for a graph index)
+    /// Uniform random unit keys (no structure: the hardest case for a graph index).
     Uniform,
 }
 
-#[derive(clap::Args, Clone)]
-pub struct VectorsArgs {
-    /// Index sizes (keys), comma-separated
-    #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000])]
+/// What [`run`] measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VectorsOptions {
+    /// Index sizes (keys), each measured in turn (default 10,000 and 100,000).
     pub sizes: Vec<usize>,
-    /// Key dimension (1280 = the default encoder)
-    #[arg(long, default_value_t = 1280)]
+    /// Key dimension (default 1280, the default encoder's).
     pub dim: usize,
-    /// The keys: clustered like real embeddings, or uniform random
-    #[arg(long, value_enum, default_value_t = Data::Clustered)]
+    /// The keys: clustered like real embeddings (the default), or uniform random.
     pub data: Data,
-    /// Cluster centres of clustered keys
-    #[arg(long, default_value_t = 1000)]
+    /// Cluster centres of clustered keys (default 1000).
     pub clusters: usize,
-    /// Queries per measurement
-    #[arg(long, default_value_t = 200)]
+    /// Queries per measurement (default 200).
     pub queries: usize,
-    /// HNSW search breadths to measure (64 is what the memory uses)
-    #[arg(long, value_delimiter = ',', default_values_t = [16usize, 32, 64, 128, 256])]
+    /// HNSW search breadths to measure (default 16, 32, 64, 128, 256; 64 is what the memory
+    /// uses).
     pub ef: Vec<usize>,
-    /// Write each size's keys and queries here as raw little-endian f32
-    /// (`keys-N.f32`, `queries-N.f32`) for tools/bench/faiss_compare.py
-    #[arg(long)]
+    /// A folder to write each size's keys and queries to as raw little-endian f32
+    /// (`keys-N.f32`, `queries-N.f32`), for tools/bench/faiss_compare.py.
     pub dump: Option<PathBuf>,
+}
+
+impl Default for VectorsOptions {
+    fn default() -> Self {
+        VectorsOptions {
+            sizes: vec![10_000, 100_000],
+            dim: 1280,
+            data: Data::Clustered,
+            clusters: 1000,
+            queries: 200,
+            ef: vec![16, 32, 64, 128, 256],
+            dump: None,
+        }
+    }
 }
 
 const K: usize = 10;
@@ -73,7 +82,7 @@ enum Keys {
 }
 
 impl Keys {
-    fn new(args: &VectorsArgs) -> Result<Self> {
+    fn new(args: &VectorsOptions) -> Result<Self> {
         Ok(match args.data {
             Data::Uniform => Keys::Uniform { dim: args.dim },
             Data::Clustered => Keys::Clustered(Clusters::new(args.dim, args.clusters)?),
@@ -123,14 +132,15 @@ impl Keys {
 }
 
 fn dump(path: &Path, vectors: &[&[f32]]) -> Result<()> {
-    let f = std::fs::File::create(path).with_context(|| path.display().to_string())?;
+    let io = |e| Error::io(path, e);
+    let f = std::fs::File::create(path).map_err(io)?;
     let mut w = std::io::BufWriter::new(f);
     for v in vectors {
         for x in *v {
-            w.write_all(&x.to_le_bytes())?;
+            w.write_all(&x.to_le_bytes()).map_err(io)?;
         }
     }
-    w.flush().with_context(|| path.display().to_string())?;
+    w.flush().map_err(io)?;
     Ok(())
 }
 
@@ -162,34 +172,37 @@ fn recall(got: &[Vec<u64>], want: &[Vec<u64>]) -> f64 {
     hits as f64 / (want.iter().map(Vec::len).sum::<usize>().max(1)) as f64
 }
 
-/// Measures every size; returns the report.
-pub fn measure(args: &VectorsArgs, json: bool) -> Result<serde_json::Value> {
+/// Measures every size; returns the report (with the [`machine`]).
+pub fn run(options: &VectorsOptions, progress: &dyn Progress) -> Result<serde_json::Value> {
+    let args = options;
     if args.sizes.is_empty() || args.sizes.contains(&0) || args.dim == 0 || args.queries == 0 {
-        bail!("--sizes, --dim and --queries must be at least 1");
+        return Err(Error::invalid(
+            "--sizes, --dim and --queries must be at least 1",
+        ));
     }
     if args.ef.contains(&0) {
-        bail!("--ef values must be at least 1");
+        return Err(Error::invalid("--ef values must be at least 1"));
     }
     if args.clusters == 0 {
-        bail!("--clusters must be at least 1");
+        return Err(Error::invalid("--clusters must be at least 1"));
     }
     let data = Keys::new(args)?;
     if let Some(dir) = &args.dump {
-        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let dim = args.dim;
     let mut sizes = Vec::new();
     for &n in &args.sizes {
-        let bar = output::progress(n as u64, json, "keys");
+        progress.start(n as u64, "keys");
         let keys: Vec<Embedding> = (0..n as u64)
             .map(|i| {
-                if i % 4096 == 0 {
-                    bar.set_position(i);
+                if i > 0 && i % 4096 == 0 {
+                    progress.inc(4096);
                 }
                 data.key(i)
             })
             .collect();
-        bar.finish_and_clear();
+        progress.finish();
         let queries: Vec<Embedding> = (0..args.queries as u64)
             .map(|q| data.query(n, q))
             .collect::<Result<_>>()?;
@@ -260,11 +273,6 @@ pub fn measure(args: &VectorsArgs, json: bool) -> Result<serde_json::Value> {
         "search_threads": 1,
         "dump": args.dump,
         "sizes": sizes,
+        "machine": machine(),
     }))
-}
-
-pub fn run(json: bool, args: VectorsArgs) -> Result<()> {
-    let mut report = measure(&args, json)?;
-    report["machine"] = super::machine();
-    super::print(json, &report)
 }

@@ -4,18 +4,17 @@
 //! centre plus noise), and queries made from a stored key plus noise, as a new photo of a
 //! remembered object is.
 
-use anyhow::Result;
-use rap_core::Embedding;
+use rap_core::{Embedding, Result};
 
 /// splitmix64: a tiny, fast, well-mixed deterministic generator (no crate needed for noise).
-pub(super) struct SplitMix(u64);
+pub struct SplitMix(u64);
 
 impl SplitMix {
     pub fn new(seed: u64) -> Self {
         SplitMix(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -25,22 +24,22 @@ impl SplitMix {
 
     /// Uniform in [-0.5, 0.5).
     pub fn centred(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) - 0.5
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }
 
 /// Noise added to a cluster centre to make a key (norm; cosine about 0.6 between two keys of
 /// a cluster, about 0 across clusters).
-pub(super) const KEY_NOISE: f32 = 0.8;
+pub const KEY_NOISE: f32 = 0.8;
 /// Noise added to a key to make a query (norm; cosine about 0.94 to the key).
-pub(super) const QUERY_NOISE: f32 = 0.35;
+pub const QUERY_NOISE: f32 = 0.35;
 
 /// `v` plus noise of norm about `norm`, normalised.
-pub(super) fn noisy(v: &[f32], norm: f32, rng: &mut SplitMix) -> Embedding {
+pub fn noisy(v: &[f32], norm: f32, rng: &mut SplitMix) -> Embedding {
     // Uniform noise in [-0.5, 0.5) has a standard deviation of 1/sqrt(12) per dimension.
     let scale = norm * (12.0 / v.len() as f32).sqrt();
     let out: Vec<f32> = v.iter().map(|x| x + scale * rng.centred()).collect();
@@ -48,7 +47,7 @@ pub(super) fn noisy(v: &[f32], norm: f32, rng: &mut SplitMix) -> Embedding {
 }
 
 /// The `n`th uniform random unit vector.
-pub(super) fn uniform(n: u64, dim: usize) -> Embedding {
+pub fn uniform(n: u64, dim: usize) -> Embedding {
     let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
     let v = (0..dim)
         .map(|_| {
@@ -63,7 +62,7 @@ pub(super) fn uniform(n: u64, dim: usize) -> Embedding {
 }
 
 /// Cluster centres that clustered keys gather around.
-pub(super) struct Clusters {
+pub struct Clusters {
     centres: Vec<Embedding>,
 }
 
@@ -73,7 +72,7 @@ impl Clusters {
             .map(|c| {
                 let mut rng = SplitMix::new((1 << 62) + c as u64);
                 let v = (0..dim).map(|_| rng.centred()).collect();
-                Embedding::normalized(v).map_err(anyhow::Error::from)
+                Embedding::normalized(v)
             })
             .collect::<Result<_>>()?;
         Ok(Clusters { centres })
@@ -81,6 +80,10 @@ impl Clusters {
 
     pub fn len(&self) -> usize {
         self.centres.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.centres.is_empty()
     }
 
     /// Key number `n`, near centre `cluster`.

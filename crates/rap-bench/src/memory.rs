@@ -3,24 +3,32 @@
 //! open it again in the next process (from its saved copy when large), single add and
 //! remove latency (each one durable transaction), and search latency right after an add.
 
-use super::{summary, synthetic};
-use crate::output;
-use anyhow::Result;
-use rap_core::{Embedding, NewConcept, Region, Tenant};
+use crate::report::summary;
+use crate::{synthetic, Progress};
+use rap_core::{Embedding, Error, NewConcept, Region, Result, Tenant};
 use rap_image::Limits;
 use rap_memory::{ConceptStore, ImageInput, IndexOrigin, KeyIndex, SqliteStore};
 use std::time::Instant;
 
-#[derive(clap::Args)]
-pub struct MemoryArgs {
-    #[arg(long, default_value_t = 100_000)]
-    concepts: usize,
-    /// Key dimension (1280 = the default encoder)
-    #[arg(long, default_value_t = 1280)]
-    dim: usize,
-    /// How many single adds and removes to time
-    #[arg(long, default_value_t = 200)]
-    samples: usize,
+/// What [`run`] measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryOptions {
+    /// Concepts in the store (default 100,000).
+    pub concepts: usize,
+    /// Key dimension (default 1280, the default encoder's).
+    pub dim: usize,
+    /// How many single adds and removes to time (default 200).
+    pub samples: usize,
+}
+
+impl Default for MemoryOptions {
+    fn default() -> Self {
+        MemoryOptions {
+            concepts: 100_000,
+            dim: 1280,
+            samples: 200,
+        }
+    }
 }
 
 fn tiny_png(n: u64) -> Vec<u8> {
@@ -48,17 +56,18 @@ fn concept(n: u64, dim: usize) -> Result<(NewConcept, ImageInput, Embedding)> {
     Ok((new, image, synthetic::uniform(n, dim)))
 }
 
-pub fn run(json: bool, args: MemoryArgs) -> Result<()> {
-    let MemoryArgs {
+/// Fills a store in a temporary folder and measures it; returns the report.
+pub fn run(options: &MemoryOptions, progress: &dyn Progress) -> Result<serde_json::Value> {
+    let MemoryOptions {
         concepts,
         dim,
         samples,
-    } = args;
-    let dir = tempfile::tempdir()?;
+    } = *options;
+    let dir = crate::temp_dir()?;
     let path = dir.path().join("memory.sqlite");
     let tenant = Tenant::default();
     let encoder = "bench@1";
-    let bar = output::progress(concepts as u64, json, "filling");
+    progress.start(concepts as u64, "filling");
     let started = Instant::now();
     {
         let store = SqliteStore::open(&path)?;
@@ -73,10 +82,10 @@ pub fn run(json: bool, args: MemoryArgs) -> Result<()> {
             }
             store.add_concepts(&tenant, batch)?;
             store.put_keys(&tenant, encoder, &keys)?;
-            bar.set_position(end);
+            progress.inc(end - chunk_start);
         }
     }
-    bar.finish_and_clear();
+    progress.finish();
     let fill_s = started.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -90,7 +99,10 @@ pub fn run(json: bool, args: MemoryArgs) -> Result<()> {
     let t = Instant::now();
     let (_, origin) = KeyIndex::open(&store, &tenant, encoder, dim, &saved)?;
     let index_build_ms = t.elapsed().as_secs_f64() * 1000.0;
-    anyhow::ensure!(origin == IndexOrigin::Built, "expected a fresh build");
+    if origin != IndexOrigin::Built {
+        // A saved copy in a folder just made: something else wrote there.
+        return Err(Error::Conflict("expected a fresh build".into()));
+    }
     let t = Instant::now();
     let (mut index, origin) = KeyIndex::open(&store, &tenant, encoder, dim, &saved)?;
     let index_open_ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -152,11 +164,13 @@ pub fn run(json: bool, args: MemoryArgs) -> Result<()> {
         store.remove_concept(&tenant, &format!("concept-{}", concepts as u64 + i))?;
         remove_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let db_bytes = std::fs::metadata(&path)?.len()
+    let db_bytes = std::fs::metadata(&path)
+        .map_err(|e| Error::io(&path, e))?
+        .len()
         + std::fs::metadata(dir.path().join("memory.sqlite-wal"))
             .map(|m| m.len())
             .unwrap_or(0);
-    let report = serde_json::json!({
+    Ok(serde_json::json!({
         "machine": format!("{} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
         "concepts": concepts,
         "dim": dim,
@@ -174,6 +188,5 @@ pub fn run(json: bool, args: MemoryArgs) -> Result<()> {
         "remove_concept": summary(remove_ms),
         "database_bytes": db_bytes,
         "checked_concept": first.name,
-    });
-    super::print(json, &report)
+    }))
 }
