@@ -1,9 +1,8 @@
-//! The environment variables the product reads outside `config.toml`'s overrides, in one
-//! place: the library crates take these settings as parameters (except `RAP_DEVICE` and
-//! `RAP_DTYPE`, which `rap-device` still reads for the model crates' own loaders and tests).
+//! Every environment variable the product reads outside `config.toml`'s overrides, in one
+//! place: the library crates take these settings as parameters and never read the environment.
 
 use candle_core::{DType, Device};
-use rap_core::Result;
+use rap_core::{Error, Result};
 use rap_device::DeviceChoice;
 use rap_models::Tools;
 use std::path::{Path, PathBuf};
@@ -42,9 +41,14 @@ pub fn tools() -> Tools {
 
 /// `RAP_DEVICE`'s choice; the CPU when it is unset or empty.
 pub fn device_choice() -> Result<DeviceChoice> {
-    // Still read inside rap-device too: the model crates' `load()` and their golden tests
-    // (which scripts/gpu-check.sh runs with RAP_DEVICE=cuda) use it.
-    DeviceChoice::from_env()
+    match std::env::var(rap_device::DEVICE_ENV) {
+        Ok(v) => v.parse(),
+        Err(std::env::VarError::NotPresent) => Ok(DeviceChoice::Cpu),
+        Err(std::env::VarError::NotUnicode(v)) => Err(Error::invalid(format!(
+            "{}={v:?}: not a device (cpu, cuda, or cuda:N)",
+            rap_device::DEVICE_ENV
+        ))),
+    }
 }
 
 /// The device `RAP_DEVICE` names (the CPU by default), opened.
@@ -54,5 +58,12 @@ pub fn device() -> Result<Device> {
 
 /// `RAP_DTYPE`'s weight type, if set.
 pub fn dtype() -> Result<Option<DType>> {
-    rap_device::dtype_from_env()
+    match std::env::var(rap_device::DTYPE_ENV) {
+        Ok(v) if !v.trim().is_empty() => rap_device::parse_dtype(&v).map(Some),
+        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(v)) => Err(Error::invalid(format!(
+            "{}={v:?}: not a weight type (f32, f16, bf16)",
+            rap_device::DTYPE_ENV
+        ))),
+    }
 }

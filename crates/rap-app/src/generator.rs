@@ -38,10 +38,12 @@ pub fn load_local(dir: &Path, name: &str) -> Result<(GgufGenerator, Vec<String>)
         ));
     }
     let path = pip::model_path(dir, entry);
-    let mut generator = GgufGenerator::load(
-        &path,
-        Box::new(|_| Err(rap_core::Error::Model("no chat template yet".into()))),
-    )
+    let device = crate::environment::device()?;
+    let mut generator = GgufGenerator::load_with_template(&path, &device, |_| {
+        Ok(Box::new(|_: &[Message]| {
+            Err(rap_core::Error::Model("no chat template yet".into()))
+        }))
+    })
     .map_err(|e| e.context(path.display()))?;
     let meta = generator.metadata_chat_template().clone();
     let source = meta.template.clone().ok_or_else(|| {
@@ -67,6 +69,8 @@ pub fn load_llava(config: &Config, dir: &Path) -> Result<(LlavaGenerator, Vec<St
     let stop = template.stop_strings();
     let opts = LlavaOptions {
         lora: config.generator.lora.clone(),
+        device: Some(crate::environment::device()?),
+        dtype: crate::environment::dtype()?,
         ..Default::default()
     };
     let generator = LlavaGenerator::load(

@@ -28,6 +28,8 @@ pub struct GenerateOptions {
     /// CPU threads (`None`: candle's choice, the physical cores). Set for the whole process,
     /// through `CANDLE_NUM_THREADS` and `RAYON_NUM_THREADS`, before the model first runs.
     pub threads: Option<usize>,
+    /// Where the model runs (`rap` passes `RAP_DEVICE`'s).
+    pub device: candle_core::Device,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -55,8 +57,10 @@ pub fn run(options: GenerateOptions, _progress: &dyn Progress) -> Result<serde_j
     let path = (args.gguf)()?;
     let weight_types = GgufFile::open(&path)?.weights_by_type();
     let t = Instant::now();
-    let gen = GgufGenerator::load(&path, Box::new(|_| Ok(String::new())))
-        .map_err(|e| e.context(path.display()))?;
+    let gen = GgufGenerator::load_with_template(&path, &args.device, |_| {
+        Ok(Box::new(|_: &[rap_core::Message]| Ok(String::new())) as rap_llm_local::PromptRenderer)
+    })
+    .map_err(|e| e.context(path.display()))?;
     let load_ms = t.elapsed().as_secs_f64() * 1000.0;
 
     let text = "The quick brown fox jumps over the lazy dog. ".repeat(args.prompt_tokens);

@@ -152,10 +152,10 @@ pub struct CenterNet {
 }
 
 impl CenterNet {
-    /// Loads `centernet.json` (and the shards it names) from `dir`, onto the device
-    /// `RAP_DEVICE` names (the CPU by default).
+    /// Loads `centernet.json` (and the shards it names) from `dir`, onto the CPU (`load_on`
+    /// for another device).
     pub fn load(dir: &Path) -> Result<Self> {
-        Self::load_on(dir, &rap_device::default_device()?)
+        Self::load_on(dir, &Device::Cpu)
     }
 
     /// [`Self::load`] onto `device`.

@@ -490,7 +490,7 @@ fn box_bias(grid: usize) -> Vec<f32> {
 
 impl Owlv2 {
     /// Loads an OWLv2 folder (config.json, preprocessor_config.json, model.safetensors,
-    /// tokenizer.json) onto the device `RAP_DEVICE` names (the CPU by default).
+    /// tokenizer.json) onto the CPU (`load_on` for another device).
     pub fn load(dir: &Path) -> Result<Self> {
         Self::load_folder(&HfFolder::open(dir)?)
     }

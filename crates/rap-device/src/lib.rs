@@ -1,7 +1,9 @@
 //! Where the models run: the CPU (the default) or an NVIDIA GPU through candle's CUDA backend.
 //!
 //! One setting for every model `rap` loads (the encoders, the detectors, the local LLMs): the
-//! environment variable `RAP_DEVICE` = `cpu` (or unset), `cuda` (the first GPU) or `cuda:N`.
+//! environment variable `RAP_DEVICE` = `cpu` (or unset), `cuda` (the first GPU) or `cuda:N`,
+//! read by the application (`rap-app`) and parsed here ([`DeviceChoice`]); the model crates take
+//! the opened [`Device`] as a parameter (their plain `load` is the CPU).
 //! A GPU needs a build with the `cuda` cargo feature (this crate's, rap-llm-local's, or the
 //! `rap` binary's, which turns on both). Asking for one in a CPU-only build, or on a machine
 //! where no GPU can be opened, is an error that says so: never a silent fall-back to the CPU.
@@ -16,6 +18,9 @@ use candle_core::{DType, Device};
 use rap_core::{Error, Result};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 /// The environment variable that picks the device.
 pub const DEVICE_ENV: &str = "RAP_DEVICE";
@@ -70,17 +75,6 @@ pub fn cuda_compiled() -> bool {
 }
 
 impl DeviceChoice {
-    /// `RAP_DEVICE`'s choice; the CPU when it is unset or empty.
-    pub fn from_env() -> Result<Self> {
-        match std::env::var(DEVICE_ENV) {
-            Ok(v) => v.parse(),
-            Err(std::env::VarError::NotPresent) => Ok(DeviceChoice::Cpu),
-            Err(std::env::VarError::NotUnicode(v)) => Err(Error::invalid(format!(
-                "{DEVICE_ENV}={v:?}: not a device (cpu, cuda, or cuda:N)"
-            ))),
-        }
-    }
-
     /// The candle device. A GPU is opened once per process and shared by every model (candle
     /// tensors on two separately opened handles of one GPU cannot be mixed).
     pub fn open(self) -> Result<Device> {
@@ -112,25 +106,6 @@ impl DeviceChoice {
         opened.insert(n, device.clone());
         Ok(device)
     }
-}
-
-/// The device `RAP_DEVICE` names (the CPU by default), opened.
-pub fn default_device() -> Result<Device> {
-    DeviceChoice::from_env()?.open()
-}
-
-/// `RAP_DTYPE`'s weight type, if set.
-pub fn dtype_from_env() -> Result<Option<DType>> {
-    let v = match std::env::var(DTYPE_ENV) {
-        Ok(v) if !v.trim().is_empty() => v,
-        Ok(_) | Err(std::env::VarError::NotPresent) => return Ok(None),
-        Err(std::env::VarError::NotUnicode(v)) => {
-            return Err(Error::invalid(format!(
-                "{DTYPE_ENV}={v:?}: not a weight type (f32, f16, bf16)"
-            )))
-        }
-    };
-    parse_dtype(&v).map(Some)
 }
 
 /// `f32`, `f16` or `bf16` (as `RAP_DTYPE` writes them).

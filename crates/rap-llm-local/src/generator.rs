@@ -85,11 +85,9 @@ impl std::fmt::Debug for GgufGenerator {
 }
 
 impl GgufGenerator {
-    /// Loads the model at `path` on the device `RAP_DEVICE` names (the CPU by default, see
-    /// [`rap_device`]), rendering prompts with `render`.
+    /// Loads the model at `path` on the CPU, rendering prompts with `render`.
     pub fn load(path: impl AsRef<Path>, render: PromptRenderer) -> Result<Self> {
-        let device = rap_device::default_device()?;
-        Self::load_with_template(path, &device, |_| Ok(render))
+        Self::load_with_template(path, &Device::Cpu, |_| Ok(render))
     }
 
     /// Loads the model at `path` on `device`; `make_renderer` is given the file's chat

@@ -43,9 +43,9 @@ impl EfficientNetLite0Encoder {
     pub const ID: &'static str = "efficientnet-lite0@1";
 
     /// Loads the weights from a legacy torch checkpoint (`efficientnet-lite0-57934424.pth`)
-    /// onto the device `RAP_DEVICE` names ([`rap_device`]; the CPU by default).
+    /// onto the CPU.
     pub fn load(weights: &Path) -> Result<Self> {
-        Self::load_on(weights, &rap_device::default_device()?)
+        Self::load_on(weights, &Device::Cpu)
     }
 
     /// [`Self::load`] onto `device`.

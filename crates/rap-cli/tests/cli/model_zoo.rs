@@ -7,9 +7,18 @@ use crate::common;
 use common::Rap;
 use std::path::{Path, PathBuf};
 
+/// A tiny Hugging Face checkpoint: the OWLv2 detector's beside rap-detect's tests, the
+/// encoders' beside rap-vision's.
 fn fixture(name: &str) -> PathBuf {
+    let owner = if name == "owlv2" {
+        "rap-detect"
+    } else {
+        "rap-vision"
+    };
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../rap-vision/tests/fixtures/hf")
+        .join("..")
+        .join(owner)
+        .join("tests/fixtures/hf")
         .join(name)
 }
 

@@ -10,7 +10,7 @@ use common::{s, Rap};
 use std::path::PathBuf;
 
 fn owlv2() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../rap-vision/tests/fixtures/hf/owlv2")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../rap-detect/tests/fixtures/hf/owlv2")
 }
 
 fn dreambooth(rel: &str) -> PathBuf {

@@ -1,5 +1,5 @@
 //! TF.js graph models (`model.json` + `.bin` weight shards) run with candle, on the CPU or on
-//! the device `RAP_DEVICE` names ([`rap_device`]).
+//! the device given to [`GraphModel::load_on`].
 //!
 //! A TF.js graph model is a frozen TensorFlow graph: `modelTopology.node` lists the nodes (op,
 //! inputs, attributes) and `weightsManifest` lists the constant tensors, in order, as raw
@@ -255,9 +255,9 @@ fn stored_size(spec: &WeightSpec) -> Result<usize> {
 
 impl GraphModel {
     /// Loads `model.json` and the weight shards it names (paths relative to its folder) onto
-    /// the device `RAP_DEVICE` names (the CPU by default).
+    /// the CPU (`load_on` for another device).
     pub fn load(json_path: &Path) -> Result<Self> {
-        Self::load_on(json_path, &rap_device::default_device()?)
+        Self::load_on(json_path, &Device::Cpu)
     }
 
     /// [`Self::load`] onto `device`.

@@ -152,7 +152,7 @@ fn stats(t: &candle_core::Tensor) -> (f32, f32, f32) {
 fn matches_tfjs_on_the_scikit_image_photos() {
     let Some(model) = model_dir() else { return };
     let Some(photos) = photos_dir() else { return };
-    let net = CenterNet::load(&model).unwrap();
+    let net = CenterNet::load_on(&model, &rap_device::testing::device()).unwrap();
     let golden = golden();
     let mut worst = (0f32, 0f32);
     for (name, _) in PHOTOS {
@@ -274,7 +274,7 @@ fn matches_tfjs_on_the_scikit_image_photos() {
 fn finds_the_person_the_cup_and_the_motorcycle() {
     let Some(model) = model_dir() else { return };
     let Some(photos) = photos_dir() else { return };
-    let net = CenterNet::load(&model).unwrap();
+    let net = CenterNet::load_on(&model, &rap_device::testing::device()).unwrap();
     for ((name, _), label) in PHOTOS.iter().zip(["person", "cup", "motorcycle"]) {
         let bytes = std::fs::read(photos.join(name)).unwrap();
         let img = rap_image::decode(&bytes, &rap_image::Limits::default()).unwrap();

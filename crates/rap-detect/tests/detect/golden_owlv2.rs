@@ -51,7 +51,7 @@ fn photo(rel: &str, crop: &[u32]) -> image::RgbImage {
 #[test]
 fn owlv2_matches_transformers() {
     let g = golden();
-    let model = Owlv2::load(&fixtures().join("owlv2")).unwrap();
+    let model = Owlv2::load_on(&fixtures().join("owlv2"), &rap_device::testing::device()).unwrap();
     let queries: Vec<&str> = g["queries"]
         .as_array()
         .unwrap()
@@ -187,7 +187,7 @@ fn owlv2_matches_transformers() {
 
 #[test]
 fn owlv2_refuses_bad_folders_and_queries() {
-    let model = Owlv2::load(&fixtures().join("owlv2")).unwrap();
+    let model = Owlv2::load_on(&fixtures().join("owlv2"), &rap_device::testing::device()).unwrap();
     let err = model.query_embeddings(&[]).unwrap_err().to_string();
     assert!(err.contains("at least one"), "{err}");
     let err = model

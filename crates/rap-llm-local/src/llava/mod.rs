@@ -53,10 +53,9 @@ const PREFILL_CHUNK: usize = 512;
 /// How to load a LLaVA folder.
 #[derive(Debug, Clone)]
 pub struct LlavaOptions {
-    /// Where the model runs; `None`: the device `RAP_DEVICE` names (the CPU by default, see
-    /// [`rap_device`]).
+    /// Where the model runs; `None`: the CPU.
     pub device: Option<Device>,
-    /// Weight dtype; default `RAP_DTYPE` if set, else f32 on the CPU and f16 on a GPU.
+    /// Weight dtype; default f32 on the CPU and f16 on a GPU.
     pub dtype: Option<DType>,
     /// PEFT LoRA adapter folders merged into the weights, in order.
     pub lora: Vec<PathBuf>,
@@ -236,15 +235,12 @@ impl LlavaGenerator {
 
         let device = match &opts.device {
             Some(d) => d.clone(),
-            None => rap_device::default_device()?,
+            None => Device::Cpu,
         };
         let dtype = match opts.dtype {
             Some(d) => d,
-            None => rap_device::dtype_from_env()?.unwrap_or(if device.is_cpu() {
-                DType::F32
-            } else {
-                DType::F16
-            }),
+            None if device.is_cpu() => DType::F32,
+            None => DType::F16,
         };
         let model = LlavaModel::load(&config, &vision, main, tower, &prefix, dtype, &device)?;
 

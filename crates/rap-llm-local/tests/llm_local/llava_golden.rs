@@ -72,8 +72,11 @@ fn messages() -> Vec<Message> {
 
 fn load(dir: &Path, lora: Option<&Path>) -> rap_core::Result<LlavaGenerator> {
     let g = golden();
+    // RAP_DEVICE's device and RAP_DTYPE, so scripts/gpu-check.sh runs this on a GPU.
     let opts = LlavaOptions {
         lora: lora.map(|p| vec![p.to_path_buf()]).unwrap_or_default(),
+        device: Some(rap_device::testing::device()),
+        dtype: rap_device::testing::dtype(),
         ..Default::default()
     };
     LlavaGenerator::load(

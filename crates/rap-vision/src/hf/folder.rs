@@ -20,7 +20,7 @@ pub struct HfFolder {
     dir: PathBuf,
     /// Weights from elsewhere than `model.safetensors` (benchmarks at real sizes).
     weights: Option<VarBuilder<'static>>,
-    /// Where the model runs; `None`: the device `RAP_DEVICE` names ([`rap_device`]).
+    /// Where the model runs; `None`: the CPU.
     device: Option<Device>,
 }
 
@@ -65,18 +65,17 @@ impl HfFolder {
         self
     }
 
-    /// Runs the model on `device` instead of the one `RAP_DEVICE` names.
+    /// Runs the model on `device` instead of the CPU.
     pub fn with_device(mut self, device: Device) -> Self {
         self.device = Some(device);
         self
     }
 
-    /// The device the model runs on: the one given to [`Self::with_device`], else the one
-    /// `RAP_DEVICE` names (the CPU by default; an error if it cannot be opened).
+    /// The device the model runs on: the one given to [`Self::with_device`], else the CPU.
     pub fn device(&self) -> Result<Device> {
         match &self.device {
             Some(d) => Ok(d.clone()),
-            None => rap_device::default_device(),
+            None => Ok(Device::Cpu),
         }
     }
 

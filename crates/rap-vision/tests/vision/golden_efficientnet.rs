@@ -63,8 +63,10 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn matches_the_pytorch_reference() {
     let Some(weights) = weights() else { return };
-    let enc = EfficientNetLite0Encoder::load(&weights).unwrap();
-    let gem = EfficientNetLite0Encoder::load(&weights)
+    // RAP_DEVICE's device, so scripts/gpu-check.sh runs this on a GPU.
+    let device = rap_device::testing::device();
+    let enc = EfficientNetLite0Encoder::load_on(&weights, &device).unwrap();
+    let gem = EfficientNetLite0Encoder::load_on(&weights, &device)
         .unwrap()
         .with_pooling(Pooling::Gem { p: 3.0 });
     assert_eq!(enc.info().id, "efficientnet-lite0@1");

@@ -69,7 +69,11 @@ fn photo(rel: &str) -> image::RgbImage {
 fn check_model(name: &str) {
     let g = golden();
     let want = &g["models"][name];
-    let enc = load_hf_encoder(&fixtures().join(name), None).unwrap();
+    // RAP_DEVICE's device, so scripts/gpu-check.sh runs this on a GPU.
+    let folder = rap_vision::HfFolder::open(&fixtures().join(name))
+        .unwrap()
+        .with_device(rap_device::testing::device());
+    let enc = rap_vision::load_hf_folder(folder, None).unwrap();
     assert_eq!(enc.model_type(), want["model_type"].as_str().unwrap());
     let dim = want["dim"].as_u64().unwrap() as usize;
     assert_eq!(enc.info().dim, dim);

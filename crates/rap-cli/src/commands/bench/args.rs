@@ -98,7 +98,7 @@ pub struct GenerateArgs {
 impl GenerateArgs {
     /// The options, with `--gguf` or the installed model's file (looked up when the
     /// benchmark asks for it).
-    pub fn options(self, ctx: &Context) -> GenerateOptions {
+    pub fn options(self, ctx: &Context) -> Result<GenerateOptions> {
         let gguf: GgufLocator = match self.gguf {
             Some(path) => Box::new(move || Ok(path)),
             None => {
@@ -127,13 +127,14 @@ impl GenerateArgs {
                 })
             }
         };
-        GenerateOptions {
+        Ok(GenerateOptions {
             gguf,
             prompt_tokens: self.prompt_tokens,
             gen_tokens: self.gen_tokens,
             runs: self.runs,
             threads: self.threads,
-        }
+            device: rap_app::environment::device()?,
+        })
     }
 }
 

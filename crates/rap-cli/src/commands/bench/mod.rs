@@ -50,7 +50,7 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
         Some(BenchCommand::Retrieval(args)) => {
             rap_bench::retrieval::run(args.options(ctx)?, &bars)?
         }
-        Some(BenchCommand::Generate(args)) => rap_bench::generate::run(args.options(ctx), &bars)?,
+        Some(BenchCommand::Generate(args)) => rap_bench::generate::run(args.options(ctx)?, &bars)?,
         Some(BenchCommand::Vectors(args)) => rap_bench::vectors::run(&args.into(), &bars)?,
         Some(BenchCommand::Scale(args)) => return scale::run(ctx.json, args, &bars),
     };
