@@ -51,7 +51,7 @@ pub type StepLogits<'a> = &'a mut dyn FnMut(&[f32]);
 const PREFILL_CHUNK: usize = 512;
 
 /// How to load a LLaVA folder.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LlavaOptions {
     /// Where the model runs; `None`: the CPU.
     pub device: Option<Device>,
@@ -64,18 +64,6 @@ pub struct LlavaOptions {
     pub vision_tower: Option<PathBuf>,
     /// Largest accepted image.
     pub image_limits: rap_image::Limits,
-}
-
-impl Default for LlavaOptions {
-    fn default() -> Self {
-        LlavaOptions {
-            device: None,
-            dtype: None,
-            lora: Vec::new(),
-            vision_tower: None,
-            image_limits: rap_image::Limits::default(),
-        }
-    }
 }
 
 /// A tokenized prompt: text pieces around the images, and the images in order.
