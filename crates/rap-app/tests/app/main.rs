@@ -3,4 +3,3 @@
 mod common;
 mod detector;
 mod models;
-mod postgres;

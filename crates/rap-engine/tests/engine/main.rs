@@ -3,4 +3,5 @@
 mod chat;
 mod common;
 mod encoders;
+mod postgres;
 mod region_proposer;

@@ -1,12 +1,12 @@
-//! The engine over the shared PostgreSQL memory (`MemoryBackend::Postgres`, a real server on
+//! The engine over the shared PostgreSQL memory (a `PgStore`, a real server on
 //! loopback): two engines on one database act as two `rap serve` replicas. A concept added
 //! through one is retrieved through the other on its very next request, and a removal through
 //! either is seen by both: search runs in the database, so no process holds a stale index.
 
-use rap_app::store::{open_store, MemoryBackend};
 use rap_core::{EncoderInfo, ImageEncoder, NewConcept, Tenant};
 use rap_engine::{Engine, EngineConfig, RetrieveOptions};
-use rap_memory_postgres::testing::TestDb;
+use rap_memory::ConceptStore;
+use rap_memory_postgres::{testing::TestDb, PgStore};
 use std::sync::Arc;
 
 use crate::common;
@@ -27,10 +27,7 @@ fn replica(db: &TestDb) -> (tempfile::TempDir, Engine) {
         dim: 3,
     }));
     let config = EngineConfig::new(dir.path());
-    let backend = MemoryBackend::Postgres {
-        url: db.url.clone(),
-    };
-    let store = open_store(&backend, None, dir.path()).unwrap();
+    let store: Arc<dyn ConceptStore> = Arc::new(PgStore::connect(&db.url).unwrap());
     let engine = Engine::with_store(config, store, Box::new(move || Ok(Some(encoder.clone()))));
     (dir, engine)
 }
