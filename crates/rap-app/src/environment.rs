@@ -39,6 +39,23 @@ pub fn tools() -> Tools {
     }
 }
 
+/// The CPU threads candle's kernels run on: `CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`,
+/// else the physical cores (candle reads them once, when the first kernel runs).
+pub fn candle_threads() -> usize {
+    std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(candle_core::utils::get_num_threads)
+}
+
+/// Makes candle run on `n` CPU threads: sets `CANDLE_NUM_THREADS` and `RAYON_NUM_THREADS`
+/// for the whole process. Call it before any model runs (candle sizes its pools once).
+pub fn set_candle_threads(n: usize) {
+    std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+}
+
 /// `RAP_DEVICE`'s choice; the CPU when it is unset or empty.
 pub fn device_choice() -> Result<DeviceChoice> {
     match std::env::var(rap_device::DEVICE_ENV) {

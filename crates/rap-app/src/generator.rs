@@ -115,9 +115,11 @@ impl LoadedGenerator {
                     .openai
                     .clone()
                     .ok_or_else(|| Error::invalid("[generator.openai] is missing"))?;
-                Ok(LoadedGenerator::Remote(Box::new(OpenAiGenerator::new(
-                    cfg,
-                )?)))
+                // The API key from the variable `api_key_env` names.
+                let key = |name: &str| std::env::var(name).ok();
+                Ok(LoadedGenerator::Remote(Box::new(
+                    OpenAiGenerator::with_key_lookup(cfg, key)?,
+                )))
             }
         }
     }

@@ -25,9 +25,10 @@ pub struct GenerateOptions {
     pub gen_tokens: usize,
     /// Timed runs; the median is reported (`rap`'s default: 3).
     pub runs: usize,
-    /// CPU threads (`None`: candle's choice, the physical cores). Set for the whole process,
-    /// through `CANDLE_NUM_THREADS` and `RAYON_NUM_THREADS`, before the model first runs.
-    pub threads: Option<usize>,
+    /// The CPU threads candle runs with, for the report. The caller sets them up (candle reads
+    /// `CANDLE_NUM_THREADS` and `RAYON_NUM_THREADS` when the model first runs): this library
+    /// does not touch the process's environment.
+    pub threads: usize,
     /// Where the model runs (`rap` passes `RAP_DEVICE`'s).
     pub device: candle_core::Device,
 }
@@ -46,13 +47,8 @@ pub fn run(options: GenerateOptions, _progress: &dyn Progress) -> Result<serde_j
             "--prompt-tokens, --gen-tokens and --runs must be at least 1",
         ));
     }
-    if let Some(n) = args.threads {
-        if n == 0 {
-            return Err(Error::invalid("--threads must be at least 1"));
-        }
-        // candle sizes its thread pools from these on first use, which is below.
-        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    if args.threads == 0 {
+        return Err(Error::invalid("--threads must be at least 1"));
     }
     let path = (args.gguf)()?;
     let weight_types = GgufFile::open(&path)?.weights_by_type();
@@ -92,7 +88,7 @@ pub fn run(options: GenerateOptions, _progress: &dyn Progress) -> Result<serde_j
             gen.generate_from_tokens(&prompt[..1], &greedy(args.gen_tokens), &mut |_| true)?;
         tg.push(out.tokens.len() as f64 / t.elapsed().as_secs_f64());
     }
-    let threads = rap_llm_local::cpu_threads();
+    let threads = args.threads;
     Ok(serde_json::json!({
         "implementation": "rap-llm-local (candle)",
         "model": gen.info().model,

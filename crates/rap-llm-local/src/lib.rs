@@ -55,13 +55,3 @@ pub use gguf::GgufFile;
 pub use llava::{LlavaGenerator, LlavaOptions};
 pub use model::Architecture;
 pub use tokenizer::{GgufTokenizer, Utf8Stream, VocabKind};
-
-/// The CPU threads candle's kernels run on: `CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`,
-/// else the physical cores (read once, when the first kernel runs).
-pub fn cpu_threads() -> usize {
-    std::env::var("CANDLE_NUM_THREADS")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(candle_core::utils::get_num_threads)
-}

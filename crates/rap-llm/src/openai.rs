@@ -133,9 +133,19 @@ impl std::fmt::Debug for OpenAiGenerator {
 }
 
 impl OpenAiGenerator {
-    /// Checks the config, reads the API key from the environment variable it names, and builds
-    /// the HTTP client. Nothing is sent yet.
+    /// [`Self::with_key_lookup`] with nothing to look keys up in: for servers without keys (a
+    /// config that names `api_key_env` is refused).
     pub fn new(cfg: OpenAiConfig) -> Result<Self> {
+        Self::with_key_lookup(cfg, |_| None)
+    }
+
+    /// Checks the config, takes the API key from `lookup` of the variable `api_key_env` names
+    /// (the application passes the process's environment), and builds the HTTP client.
+    /// Nothing is sent yet.
+    pub fn with_key_lookup(
+        cfg: OpenAiConfig,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
         let base = cfg.base_url.trim().trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::invalid(format!(
@@ -150,8 +160,8 @@ impl OpenAiGenerator {
         }
         let api_key = match &cfg.api_key_env {
             None => None,
-            Some(name) => match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+            Some(name) => match lookup(name) {
+                Some(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
                 _ => {
                     return Err(Error::invalid(format!(
                         "the environment variable {name} (api_key_env of the generator at {base}) is not set"

@@ -185,7 +185,7 @@ fn images_are_data_url_parts_in_layout_order_and_params_are_sent() {
     let mut cfg = config(&serve(app));
     cfg.api_key_env = Some("RAP_TEST_OPENAI_KEY_A".into());
     cfg.send_max_completion_tokens = true;
-    let g = OpenAiGenerator::new(cfg).unwrap();
+    let g = OpenAiGenerator::with_key_lookup(cfg, |k| std::env::var(k).ok()).unwrap();
     let parts = first_turn(
         Some(&img(b"Q")),
         &[LayoutConcept::new("bo", "a dog", Some(img(b"B")))],

@@ -132,7 +132,15 @@ impl GenerateArgs {
             prompt_tokens: self.prompt_tokens,
             gen_tokens: self.gen_tokens,
             runs: self.runs,
-            threads: self.threads,
+            threads: match self.threads {
+                // Refused by the workload, with the others' checks.
+                Some(0) => 0,
+                Some(n) => {
+                    rap_app::environment::set_candle_threads(n);
+                    n
+                }
+                None => rap_app::environment::candle_threads(),
+            },
             device: rap_app::environment::device()?,
         })
     }
