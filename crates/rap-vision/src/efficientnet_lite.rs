@@ -418,7 +418,13 @@ mod cpu {
         e: Vec<f32>,
         /// Depthwise output.
         d: Vec<f32>,
+        /// The whole batch's activations where the per-image layers end.
+        batch: Vec<f32>,
     }
+
+    /// Blocks whose input has at least this many pixels run one image at a time
+    /// ([`Network::run`]).
+    const BATCH_FROM: usize = 28 * 28;
 
     pub(super) struct Network {
         /// (27, 32): the stem's weight (32, 3, 3, 3) flattened per output channel, transposed.
@@ -498,6 +504,12 @@ mod cpu {
         }
 
         /// The layers; returns the feature map's size and the buffer holding it (NHWC).
+        ///
+        /// The layers with large feature maps (the stem and the blocks whose input is at
+        /// least [`BATCH_FROM`] pixels) run one image at a time: their products are large
+        /// enough already, and a whole batch of their activations would not stay in cache.
+        /// The rest (14 x 14 and 7 x 7 at 224) run on the whole batch at once: there one
+        /// image's products are small, and a batch makes them efficient.
         fn run<'s>(
             &self,
             input: &[f32],
@@ -506,14 +518,72 @@ mod cpu {
             w: usize,
             s: &'s mut Scratch,
         ) -> (usize, usize, &'s [f32]) {
+            let (ih, iw) = (h, w);
+            let split = self.split(ih, iw);
+            let early = &self.blocks[..split];
+            let (mut h, mut w, mut c) = (0, 0, 0);
+            if n == 1 {
+                (h, w, c) = self.stem_and_blocks(input, ih, iw, early, s);
+            } else {
+                let plane = 3 * ih * iw;
+                for img in 0..n {
+                    let x = &input[img * plane..(img + 1) * plane];
+                    (h, w, c) = self.stem_and_blocks(x, ih, iw, early, s);
+                    let len = h * w * c;
+                    sized(&mut s.batch, n * len)[img * len..(img + 1) * len]
+                        .copy_from_slice(&s.x[..len]);
+                }
+                std::mem::swap(&mut s.x, &mut s.batch);
+            }
+            (h, w, c) = self.blocks(&self.blocks[split..], n, h, w, c, s);
+            let m = n * h * w;
+            self.head.run(&s.x[..m * c], m, None, &mut s.y);
+            (h, w, &s.y[..m * FEATURE_DIM])
+        }
+
+        /// How many blocks run one image at a time for an `h` x `w` input.
+        fn split(&self, h: usize, w: usize) -> usize {
+            let (mut h, mut w) = ((h + 2 - 3) / 2 + 1, (w + 2 - 3) / 2 + 1);
+            for (i, b) in self.blocks.iter().enumerate() {
+                if h * w < BATCH_FROM {
+                    return i;
+                }
+                let pad = b.depthwise.k / 2;
+                h = (h + 2 * pad - b.depthwise.k) / b.depthwise.stride + 1;
+                w = (w + 2 * pad - b.depthwise.k) / b.depthwise.stride + 1;
+            }
+            self.blocks.len()
+        }
+
+        /// The stem then `blocks` on one image; the output is left in `s.x`.
+        fn stem_and_blocks(
+            &self,
+            input: &[f32],
+            h: usize,
+            w: usize,
+            blocks: &[Block],
+            s: &mut Scratch,
+        ) -> (usize, usize, usize) {
             // Stem: 3x3 stride 2 as patches x weight.
             let oh = (h + 2 - 3) / 2 + 1;
             let ow = (w + 2 - 3) / 2 + 1;
-            let m = n * oh * ow;
-            im2col_nchw(input, n, 3, h, w, 3, 2, 1, sized(&mut s.e, m * 27));
+            let m = oh * ow;
+            im2col_nchw(input, 1, 3, h, w, 3, 2, 1, sized(&mut s.e, m * 27));
             self.stem.run(&s.e[..m * 27], m, None, &mut s.x);
-            let (mut h, mut w, mut c) = (oh, ow, STEM_CHANNELS);
-            for b in &self.blocks {
+            self.blocks(blocks, 1, oh, ow, STEM_CHANNELS, s)
+        }
+
+        /// `blocks` on `n` images (`h` x `w` x `c` each) in `s.x`; the output is left there.
+        fn blocks(
+            &self,
+            blocks: &[Block],
+            n: usize,
+            mut h: usize,
+            mut w: usize,
+            mut c: usize,
+            s: &mut Scratch,
+        ) -> (usize, usize, usize) {
+            for b in blocks {
                 let m = n * h * w;
                 let mid = b.depthwise.c;
                 if let Some(e) = &b.expand {
@@ -538,9 +608,7 @@ mod cpu {
                 std::mem::swap(&mut s.x, &mut s.y);
                 (h, w, c) = (oh, ow, b.project.cout);
             }
-            let m = n * h * w;
-            self.head.run(&s.x[..m * c], m, None, &mut s.y);
-            (h, w, &s.y[..m * FEATURE_DIM])
+            (h, w, c)
         }
     }
 }

@@ -94,7 +94,9 @@ fn tile(
         }
         None => {
             for o in out.chunks_exact_mut(n) {
-                o.copy_from_slice(bias);
+                for (o, b) in o.iter_mut().zip(bias) {
+                    *o = *b;
+                }
             }
         }
     }
