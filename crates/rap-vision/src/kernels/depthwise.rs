@@ -225,7 +225,30 @@ mod avx2 {
         bias: &[f32],
         out: &mut [f32],
     ) {
-        let (w, c, k, stride) = (s.w, s.c, s.k, s.stride);
+        // The network's kernel sizes get their own copies, with the tap loops unrolled.
+        match s.k {
+            3 => row_k::<3>(x, s, oy, weight, bias, out),
+            5 => row_k::<5>(x, s, oy, weight, bias, out),
+            _ => row_k::<0>(x, s, oy, weight, bias, out),
+        }
+    }
+
+    /// [`row`] for kernel size `K` (0: any, read from `s`).
+    ///
+    /// # Safety
+    /// As [`row`]; `K` is 0 or `s.k`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn row_k<const K: usize>(
+        x: &[f32],
+        s: &DwShape,
+        oy: usize,
+        weight: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
+        assert!(K == 0 || K == s.k);
+        let k = if K > 0 { K } else { s.k };
+        let (w, c, stride) = (s.w, s.c, s.stride);
         let ow = s.out_w();
         assert!(x.len() >= s.h * w * c && weight.len() >= k * k * c && bias.len() >= c);
         assert!(out.len() >= ow * c);
@@ -284,7 +307,47 @@ mod avx2 {
             } else {
                 // A border pixel (or one of the last interior ones): only the valid taps.
                 let cols @ (ix0, kx_lo, kx_hi) = s.cols(ox);
-                for cb in (0..cv).step_by(8) {
+                // 32 channels at a time: four independent chains of multiply-adds rather than
+                // one (which would wait on each FMA's latency).
+                let c32 = c - c % 32;
+                for cb in (0..c32).step_by(32) {
+                    // SAFETY: as below, with cb + 32 <= c32 <= c.
+                    let b = bp.add(cb);
+                    let mut a0 = _mm256_loadu_ps(b);
+                    let mut a1 = _mm256_loadu_ps(b.add(8));
+                    let mut a2 = _mm256_loadu_ps(b.add(16));
+                    let mut a3 = _mm256_loadu_ps(b.add(24));
+                    for ky in ky_lo..ky_hi {
+                        let iy = (iy0 + ky as isize) as usize;
+                        for kx in kx_lo..kx_hi {
+                            let ix = (ix0 + kx as isize) as usize;
+                            let xv = xp.add((iy * w + ix) * c + cb);
+                            let wv = wp.add((ky * k + kx) * c + cb);
+                            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xv), _mm256_loadu_ps(wv), a0);
+                            a1 = _mm256_fmadd_ps(
+                                _mm256_loadu_ps(xv.add(8)),
+                                _mm256_loadu_ps(wv.add(8)),
+                                a1,
+                            );
+                            a2 = _mm256_fmadd_ps(
+                                _mm256_loadu_ps(xv.add(16)),
+                                _mm256_loadu_ps(wv.add(16)),
+                                a2,
+                            );
+                            a3 = _mm256_fmadd_ps(
+                                _mm256_loadu_ps(xv.add(24)),
+                                _mm256_loadu_ps(wv.add(24)),
+                                a3,
+                            );
+                        }
+                    }
+                    let o = op.add(ox * c + cb);
+                    _mm256_storeu_ps(o, relu6!(a0));
+                    _mm256_storeu_ps(o.add(8), relu6!(a1));
+                    _mm256_storeu_ps(o.add(16), relu6!(a2));
+                    _mm256_storeu_ps(o.add(24), relu6!(a3));
+                }
+                for cb in (c32..cv).step_by(8) {
                     // SAFETY: as above, with kx restricted to the valid columns
                     // kx_lo..kx_hi, so 0 <= ix0 + kx < w.
                     let mut a = _mm256_loadu_ps(bp.add(cb));
@@ -371,7 +434,7 @@ mod tests {
                     if h + 2 * (k / 2) < k || w + 2 * (k / 2) < k {
                         continue;
                     }
-                    for c in [1, 3, 8, 13, 16, 24, 35] {
+                    for c in [1, 3, 8, 13, 16, 24, 35, 64, 77] {
                         check(DwShape {
                             n: 2,
                             h,
