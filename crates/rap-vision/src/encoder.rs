@@ -10,6 +10,7 @@ use candle_nn::ops::softmax_last_dim;
 use image::RgbImage;
 use rap_core::{BoundingBox, Embedding, EncoderInfo, Error, ImageEncoder, Result};
 use rap_image::{Filter, Fit, Preprocess};
+use rayon::prelude::*;
 use std::path::Path;
 
 /// Largest number of images run through the network at once (bounds memory).
@@ -96,9 +97,15 @@ impl EfficientNetLite0Encoder {
     /// The network input for a batch: (N, 3, 224, 224), on the CPU (preprocessing runs there).
     pub fn input_tensor(&self, images: &[RgbImage]) -> Result<Tensor> {
         let size = self.preprocess.size as usize;
+        // The images of a batch are preprocessed in parallel (a single one is not worth it).
+        let per_image = images
+            .par_iter()
+            .with_min_len(1)
+            .map(|img| self.preprocess.tensor_data(img))
+            .collect::<Result<Vec<_>>>()?;
         let mut data = Vec::with_capacity(images.len() * 3 * size * size);
-        for img in images {
-            data.extend(self.preprocess.tensor_data(img)?);
+        for d in per_image {
+            data.extend(d);
         }
         Tensor::from_vec(data, (images.len(), 3, size, size), &Device::Cpu)
             .map_err(|e| model_err("input", e))

@@ -4,7 +4,9 @@
 //!
 //! - [`encoder`]: [`EfficientNetLite0Encoder`], the default encoder, an
 //!   [`rap_core::ImageEncoder`] over the real ImageNet weights;
-//! - [`efficientnet_lite`]: the network itself, in candle, with the checkpoint's weight names;
+//! - [`efficientnet_lite`]: the network itself, with the checkpoint's weight names: on the
+//!   CPU on [`kernels`] (NHWC depthwise and 1x1 convolutions, SIMD chosen at run time), on
+//!   other devices in candle;
 //! - [`torch_legacy`]: a reader for PyTorch's legacy (non-zip) `.pth` format, which those
 //!   weights use;
 //! - [`hf`]: Hugging Face checkpoint folders (config.json, preprocessor_config.json,
@@ -23,6 +25,7 @@
 pub mod efficientnet_lite;
 pub mod encoder;
 pub mod hf;
+pub mod kernels;
 pub use hf::{clip, dinov2, siglip};
 pub mod reference;
 pub mod torch_legacy;
