@@ -5,7 +5,8 @@
 //! [`HfManifest::dir`] it gets back.
 //!
 //! # Layout on disk
-//! `MODELS_DIR/NAME/hf-model.json` ([`HfManifest`]) describes a registered checkpoint: where
+//! `MODELS_DIR/NAME/manifest.json` (the one manifest, [`crate::manifest`], seen here as an
+//! [`HfManifest`]) describes a registered checkpoint: where
 //! its folder is (`MODELS_DIR/NAME` itself for a Hub install, the user's own folder for
 //! `add`, which is never copied nor deleted), and the size and sha256 of each file as they were
 //! when it was registered. [`verify`] re-hashes and compares. A Hub install downloads into a
@@ -33,8 +34,6 @@ pub const PREPROCESSOR_CONFIG: &str = "preprocessor_config.json";
 pub const WEIGHTS: &str = "model.safetensors";
 pub const TOKENIZER: &str = "tokenizer.json";
 
-/// The manifest file of a registered Hugging Face checkpoint.
-pub const MANIFEST: &str = "hf-model.json";
 /// Where `install` talks to unless [`Tools::hub_endpoint`] names another address.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
@@ -163,7 +162,8 @@ pub enum HfKind {
     Detector,
 }
 
-/// `MODELS_DIR/NAME/hf-model.json`.
+/// A registered checkpoint's manifest as the Hub code sees it (stored as
+/// [`crate::manifest::Manifest`]; earlier versions wrote this struct as `hf-model.json`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HfManifest {
     pub name: String,
@@ -222,20 +222,10 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn manifest_path(models_dir: &Path, name: &str) -> PathBuf {
-    models_dir.join(name).join(MANIFEST)
-}
-
-/// The manifest of a registered checkpoint; `Ok(None)` when `name` is not registered.
+/// The manifest of a registered checkpoint ([`crate::manifest`], seen as a checkpoint's);
+/// `Ok(None)` when `name` is not a registered checkpoint.
 pub fn manifest(models_dir: &Path, name: &str) -> Result<Option<HfManifest>> {
-    let path = manifest_path(models_dir, name);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Model(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(&path, e)),
-    }
+    Ok(crate::manifest::read(models_dir, name)?.and_then(crate::manifest::to_hub))
 }
 
 /// Every registered checkpoint (unreadable manifests are skipped with a warning).
@@ -260,12 +250,7 @@ pub fn list(models_dir: &Path) -> Vec<HfManifest> {
     out
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::manifest::now;
 
 fn records(dir: &Path) -> Result<Vec<FileRecord>> {
     let mut out = Vec::new();
@@ -287,19 +272,11 @@ fn records(dir: &Path) -> Result<Vec<FileRecord>> {
 }
 
 fn write_manifest(models_dir: &Path, m: &HfManifest) -> Result<()> {
-    use std::io::Write;
-    let dir = models_dir.join(&m.name);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
-    let json = serde_json::to_vec_pretty(m).map_err(|e| Error::Model(format!("manifest: {e}")))?;
-    tmp.write_all(&json).map_err(|e| Error::io(tmp.path(), e))?;
-    let path = manifest_path(models_dir, &m.name);
-    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-    Ok(())
+    crate::manifest::write(models_dir, &crate::manifest::from_hub(m.clone()))
 }
 
 /// What loading a checkpoint folder tells about it (a [`Probe`]'s answer).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointFacts {
     pub kind: HfKind,
     /// `config.json`'s `model_type`.
@@ -424,7 +401,7 @@ pub fn remove(models_dir: &Path, name: &str) -> Result<HfManifest> {
     match m.source {
         Source::Hub { .. } => std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?,
         Source::Folder => {
-            let path = manifest_path(models_dir, name);
+            let path = dir.join(crate::manifest::FILE);
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
             let _ = std::fs::remove_dir(&dir);
         }

@@ -12,11 +12,15 @@
 //! - [`hub`]: Hugging Face checkpoints, downloaded from the Hub or registered from a folder the
 //!   user has, checked through a [`hub::Probe`] the caller supplies.
 //!
+//! Every installed model has one manifest, whatever its source ([`manifest`]:
+//! `MODELS_DIR/NAME/manifest.json`, written last).
+//!
 //! Settings (which Python and npm to run, the Hub's address) come in as [`Tools`]; this crate
 //! never reads the environment.
 
 pub mod catalogue;
 pub mod hub;
+pub mod manifest;
 pub mod npm;
 pub mod pip;
 

