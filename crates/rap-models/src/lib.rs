@@ -65,3 +65,28 @@ impl Default for Tools {
         }
     }
 }
+
+/// Helpers of this crate's unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::Path;
+
+    /// Writes an executable shell script (a stand-in for pip or npm) and waits until it runs
+    /// with `probe_args`: the test binary forks in other threads, and a child forked while the
+    /// script was still open for writing keeps it "busy" (ETXTBSY) until that child execs.
+    pub fn write_script(path: &Path, text: &str, probe_args: &[&str]) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for _ in 0..500 {
+            match std::process::Command::new(path).args(probe_args).status() {
+                Err(e) if e.raw_os_error() == Some(26) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("{}: {e}", path.display()),
+                Ok(_) => return,
+            }
+        }
+        panic!("{} stayed busy", path.display());
+    }
+}

@@ -361,19 +361,17 @@ mod tests {
     /// A stand-in for npm: `--version` works, `pack` writes the tarball in $FAKE_TGZ to the
     /// `--pack-destination` directory and logs the call.
     fn fake_npm(dir: &Path, tgz: &Path) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
         let script = dir.join("fake-npm");
-        std::fs::write(
+        crate::test_support::write_script(
             &script,
-            format!(
+            &format!(
                 "#!/bin/sh\n[ \"$1\" = --version ] && exit 0\necho \"$@\" >> '{}'\n\
                  while [ $# -gt 0 ]; do [ \"$1\" = --pack-destination ] && cp '{}' \"$2\"/pkg-1.0.tgz; shift; done\n",
                 dir.join("calls.log").display(),
                 tgz.display()
             ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+            &["--version"],
+        );
         script
     }
 

@@ -541,20 +541,18 @@ mod tests {
     /// A stand-in for `python3 -m pip`: answers `--version`, and for `download` copies the
     /// wheel named in $FAKE_WHEEL into the `-d` directory and logs the call.
     fn fake_python(dir: &Path, wheel: &Path) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
         let script = dir.join("fake-python");
         let log = dir.join("calls.log");
-        std::fs::write(
+        crate::test_support::write_script(
             &script,
-            format!(
+            &format!(
                 "#!/bin/sh\n[ \"$3\" = --version ] && exit 0\necho \"$@\" >> '{}'\n\
                  while [ $# -gt 0 ]; do [ \"$1\" = -d ] && cp '{}' \"$2\"; shift; done\n",
                 log.display(),
                 wheel.display()
             ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+            &["-m", "pip", "--version"],
+        );
         script
     }
 
