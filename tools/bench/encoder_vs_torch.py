@@ -5,7 +5,7 @@ very pixels the Rust bench makes), resized (bilinear, shorter edge to 224) and c
 to 224, normalised to [-1, 1], run through the network to the 1280-d feature map and
 average-pooled; preprocessing is inside the timed loop for all three. Same weights: the
 installed checkpoint (`efficientnet-lite0-57934424.pth`, EfficientNet-PyTorch names) is loaded
-into a small PyTorch Lite0 module (the one in tools/golden/efficientnet_lite0_golden.py),
+into the PyTorch Lite0 module of tools/golden/efficientnet_lite0_golden.py,
 which is also exported to ONNX for ONNX Runtime. Every engine gets 2 threads (PyTorch's
 intra-op threads, ONNX Runtime's intra-op threads, RAYON_NUM_THREADS for rap). Each batch size
 is timed like rap times it: one warm-up run, then runs until `--seconds` have passed (at
@@ -54,60 +54,17 @@ def ensure_packages(args):
 
 
 def lite0_module():
-    """EfficientNet-Lite0 in PyTorch with the EfficientNet-PyTorch parameter names."""
-    import torch.nn as nn
-    import torch.nn.functional as F
+    """EfficientNet-Lite0 in PyTorch with the EfficientNet-PyTorch parameter names: the golden
+    script's module (tools/golden/efficientnet_lite0_golden.py), its forward giving the
+    average-pooled 1280-d features (the embedding before normalisation)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden"))
+    from efficientnet_lite0_golden import EfficientNetLite0
 
-    stages = [(3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
-              (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1)]
-    bn = dict(eps=1e-3, momentum=0.01)
-
-    class MBConv(nn.Module):
-        def __init__(self, cin, cout, k, stride, expand):
-            super().__init__()
-            mid = cin * expand
-            self.has_expand = expand != 1
-            if self.has_expand:
-                self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
-                self._bn0 = nn.BatchNorm2d(mid, **bn)
-            self._depthwise_conv = nn.Conv2d(mid, mid, k, stride, k // 2, groups=mid,
-                                             bias=False)
-            self._bn1 = nn.BatchNorm2d(mid, **bn)
-            self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
-            self._bn2 = nn.BatchNorm2d(cout, **bn)
-            self.residual = stride == 1 and cin == cout
-
+    class Pooled(EfficientNetLite0):
         def forward(self, x):
-            h = x
-            if self.has_expand:
-                h = F.relu6(self._bn0(self._expand_conv(h)))
-            h = F.relu6(self._bn1(self._depthwise_conv(h)))
-            h = self._bn2(self._project_conv(h))
-            return h + x if self.residual else h
+            return self.features(x).mean(dim=(2, 3))
 
-    class Lite0(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
-            self._bn0 = nn.BatchNorm2d(32, **bn)
-            blocks, cin = [], 32
-            for k, s, e, cout, r in stages:
-                for i in range(r):
-                    blocks.append(MBConv(cin, cout, k, s if i == 0 else 1, e))
-                    cin = cout
-            self._blocks = nn.ModuleList(blocks)
-            self._conv_head = nn.Conv2d(cin, 1280, 1, bias=False)
-            self._bn1 = nn.BatchNorm2d(1280, **bn)
-            self._fc = nn.Linear(1280, 1000)
-
-        def forward(self, x):
-            """Average-pooled 1280-d features (the embedding before normalisation)."""
-            x = F.relu6(self._bn0(self._conv_stem(x)))
-            for b in self._blocks:
-                x = b(x)
-            return F.relu6(self._bn1(self._conv_head(x))).mean(dim=(2, 3))
-
-    return Lite0()
+    return Pooled()
 
 
 def photo():

@@ -11,7 +11,7 @@
 //!
 //! Built-in names cannot be registered ([`hub::check_name`]), so steps 1-3 never compete.
 
-use crate::{hub, npm, pip, ModelKind};
+use crate::{hub, npm, pip};
 use rap_core::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -42,34 +42,6 @@ pub fn lookup(models_dir: &Path, name: &str) -> Result<Option<Named>> {
         return Ok(Some(Named::Registered(m)));
     }
     Ok(hub_entry.map(Named::Hub))
-}
-
-/// Every name in the catalogues, with what it is for, for messages that list the choices.
-pub fn names(kind: Option<ModelKind>) -> Vec<&'static str> {
-    let hub_kind = |e: &hub::HubEntry| {
-        if e.name.starts_with("owlv2") {
-            ModelKind::Detector
-        } else {
-            ModelKind::ImageEncoder
-        }
-    };
-    npm::NPM_CATALOGUE
-        .iter()
-        .filter(|e| kind.is_none_or(|k| e.kind == k))
-        .map(|e| e.name)
-        .chain(
-            pip::CATALOGUE
-                .iter()
-                .filter(|e| kind.is_none_or(|k| e.kind == k))
-                .map(|e| e.name),
-        )
-        .chain(
-            hub::HUB_CATALOGUE
-                .iter()
-                .filter(|e| kind.is_none_or(|k| hub_kind(e) == k))
-                .map(|e| e.name),
-        )
-        .collect()
 }
 
 /// The names of everything present in `models_dir` (installed, damaged or registered), in
@@ -165,8 +137,6 @@ mod tests {
             ));
         }
         assert_eq!(lookup(dir.path(), "nope").unwrap(), None);
-        assert!(names(Some(ModelKind::Detector)).contains(&"centernet"));
-        assert!(!names(Some(ModelKind::Detector)).contains(&"efficientnet-lite0"));
     }
 
     #[test]

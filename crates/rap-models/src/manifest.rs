@@ -146,10 +146,10 @@ struct LegacyNpm {
 }
 
 fn parse(bytes: &[u8], name: &str, dir: &Path) -> Result<Manifest> {
-    let current = serde_json::from_slice::<Manifest>(bytes);
-    if let Ok(m) = current {
-        return Ok(m);
-    }
+    let current = match serde_json::from_slice::<Manifest>(bytes) {
+        Ok(m) => return Ok(m),
+        Err(e) => e,
+    };
     if let Ok(w) = serde_json::from_slice::<LegacyWheels>(bytes) {
         return Ok(Manifest {
             name: name.to_string(),
@@ -183,10 +183,7 @@ fn parse(bytes: &[u8], name: &str, dir: &Path) -> Result<Manifest> {
         });
     }
     // Report the current format's complaint: that is the format being written.
-    match current {
-        Err(e) => Err(Error::Model(format!("not a model manifest: {e}"))),
-        Ok(m) => Ok(m),
-    }
+    Err(Error::Model(format!("not a model manifest: {current}")))
 }
 
 /// A Hugging Face checkpoint's manifest in the one format.

@@ -144,3 +144,43 @@ impl From<axum::extract::multipart::MultipartError> for ApiError {
         ApiError::new(status, kind, format!("multipart body: {}", e.body_text()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(e: Error) -> (u16, &'static str) {
+        let a = ApiError::from(e);
+        (a.status.as_u16(), a.kind)
+    }
+
+    #[test]
+    fn the_status_comes_from_the_kind_never_from_the_words() {
+        assert_eq!(
+            answer(Error::invalid("bad")),
+            (400, "invalid_request_error")
+        );
+        assert_eq!(
+            answer(Error::not_found("concept", "bo")),
+            (404, "not_found_error")
+        );
+        assert_eq!(
+            answer(Error::Conflict("taken".into())),
+            (409, "conflict_error")
+        );
+        let missing = Error::not_installed("default", "run `rap models install default`");
+        assert_eq!(answer(missing), (503, "model_unavailable"));
+        let down = Error::unavailable("cannot reach the generator at http://127.0.0.1:9");
+        assert_eq!(answer(down), (503, "model_unavailable"));
+        // A model failure that mentions installing is still a failure here, not a 503.
+        let broken = Error::model("the installed weights do not load");
+        assert_eq!(answer(broken), (500, "model_error"));
+        assert_eq!(answer(Error::storage("disk full")), (500, "server_error"));
+        // The message keeps the source's text once.
+        let e = Error::storage_from("cannot open memory.sqlite", std::io::Error::other("gone"));
+        assert_eq!(
+            ApiError::from(e).message,
+            "storage: cannot open memory.sqlite: gone"
+        );
+    }
+}
