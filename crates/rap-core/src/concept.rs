@@ -50,6 +50,11 @@ pub struct Concept {
     pub category: String,
     pub info: String,
     pub images: Vec<ConceptImage>,
+    /// Negative examples ("that's not Bo"): photos or regions the user said are *not* this
+    /// concept. Each has its own key, is never retrieved as the concept, and counts against
+    /// it in the retrieval decision (see `rap_engine::retrieve`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub negatives: Vec<ConceptImage>,
     /// Unix time in milliseconds.
     pub created_at: i64,
     pub updated_at: i64,

@@ -49,4 +49,8 @@ pub struct Hit {
     /// The query-image region that matched, in pixels of the (orientation-corrected) query.
     #[serde(rename = "box")]
     pub bbox: Option<BoundingBox>,
+    /// For an image hit, how sure retrieval's decision is (0..1, calibrated; see
+    /// `rap_engine::retrieve`); none for a text mention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
 }

@@ -1,7 +1,8 @@
 //! [`Engine`]: opens the memory, loads the encoder lazily, and runs Remember and indexing.
 
 use rap_core::{
-    Concept, Embedding, Error, ImageEncoder, ImageId, NewConcept, Region, Result, Tenant,
+    BoundingBox, Concept, Embedding, Error, ImageEncoder, ImageId, NewConcept, Region, Result,
+    Tenant,
 };
 use rap_image::Limits;
 use rap_memory::{ConceptEdit, ConceptStore, ImageInput, KeyIndex, SqliteStore, StoreStats};
@@ -48,6 +49,8 @@ pub struct Engine {
     loader: EncoderLoader,
     encoder: OnceLock<Option<Arc<dyn ImageEncoder>>>,
     indexes: Mutex<HashMap<(Tenant, String), KeyIndex>>,
+    /// Each tenant's concepts as queries need them (see [`crate::catalog`]).
+    pub(crate) catalogs: Mutex<HashMap<Tenant, Arc<crate::catalog::Catalog>>>,
     /// Loads encoders other than the default by name (see [`crate::encoders`]).
     pub(crate) resolver: Option<EncoderResolver>,
     pub(crate) named: Mutex<HashMap<String, Arc<dyn ImageEncoder>>>,
@@ -77,6 +80,7 @@ impl Engine {
             loader,
             encoder: OnceLock::new(),
             indexes: Mutex::new(HashMap::new()),
+            catalogs: Mutex::new(HashMap::new()),
             resolver: None,
             named: Mutex::new(HashMap::new()),
             proposer: None,
@@ -133,6 +137,30 @@ impl Engine {
     /// Checks image bytes (an upload) for storing.
     pub fn image_from_bytes(&self, bytes: Vec<u8>) -> Result<ImageInput> {
         ImageInput::from_bytes(bytes, &self.config.limits)
+    }
+
+    /// A negative example ("that's not this concept") from an image: the whole image, or the
+    /// part of it under `bbox` (pixels of the orientation-corrected image, as retrieval's hits
+    /// give them), stored as a JPEG of that crop.
+    pub fn negative_example(
+        &self,
+        bytes: Vec<u8>,
+        bbox: Option<&BoundingBox>,
+    ) -> Result<ImageInput> {
+        let Some(bbox) = bbox else {
+            return self.image_from_bytes(bytes);
+        };
+        let rgb = rap_image::decode(&bytes, &self.config.limits)?;
+        let crop = rap_image::crop_box(&rgb, bbox)?;
+        if crop.width() < 8 || crop.height() < 8 {
+            return Err(Error::invalid(format!(
+                "the box {:?} covers only {}x{} pixels of the image: mark at least 8x8",
+                [bbox.x1, bbox.y1, bbox.x2, bbox.y2],
+                crop.width(),
+                crop.height()
+            )));
+        }
+        self.image_from_bytes(rap_image::encode_jpeg(&crop, 92)?)
     }
 
     // ---- Remember ----

@@ -15,6 +15,7 @@
 //!   to one tenant, stored only as hashes.
 
 pub mod answer;
+mod catalog;
 mod chat;
 mod encoders;
 mod engine;

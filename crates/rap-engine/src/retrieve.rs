@@ -3,38 +3,71 @@
 //! Unlike the reference, which only looks where a detector fired, every query image is looked
 //! at whole *and* through multi-scale overlapping windows ([`proposals`]), so a small concept
 //! in a big photo is still found, and a missed detection never means "nothing". Every
-//! reference image of every concept is a key; a concept's score is its best cosine similarity
-//! over (query regions x its keys). Concepts named in the text (`<bo>`, `bo`, `Bo`, any alias,
-//! on word boundaries) come first, as in the reference. A calibrated threshold says "not here".
+//! reference image of every concept is a key; so is every negative example ("that's not Bo").
+//! Concepts named in the text (`<bo>`, `bo`, `Bo`, any alias, on word boundaries) come first,
+//! as in the reference.
+//!
+//! # The decision: is concept C in the image?
+//! For each query region `r` and concept `C`, `s(r, C)` is the best cosine similarity between
+//! the region and C's reference images, and `n(r, C)` the best one to C's negative examples.
+//! A region *supports* the one concept it matches best, `C = argmax s(r, .)`, when all hold:
+//! 1. `s(r, C) >= floor` - an absolute floor ([`RetrieveOptions::threshold`], `--threshold`);
+//! 2. `s(r, C) - s(r, C') >= margin` for the runner-up concept `C'` at the same region - the
+//!    tenant's other concepts compete (a Shiba that is Bo's look-alike `Rex` in the memory
+//!    supports Rex or nothing, never both);
+//! 3. `s(r, C) - n(r, C) >= negative_margin` - closer to C than to what the user said is not C.
+//!
+//! C is reported when some region supports it, once, with the box of its best supporting region,
+//! so each region counts for at most one concept and a photo can hold several. The hit's
+//! `confidence` is a logistic function of the evidence at that region, `score - floor` and the
+//! smaller of the two margins ([`confidence`]). [`ConceptScore`] keeps the raw best score of
+//! every concept too (for ranking and evaluation).
+//!
+//! The parameters ([`DEFAULT_THRESHOLD`], [`DEFAULT_MARGIN`], [`DEFAULT_NEGATIVE_MARGIN`]) were
+//! calibrated on dreambooth-dev as their constants' docs say.
 
+use crate::catalog::Role;
 use crate::Engine;
 use rap_core::{
-    BoundingBox, ConceptId, Error, Hit, ImageId, ProposalHints, Region, RegionSource, Result,
+    BoundingBox, ConceptId, Embedding, Error, Hit, ProposalHints, Region, RegionSource, Result,
     Tenant, Via,
 };
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// The default "this concept is in the image" threshold on cosine similarity, for the default
-/// encoder (EfficientNet-Lite0, average pooling) with the default window scales.
+/// The decision's absolute floor on cosine similarity, for the default encoder
+/// (EfficientNet-Lite0, average pooling) with the default window scales.
 ///
 /// Calibrated on dreambooth-dev with `rap eval retrieval --refs 1` (20 subjects, 86 queries,
-/// each query scored against every subject): the threshold that maximises weighted
-/// recognition accuracy (mean of positive and negative accuracy) was 0.507 (weighted 0.976);
-/// with the whole image only it was 0.490 (0.969). We round to 0.5 rather than fit the
-/// 20 subjects more closely. Another encoder needs its own calibration.
+/// each query scored against every subject): on its own (no margin) the floor that maximised
+/// weighted recognition accuracy (mean of positive and negative accuracy) was 0.507 (weighted
+/// 0.976). We round to 0.5 rather than fit the 20 subjects more closely. Another encoder needs
+/// its own calibration.
 pub const DEFAULT_THRESHOLD: f32 = 0.5;
+
+/// How much a region's best concept must beat the runner-up concept at that region.
+pub const DEFAULT_MARGIN: f32 = 0.02;
+
+/// How much a region's best concept must beat that concept's own negative examples there.
+pub const DEFAULT_NEGATIVE_MARGIN: f32 = 0.0;
 
 /// Proposed boxes narrower or shorter than this (pixels) are not embedded.
 const MIN_REGION: f32 = 32.0;
+
+/// Keys looked up per query region.
+const NEIGHBOURS: usize = 16;
 
 /// How retrieval runs.
 #[derive(Debug, Clone)]
 pub struct RetrieveOptions {
     /// At most this many concepts (text mentions count towards it but are never dropped).
     pub top_k: usize,
-    /// Image hits below this score are left out.
+    /// The decision's absolute floor: a region supports no concept below it.
     pub threshold: f32,
+    /// The decision's margin over the runner-up concept at the same region.
+    pub margin: f32,
+    /// The decision's margin over the concept's own negative examples.
+    pub negative_margin: f32,
     /// Window sizes as fractions of the image's shorter side; empty = whole image only.
     pub window_scales: Vec<f32>,
 }
@@ -44,6 +77,8 @@ impl Default for RetrieveOptions {
         RetrieveOptions {
             top_k: 2,
             threshold: DEFAULT_THRESHOLD,
+            margin: DEFAULT_MARGIN,
+            negative_margin: DEFAULT_NEGATIVE_MARGIN,
             window_scales: vec![0.5, 0.75],
         }
     }
@@ -67,6 +102,43 @@ pub struct Retrieval {
     /// under 32 px were not embedded); empty without a proposer.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub detections: Vec<Region>,
+}
+
+/// One concept's evidence in one query image.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConceptScore {
+    pub id: ConceptId,
+    pub name: String,
+    /// The best cosine similarity of any region to any of its reference images (no decision).
+    pub score: f32,
+    /// Whether the decision says it is in the image.
+    pub present: bool,
+    /// Where: its best supporting region when present, else the region of `score`.
+    #[serde(rename = "box")]
+    pub bbox: BoundingBox,
+    /// When present, the smaller of its two margins at that region (over the runner-up
+    /// concept and over its own negatives); otherwise 0.
+    pub margin: f32,
+    /// How sure the decision is that it is present (0..1; see [`confidence`]).
+    pub confidence: f32,
+}
+
+/// A concept's evidence at one region.
+#[derive(Debug, Clone, Copy)]
+struct Support {
+    score: f32,
+    margin: f32,
+    region: usize,
+}
+
+/// The hit's confidence: a logistic function of how far the evidence clears the floor and the
+/// margin, 0.5 exactly at the decision's edge. The slopes were fitted on dreambooth-dev (see
+/// [`DEFAULT_MARGIN`]).
+pub fn confidence(score: f32, margin: f32, options: &RetrieveOptions) -> f32 {
+    const SCORE_SLOPE: f32 = 25.0;
+    const MARGIN_SLOPE: f32 = 40.0;
+    let z = SCORE_SLOPE * (score - options.threshold) + MARGIN_SLOPE * (margin - options.margin);
+    1.0 / (1.0 + (-z).exp())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -152,46 +224,36 @@ impl Engine {
         let mut timings = Timings::default();
         let mut detections = Vec::new();
         if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
-            let concepts = self.concepts(tenant)?;
-            let names: Vec<_> = concepts
-                .iter()
-                .map(|c| (c.id.clone(), c.name.clone(), c.aliases.clone()))
-                .collect();
-            for id in mentions(text, &names) {
-                if let Some(c) = concepts.iter().find(|c| c.id == id) {
+            let catalog = self.catalog(tenant)?;
+            for id in mentions(text, &catalog.names()) {
+                if let Some(c) = catalog.concepts.iter().find(|c| c.id == id) {
                     hits.push(Hit {
                         id,
                         name: c.name.clone(),
                         score: 1.0,
                         via: Via::Text,
                         bbox: None,
+                        confidence: None,
                     });
                 }
             }
         }
         if let Some(bytes) = image {
-            let scored = self.score_image_with_detections(
-                tenant,
-                bytes,
-                &options.window_scales,
-                &mut timings,
-                &mut detections,
-            )?;
+            let scored = self.recognize(tenant, bytes, options, &mut timings, &mut detections)?;
             let room = options.top_k.saturating_sub(hits.len());
             let image_hits: Vec<_> = scored
                 .into_iter()
-                .filter(|(id, ..)| !hits.iter().any(|h| &h.id == id))
-                .filter(|(_, score, _)| *score >= options.threshold)
+                .filter(|c| c.present && !hits.iter().any(|h| h.id == c.id))
                 .take(room)
                 .collect();
-            for (id, score, bbox) in image_hits {
-                let concept = self.store().concept_by_id(tenant, &id)?;
+            for c in image_hits {
                 hits.push(Hit {
-                    id,
-                    name: concept.name,
-                    score,
+                    id: c.id,
+                    name: c.name,
+                    score: c.score,
                     via: Via::Image,
-                    bbox: Some(bbox),
+                    bbox: Some(c.bbox),
+                    confidence: Some(c.confidence),
                 });
             }
         }
@@ -203,8 +265,7 @@ impl Engine {
     }
 
     /// Every concept that matched any region of the image, with its best score and the box
-    /// of that region, best first (no threshold, no top-k). The basis of [`Engine::retrieve`]
-    /// and of the retrieval evaluation.
+    /// of that region, best first (no decision, no top-k): [`Engine::recognize`]'s raw scores.
     pub fn score_image(
         &self,
         tenant: &Tenant,
@@ -212,21 +273,119 @@ impl Engine {
         window_scales: &[f32],
         timings: &mut Timings,
     ) -> Result<Vec<(ConceptId, f32, BoundingBox)>> {
-        self.score_image_with_detections(tenant, bytes, window_scales, timings, &mut Vec::new())
+        let options = RetrieveOptions {
+            window_scales: window_scales.to_vec(),
+            ..RetrieveOptions::default()
+        };
+        let mut scored = self.recognize(tenant, bytes, &options, timings, &mut Vec::new())?;
+        scored.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(scored
+            .into_iter()
+            .map(|c| {
+                let bbox = c.bbox;
+                (c.id, c.score, bbox)
+            })
+            .collect())
     }
 
-    /// [`Engine::score_image`], also giving the region proposer's boxes (`detections`).
+    /// The evidence for every concept that matched any region of the image, and the decision
+    /// (see [the module](self)): concepts found present first (by score), then the rest (by
+    /// score). Also gives the region proposer's boxes (`detections`).
     ///
     /// The proposer is told the tenant's concept categories as they are now (read from the
     /// store at each call, so an edited category counts at the next query).
-    pub fn score_image_with_detections(
+    pub fn recognize(
+        &self,
+        tenant: &Tenant,
+        bytes: &[u8],
+        options: &RetrieveOptions,
+        timings: &mut Timings,
+        detections: &mut Vec<Region>,
+    ) -> Result<Vec<ConceptScore>> {
+        let (regions, embeddings) =
+            self.embed_regions(tenant, bytes, &options.window_scales, timings, detections)?;
+        let start = Instant::now();
+        let catalog = self.catalog(tenant)?;
+        let found = self.nearest_images(tenant, &embeddings, NEIGHBOURS)?;
+
+        // Best raw score of each concept over all regions (for ranking), and what each region
+        // supports under the decision.
+        let mut best: HashMap<usize, (f32, usize)> = HashMap::new();
+        let mut support: HashMap<usize, Support> = HashMap::new();
+        for (r, hits) in found.iter().enumerate() {
+            let mut positive: HashMap<usize, f32> = HashMap::new();
+            let mut negative: HashMap<usize, f32> = HashMap::new();
+            for (score, image) in hits {
+                for &(concept, role) in catalog.owners(image) {
+                    let slot = match role {
+                        Role::Reference => positive.entry(concept),
+                        Role::Negative => negative.entry(concept),
+                    }
+                    .or_insert(f32::NEG_INFINITY);
+                    *slot = slot.max(*score);
+                }
+            }
+            for (&concept, &score) in &positive {
+                let entry = best.entry(concept).or_insert((f32::NEG_INFINITY, r));
+                if score > entry.0 {
+                    *entry = (score, r);
+                }
+            }
+            if let Some(s) = decide(&positive, &negative, options) {
+                let (concept, score, margin) = s;
+                let entry = support.entry(concept).or_insert(Support {
+                    score: f32::NEG_INFINITY,
+                    margin,
+                    region: r,
+                });
+                if score > entry.score {
+                    *entry = Support {
+                        score,
+                        margin,
+                        region: r,
+                    };
+                }
+            }
+        }
+        let mut scored: Vec<ConceptScore> = best
+            .into_iter()
+            .map(|(concept, (score, region))| {
+                let entry = catalog.entry(concept);
+                let (present, bbox, margin, confidence) = match support.get(&concept) {
+                    Some(s) => (
+                        true,
+                        regions[s.region].bbox,
+                        s.margin,
+                        confidence(s.score, s.margin, options),
+                    ),
+                    None => (false, regions[region].bbox, 0.0, 0.0),
+                };
+                ConceptScore {
+                    id: entry.id.clone(),
+                    name: entry.name.clone(),
+                    score,
+                    present,
+                    bbox,
+                    margin,
+                    confidence,
+                }
+            })
+            .collect();
+        scored.sort_by(|a, b| b.present.cmp(&a.present).then(b.score.total_cmp(&a.score)));
+        timings.search_ms += ms(start.elapsed());
+        Ok(scored)
+    }
+
+    /// Decodes the query, proposes its regions (whole image, windows, a detector's boxes) and
+    /// embeds them all in one batch.
+    fn embed_regions(
         &self,
         tenant: &Tenant,
         bytes: &[u8],
         window_scales: &[f32],
         timings: &mut Timings,
         detections: &mut Vec<Region>,
-    ) -> Result<Vec<(ConceptId, f32, BoundingBox)>> {
+    ) -> Result<(Vec<Region>, Vec<Embedding>)> {
         let encoder = self.encoder_for(tenant)?;
         let start = Instant::now();
         let rgb = rap_image::decode(bytes, self.limits())?;
@@ -261,38 +420,34 @@ impl Engine {
         }
         timings.embed_ms += ms(start.elapsed());
         timings.regions += regions.len();
-
-        let start = Instant::now();
-        let neighbours = 16;
-        let mut best: HashMap<ImageId, (f32, BoundingBox)> = HashMap::new();
-        let found = self.nearest_images(tenant, &embeddings, neighbours)?;
-        for (region, hits) in regions.iter().zip(found) {
-            for (score, image) in hits {
-                let entry = best
-                    .entry(image)
-                    .or_insert((f32::NEG_INFINITY, region.bbox));
-                if score > entry.0 {
-                    *entry = (score, region.bbox);
-                }
-            }
-        }
-        let mut by_concept: HashMap<ConceptId, (f32, BoundingBox)> = HashMap::new();
-        for (image, (score, bbox)) in best {
-            for id in self.store().concepts_with_image(tenant, &image)? {
-                let entry = by_concept.entry(id).or_insert((f32::NEG_INFINITY, bbox));
-                if score > entry.0 {
-                    *entry = (score, bbox);
-                }
-            }
-        }
-        let mut scored: Vec<_> = by_concept
-            .into_iter()
-            .map(|(id, (s, b))| (id, s, b))
-            .collect();
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-        timings.search_ms += ms(start.elapsed());
-        Ok(scored)
+        Ok((regions, embeddings))
     }
+}
+
+/// What one region supports, from the best score of each concept's references (`positive`)
+/// and negatives (`negative`) there: `(concept, score, margin)` where margin is the smaller
+/// of the margins over the runner-up concept and over the concept's negatives, or `None`.
+fn decide(
+    positive: &HashMap<usize, f32>,
+    negative: &HashMap<usize, f32>,
+    options: &RetrieveOptions,
+) -> Option<(usize, f32, f32)> {
+    let (&concept, &score) = positive
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0)))?;
+    let runner_up = positive
+        .iter()
+        .filter(|(c, _)| **c != concept)
+        .map(|(_, s)| *s)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let over_others = score - runner_up;
+    let over_negatives = score - negative.get(&concept).copied().unwrap_or(f32::NEG_INFINITY);
+    let decisive = score >= options.threshold
+        && over_others >= options.margin
+        && over_negatives >= options.negative_margin;
+    // An unopposed concept's margin is capped so the confidence stays finite.
+    let margin = over_others.min(over_negatives).min(1.0);
+    decisive.then_some((concept, score, margin))
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub mod transform;
 
 pub use preprocess::{to_chw_f32, Fit, Preprocess, MAX_ASPECT, MAX_PAD_PIXELS};
 pub use transform::{
-    box_window, center_crop, crop_box, pad_to_square, resize, resize_shortest_edge,
+    box_window, center_crop, crop_box, encode_jpeg, pad_to_square, resize, resize_shortest_edge,
     shortest_edge_size, Filter,
 };
 

@@ -11,7 +11,7 @@
 //! for keys given twice, keeps the last): errors and results are the same either way.
 
 use crate::external::ImageBytes;
-use crate::{attach_image, db_err, now_ms, region_to_text};
+use crate::{attach_image, db_err, now_ms, region_to_text, Role};
 use pgvector::Vector;
 use postgres::Transaction;
 use rap_core::{
@@ -98,7 +98,7 @@ pub(crate) fn insert_concepts(
     // Image bytes go through the one place that stores them.
     for (plan, id) in plans.iter().zip(&ids) {
         for (pos, image) in &plan.images {
-            attach_image(tx, tenant, id, image, *pos as i32, bytes)?;
+            attach_image(tx, tenant, id, image, *pos as i32, bytes, Role::Reference)?;
         }
     }
     Ok(Some(ids))
@@ -202,6 +202,7 @@ pub(crate) fn load_concepts(
                 category: r.get(2),
                 info: r.get(3),
                 images: Vec::new(),
+                negatives: Vec::new(),
                 created_at: r.get(4),
                 updated_at: r.get(5),
             };
@@ -223,7 +224,7 @@ pub(crate) fn load_concepts(
     }
     for r in tx
         .query(
-            "SELECT ci.concept_id, b.sha256, b.width, b.height, b.format, b.size
+            "SELECT ci.concept_id, b.sha256, b.width, b.height, b.format, b.size, ci.negative
              FROM concept_images ci JOIN blobs b ON b.tenant_id = ci.tenant_id AND b.sha256 = ci.sha256
              WHERE ci.tenant_id = $1 AND ci.concept_id = ANY($2)
              ORDER BY ci.concept_id, ci.position",
@@ -232,13 +233,18 @@ pub(crate) fn load_concepts(
         .map_err(db_err)?
     {
         if let Some(c) = concepts.get_mut(r.get::<_, &str>(0)) {
-            c.images.push(ConceptImage {
+            let image = ConceptImage {
                 id: ImageId(r.get(1)),
                 width: r.get::<_, i32>(2) as u32,
                 height: r.get::<_, i32>(3) as u32,
                 format: r.get(4),
                 bytes: r.get::<_, i64>(5) as u64,
-            });
+            };
+            if r.get::<_, bool>(6) {
+                c.negatives.push(image);
+            } else {
+                c.images.push(image);
+            }
         }
     }
     ids.iter()

@@ -4,9 +4,10 @@
 //! their values.
 
 use crate::external::ImageBytes;
-use crate::{attach_image, db_err, held_names, insert_name, PgStore};
+use crate::{attach_image, bump_version, db_err, held_names, insert_name, PgStore, Role};
 use postgres::Transaction;
-use rap_core::{ConceptId, Error, ImageId, NewConcept, Result, Tenant};
+use rap_core::{ConceptId, Error, ImageId, Result, Tenant};
+use rap_memory::migrate::ConceptParts;
 use rap_memory::rules::{self, plan_add};
 use rap_memory::{ImageInput, TenantDump};
 
@@ -47,14 +48,13 @@ impl PgStore {
                 }
             }
             for concept in &dump.concepts {
-                let (new, refs) = rap_memory::migrate::concept_parts(concept, &by_id)?;
+                let parts = rap_memory::migrate::concept_parts(concept, &by_id)?;
                 insert_concept_as(
                     tx,
                     tenant,
                     &concept.id,
-                    &new,
+                    &parts,
                     (concept.created_at, concept.updated_at),
-                    refs,
                     bytes,
                 )?;
             }
@@ -81,19 +81,21 @@ impl PgStore {
     }
 }
 
-/// Inserts a concept with a given id and (created, updated) times.
+/// Inserts a concept with a given id and (created, updated) times, its reference images and
+/// its negative examples (after them).
 fn insert_concept_as(
     tx: &mut Transaction,
     tenant: &Tenant,
     id: &ConceptId,
-    new: &NewConcept,
+    parts: &ConceptParts,
     (created_at, updated_at): (i64, i64),
-    images: Vec<&ImageInput>,
     bytes: ImageBytes,
 ) -> Result<()> {
+    bump_version(tx, tenant)?;
     let t = tenant.as_str();
+    let new = &parts.new;
     let held = held_names(tx, tenant, None, &rules::add_keys(new))?;
-    let plan = plan_add(new, images, &held);
+    let plan = plan_add(new, parts.refs.iter().copied(), &held);
     tx.execute(
         "INSERT INTO tenants (tenant_id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         &[&t, &created_at],
@@ -122,8 +124,21 @@ fn insert_concept_as(
     for claim in &plan.names {
         insert_name(tx, tenant, id, claim)?;
     }
+    let mut next = 0;
     for (pos, image) in plan.images {
-        attach_image(tx, tenant, id, image, pos as i32, bytes)?;
+        attach_image(tx, tenant, id, image, pos as i32, bytes, Role::Reference)?;
+        next = next.max(pos as i32 + 1);
+    }
+    for (i, image) in parts.negatives.iter().enumerate() {
+        attach_image(
+            tx,
+            tenant,
+            id,
+            image,
+            next + i as i32,
+            bytes,
+            Role::Negative,
+        )?;
     }
     Ok(())
 }
@@ -131,6 +146,7 @@ fn insert_concept_as(
 /// Deletes everything a tenant holds (its keys' removals logged); returns the images whose
 /// rows it deleted.
 fn clear_tenant(tx: &mut Transaction, tenant: &Tenant) -> Result<Vec<ImageId>> {
+    bump_version(tx, tenant)?;
     let t = tenant.as_str();
     tx.execute("DELETE FROM concepts WHERE tenant_id = $1", &[&t])
         .map_err(db_err)?;

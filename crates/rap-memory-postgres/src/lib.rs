@@ -426,23 +426,29 @@ fn load_concept(tx: &mut Transaction, tenant: &Tenant, id: &ConceptId) -> Result
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let images = tx
+    let (mut images, mut negatives) = (Vec::new(), Vec::new());
+    for r in tx
         .query(
-            "SELECT b.sha256, b.width, b.height, b.format, b.size
+            "SELECT b.sha256, b.width, b.height, b.format, b.size, ci.negative
              FROM concept_images ci JOIN blobs b ON b.tenant_id = ci.tenant_id AND b.sha256 = ci.sha256
              WHERE ci.tenant_id = $1 AND ci.concept_id = $2 ORDER BY ci.position",
             &[&t, &id.0],
         )
         .map_err(db_err)?
-        .iter()
-        .map(|r| ConceptImage {
+    {
+        let image = ConceptImage {
             id: ImageId(r.get(0)),
             width: r.get::<_, i32>(1) as u32,
             height: r.get::<_, i32>(2) as u32,
             format: r.get(3),
             bytes: r.get::<_, i64>(4) as u64,
-        })
-        .collect();
+        };
+        if r.get::<_, bool>(5) {
+            negatives.push(image);
+        } else {
+            images.push(image);
+        }
+    }
     Ok(Concept {
         id: id.clone(),
         name: row.get(0),
@@ -450,6 +456,7 @@ fn load_concept(tx: &mut Transaction, tenant: &Tenant, id: &ConceptId) -> Result
         category: row.get(1),
         info: row.get(2),
         images,
+        negatives,
         created_at: row.get(3),
         updated_at: row.get(4),
     })
@@ -498,6 +505,14 @@ pub(crate) fn insert_name(
     Ok(())
 }
 
+/// How an image is attached to a concept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Reference,
+    Negative,
+}
+
+/// Stores `image` (once per tenant) and attaches it to concept `id` in `role`.
 fn attach_image(
     tx: &mut Transaction,
     tenant: &Tenant,
@@ -505,6 +520,7 @@ fn attach_image(
     image: &ImageInput,
     position: i32,
     bytes: ImageBytes,
+    role: Role,
 ) -> Result<()> {
     let t = tenant.as_str();
     // With a blob store the bytes are its object (written before this, see `external`).
@@ -525,17 +541,32 @@ fn attach_image(
     .map_err(db_err)?;
     let inserted = tx
         .execute(
-            "INSERT INTO concept_images (tenant_id, concept_id, sha256, position)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            &[&t, &id.0, &image.id.0, &position],
+            "INSERT INTO concept_images (tenant_id, concept_id, sha256, position, negative)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[&t, &id.0, &image.id.0, &position, &(role == Role::Negative)],
         )
         .map_err(db_err)?;
     if inserted == 0 {
+        let role = match role {
+            Role::Reference => "a reference image",
+            Role::Negative => "a negative example",
+        };
         return Err(Error::Conflict(format!(
-            "image {} is already a reference image of this concept",
+            "image {} is already {role} of this concept",
             short_id(&image.id)
         )));
     }
+    Ok(())
+}
+
+/// Raises the tenant's memory version, inside the transaction that changes its concepts.
+pub(crate) fn bump_version(tx: &mut Transaction, tenant: &Tenant) -> Result<()> {
+    tx.execute(
+        "INSERT INTO memory_versions (tenant_id, version) VALUES ($1, 1)
+         ON CONFLICT (tenant_id) DO UPDATE SET version = memory_versions.version + 1",
+        &[&tenant.as_str()],
+    )
+    .map_err(db_err)?;
     Ok(())
 }
 
@@ -595,8 +626,9 @@ fn insert_concept(
         insert_name(tx, tenant, &id, claim)?;
     }
     for (pos, image) in plan.images {
-        attach_image(tx, tenant, &id, image, pos as i32, bytes)?;
+        attach_image(tx, tenant, &id, image, pos as i32, bytes, Role::Reference)?;
     }
+    bump_version(tx, tenant)?;
     Ok(id)
 }
 
@@ -641,6 +673,7 @@ impl ConceptStore for PgStore {
     ) -> Result<Vec<Concept>> {
         let refs: Vec<&ImageInput> = concepts.iter().flat_map(|(_, i)| i).collect();
         self.write_with_images(tenant, &refs, |tx, bytes| {
+            bump_version(tx, tenant)?;
             let ids = match bulk::insert_concepts(tx, tenant, &concepts, bytes)? {
                 Some(ids) => ids,
                 // Something to refuse: one by one, so the error is a single add's.
@@ -703,13 +736,14 @@ impl ConceptStore for PgStore {
         edit: ConceptEdit,
     ) -> Result<Concept> {
         let t = tenant.as_str();
-        let added: Vec<&ImageInput> = edit.add_images.iter().collect();
+        let added: Vec<&ImageInput> = edit.add_images.iter().chain(&edit.add_negatives).collect();
         let mut dropped = Vec::new();
         let concept = self.write_with_images(tenant, &added, |tx, bytes| {
             let id = find_concept_id(tx, tenant, name_or_alias)?;
             let before = load_concept(tx, tenant, &id)?;
             let held = held_names(tx, tenant, Some(&id), &rules::edit_keys(&edit))?;
             let plan = plan_edit(&before, &edit, &held, now_ms())?;
+            bump_version(tx, tenant)?;
             if let Some(name) = &plan.rename {
                 tx.execute(
                     "DELETE FROM names WHERE tenant_id = $1 AND concept_id = $2
@@ -748,7 +782,13 @@ impl ConceptStore for PgStore {
             for alias in &plan.add_aliases {
                 insert_name(tx, tenant, &id, alias)?;
             }
-            for image in &plan.remove_images {
+            let removed: Vec<ImageId> = plan
+                .remove_images
+                .iter()
+                .chain(&plan.remove_negatives)
+                .cloned()
+                .collect();
+            for image in &removed {
                 tx.execute(
                     "DELETE FROM concept_images WHERE tenant_id = $1 AND concept_id = $2 AND sha256 = $3",
                     &[&t, &id.0, &image.0],
@@ -763,13 +803,18 @@ impl ConceptStore for PgStore {
                 )
                 .map_err(db_err)?
                 .get(0);
-            for (i, image) in plan.add_images.iter().enumerate() {
-                attach_image(tx, tenant, &id, image, next_pos + i as i32, bytes)?;
+            let added = plan
+                .add_images
+                .iter()
+                .map(|i| (i, Role::Reference))
+                .chain(plan.add_negatives.iter().map(|i| (i, Role::Negative)));
+            for (i, (image, role)) in added.enumerate() {
+                attach_image(tx, tenant, &id, image, next_pos + i as i32, bytes, role)?;
             }
-            for image in &plan.remove_images {
+            for image in &removed {
                 collect_blob(tx, tenant, &image.0)?;
             }
-            dropped.clone_from(&plan.remove_images);
+            dropped = removed;
             tx.execute(
                 "UPDATE concepts SET updated_at = $3 WHERE tenant_id = $1 AND id = $2",
                 &[&t, &id.0, &plan.updated_at],
@@ -785,17 +830,23 @@ impl ConceptStore for PgStore {
         let removed = self.write(tenant, |tx| {
             let id = find_concept_id(tx, tenant, name_or_alias)?;
             let concept = load_concept(tx, tenant, &id)?;
+            bump_version(tx, tenant)?;
             tx.execute(
                 "DELETE FROM concepts WHERE tenant_id = $1 AND id = $2",
                 &[&tenant.as_str(), &id.0],
             )
             .map_err(db_err)?;
-            for image in &concept.images {
+            for image in concept.images.iter().chain(&concept.negatives) {
                 collect_blob(tx, tenant, &image.id.0)?;
             }
             Ok(concept)
         })?;
-        let images: Vec<ImageId> = removed.images.iter().map(|i| i.id.clone()).collect();
+        let images: Vec<ImageId> = removed
+            .images
+            .iter()
+            .chain(&removed.negatives)
+            .map(|i| i.id.clone())
+            .collect();
         self.drop_unreferenced(tenant, &images);
         Ok(removed)
     }
@@ -813,11 +864,24 @@ impl ConceptStore for PgStore {
         self.row_bytes(tenant, image, data)
     }
 
+    fn memory_version(&self, tenant: &Tenant) -> Result<u64> {
+        self.read(|tx| {
+            Ok(tx
+                .query_opt(
+                    "SELECT version FROM memory_versions WHERE tenant_id = $1",
+                    &[&tenant.as_str()],
+                )
+                .map_err(db_err)?
+                .map_or(0, |r| r.get::<_, i64>(0) as u64))
+        })
+    }
+
     fn concepts_with_image(&self, tenant: &Tenant, image: &ImageId) -> Result<Vec<ConceptId>> {
         self.read(|tx| {
             Ok(tx
                 .query(
-                    "SELECT concept_id FROM concept_images WHERE tenant_id = $1 AND sha256 = $2",
+                    "SELECT concept_id FROM concept_images
+                     WHERE tenant_id = $1 AND sha256 = $2 AND NOT negative",
                     &[&tenant.as_str(), &image.0],
                 )
                 .map_err(db_err)?

@@ -12,7 +12,8 @@
 //! SELECT create_distributed_table('tenants', 'tenant_id');
 //! SELECT create_distributed_table(t, 'tenant_id', colocate_with => 'tenants')
 //!   FROM unnest(ARRAY['concepts', 'names', 'blobs', 'concept_images', 'embeddings',
-//!                     'key_log', 'tenant_indexes', 'tenant_settings']) AS t;
+//!                     'key_log', 'tenant_indexes', 'tenant_settings',
+//!                     'memory_versions']) AS t;
 //! ```
 //! Every statement of a store method filters on one `tenant_id`, so Citus routes each
 //! transaction to the one shard group holding that tenant (the foreign keys all include
@@ -31,7 +32,7 @@ use postgres::Client;
 use rap_core::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// An arbitrary constant naming the advisory lock held while migrating.
 const MIGRATION_LOCK: i64 = 0x0072_6170_5f6d_6967;
@@ -156,6 +157,15 @@ CREATE TABLE tenant_settings (
     key text NOT NULL,
     value text NOT NULL,
     PRIMARY KEY (tenant_id, key)
+);
+",
+    // 4: negative examples ("that's not Bo"), and each tenant's memory version, raised by
+    // every change of its concepts (processes that keep concepts in memory compare it).
+    "
+ALTER TABLE concept_images ADD COLUMN negative boolean NOT NULL DEFAULT false;
+CREATE TABLE memory_versions (
+    tenant_id text PRIMARY KEY,
+    version bigint NOT NULL
 );
 ",
 ];

@@ -15,7 +15,7 @@
 
 use crate::api_keys::{plan_import, StoredApiKey};
 use crate::store::{ConceptStore, ImageInput, TenantDump};
-use rap_core::{Concept, Error, ImageId, NewConcept, Result, Tenant};
+use rap_core::{Concept, ConceptImage, Error, ImageId, NewConcept, Result, Tenant};
 use rap_image::ImageMeta;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -92,6 +92,14 @@ pub fn summarize(store: &dyn ConceptStore, tenant: &Tenant) -> Result<TenantSumm
             field(&mut h, image.id.0.as_bytes());
             image_ids.insert(image.id.clone());
         }
+        if !c.negatives.is_empty() {
+            // Only when there are any, so memories without negatives keep their checksums.
+            field(&mut h, b"negatives");
+            for image in &c.negatives {
+                field(&mut h, image.id.0.as_bytes());
+                image_ids.insert(image.id.clone());
+            }
+        }
     }
     let concepts_checksum = hex_digest(h);
 
@@ -153,7 +161,7 @@ pub fn export_tenant(store: &dyn ConceptStore, tenant: &Tenant) -> Result<Tenant
     let concepts = store.concepts(tenant)?;
     let mut images: BTreeMap<ImageId, ImageInput> = BTreeMap::new();
     for c in &concepts {
-        for image in &c.images {
+        for image in c.images.iter().chain(&c.negatives) {
             if images.contains_key(&image.id) {
                 continue;
             }
@@ -206,7 +214,7 @@ pub fn check_dump(dump: &TenantDump) -> Result<HashMap<&ImageId, &ImageInput>> {
     let used: HashSet<&ImageId> = dump
         .concepts
         .iter()
-        .flat_map(|c| c.images.iter().map(|i| &i.id))
+        .flat_map(|c| c.images.iter().chain(&c.negatives).map(|i| &i.id))
         .collect();
     for (encoder, keys) in &dump.keys {
         let mut seen = HashSet::with_capacity(keys.len());
@@ -231,23 +239,30 @@ pub fn check_dump(dump: &TenantDump) -> Result<HashMap<&ImageId, &ImageInput>> {
     Ok(images)
 }
 
-/// A dumped concept as the fields a store inserts and its images in order (for the stores'
-/// [`ConceptStore::import_tenant`]); an image missing from the dump is an error.
+/// A dumped concept as the fields a store inserts, its reference images in order and its
+/// negative examples in order (for the stores' [`ConceptStore::import_tenant`]); an image
+/// missing from the dump is an error.
 pub fn concept_parts<'a>(
     concept: &Concept,
     images: &HashMap<&ImageId, &'a ImageInput>,
-) -> Result<(NewConcept, Vec<&'a ImageInput>)> {
+) -> Result<ConceptParts<'a>> {
+    let find = |i: &ConceptImage| {
+        images.get(&i.id).copied().ok_or_else(|| {
+            Error::invalid(format!(
+                "concept {:?}: image {} is not among the dump's images",
+                concept.name, i.id.0
+            ))
+        })
+    };
     let refs = concept
         .images
         .iter()
-        .map(|i| {
-            images.get(&i.id).copied().ok_or_else(|| {
-                Error::invalid(format!(
-                    "concept {:?}: image {} is not among the dump's images",
-                    concept.name, i.id.0
-                ))
-            })
-        })
+        .map(find)
+        .collect::<Result<Vec<_>>>()?;
+    let negatives = concept
+        .negatives
+        .iter()
+        .map(find)
         .collect::<Result<Vec<_>>>()?;
     if refs.is_empty() {
         return Err(Error::invalid(format!(
@@ -255,15 +270,23 @@ pub fn concept_parts<'a>(
             concept.name
         )));
     }
-    Ok((
-        NewConcept {
+    Ok(ConceptParts {
+        new: NewConcept {
             name: concept.name.clone(),
             aliases: concept.aliases.clone(),
             category: concept.category.clone(),
             info: concept.info.clone(),
         },
         refs,
-    ))
+        negatives,
+    })
+}
+
+/// What [`concept_parts`] gives a store to insert.
+pub struct ConceptParts<'a> {
+    pub new: NewConcept,
+    pub refs: Vec<&'a ImageInput>,
+    pub negatives: Vec<&'a ImageInput>,
 }
 
 /// Copies every tenant (or those of `options.tenants`) from `from` into `to`, one transaction

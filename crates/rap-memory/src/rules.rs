@@ -17,8 +17,8 @@
 
 use crate::store::{ConceptEdit, ImageInput};
 use rap_core::{
-    normalize_name_key, strip_brackets, Concept, ConceptId, Error, ImageId, NewConcept, Region,
-    Result,
+    normalize_name_key, strip_brackets, Concept, ConceptId, ConceptImage, Error, ImageId,
+    NewConcept, Region, Result,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -71,25 +71,35 @@ pub fn lookup_key(name_or_alias: &str) -> Result<String> {
 /// Resolves an image id or a unique prefix of one (at least 8 hex characters, any case) among
 /// a concept's images.
 pub fn resolve_image(concept: &Concept, wanted: &str) -> Result<ImageId> {
+    resolve_among(&concept.name, &concept.images, wanted, "image")
+}
+
+/// [`resolve_image`] among `images` (a concept's references or its negatives, called `what`
+/// in messages) of the concept named `concept`.
+fn resolve_among(
+    concept: &str,
+    images: &[ConceptImage],
+    wanted: &str,
+    what: &'static str,
+) -> Result<ImageId> {
     let wanted = wanted.trim().to_ascii_lowercase();
     if wanted.len() < 8 || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(Error::invalid(format!(
-            "invalid image id {wanted:?}: give at least 8 hex characters of it"
+            "invalid {what} id {wanted:?}: give at least 8 hex characters of it"
         )));
     }
-    let matches: Vec<_> = concept
-        .images
+    let matches: Vec<_> = images
         .iter()
         .filter(|i| i.id.0.starts_with(&wanted))
         .collect();
     match matches.as_slice() {
         [one] => Ok(one.id.clone()),
         [] => Err(Error::not_found(
-            "image",
-            format!("{wanted} (of concept {:?})", concept.name),
+            what,
+            format!("{wanted} (of concept {concept:?})"),
         )),
         _ => Err(Error::invalid(format!(
-            "image id {wanted:?} is ambiguous: give more characters"
+            "{what} id {wanted:?} is ambiguous: give more characters"
         ))),
     }
 }
@@ -256,8 +266,9 @@ pub fn plan_add<'a>(
 /// What an edit writes, decided before anything is written. A backend carries it out in this
 /// order: the rename (delete the concept's name and its own entry under the new key, an alias
 /// the new name turns into; insert the new name; set `concepts.name`), `info`, `category`, the
-/// alias removals and additions, the image removals, the image additions (after the last
-/// position), then deletes each removed image no concept uses any more, and sets `updated_at`.
+/// alias removals and additions, the image and negative removals, the image and negative
+/// additions (after the last position), then deletes each removed image no concept uses any
+/// more, and sets `updated_at`.
 #[derive(Debug, Clone)]
 pub struct EditPlan<'a> {
     pub rename: Option<NameClaim>,
@@ -270,6 +281,9 @@ pub struct EditPlan<'a> {
     pub remove_images: Vec<ImageId>,
     /// In order; none is among the concept's images once the removals are done.
     pub add_images: Vec<&'a ImageInput>,
+    pub remove_negatives: Vec<ImageId>,
+    /// In order; none is among the concept's images or negatives once the removals are done.
+    pub add_negatives: Vec<&'a ImageInput>,
     /// Later than the concept's `updated_at`, even on a clock that went back.
     pub updated_at: i64,
 }
@@ -292,8 +306,9 @@ pub fn edit_keys(edit: &ConceptEdit) -> Vec<String> {
 /// the name, and frees the old name), alias removals (an alias it does not have is
 /// [`Error::NotFound`]), alias additions, image removals ([`resolve_image`]; the same image
 /// twice is not found the second time), image additions (one the concept already has is a
-/// [`Error::Conflict`]); and last, an edit that would leave no reference image is
-/// [`Error::InvalidInput`].
+/// [`Error::Conflict`]), negative removals and additions (the same checks among the
+/// negatives; an image cannot be both a reference and a negative of one concept); and last,
+/// an edit that would leave no reference image is [`Error::InvalidInput`].
 pub fn plan_edit<'a>(
     before: &Concept,
     edit: &'a ConceptEdit,
@@ -351,6 +366,39 @@ pub fn plan_edit<'a>(
         images.push(&image.id);
         add_images.push(image);
     }
+    let mut negatives: Vec<&ImageId> = before.negatives.iter().map(|i| &i.id).collect();
+    let mut remove_negatives = Vec::with_capacity(edit.remove_negatives.len());
+    for wanted in &edit.remove_negatives {
+        let image = resolve_among(&before.name, &before.negatives, wanted, "negative example")?;
+        let Some(at) = negatives.iter().position(|i| **i == image) else {
+            return Err(Error::not_found("negative example", wanted.clone()));
+        };
+        negatives.remove(at);
+        remove_negatives.push(image);
+    }
+    let mut add_negatives = Vec::with_capacity(edit.add_negatives.len());
+    for image in &edit.add_negatives {
+        if negatives.contains(&&image.id) {
+            return Err(Error::Conflict(format!(
+                "image {} is already a negative example of this concept",
+                short_id(&image.id)
+            )));
+        }
+        if images.contains(&&image.id) {
+            return Err(Error::Conflict(format!(
+                "image {} is a reference image of this concept, so it cannot also be a negative example",
+                short_id(&image.id)
+            )));
+        }
+        negatives.push(&image.id);
+        add_negatives.push(image);
+    }
+    if let Some(clash) = add_images.iter().find(|i| negatives.contains(&&i.id)) {
+        return Err(Error::Conflict(format!(
+            "image {} is a negative example of this concept, so it cannot also be a reference image",
+            short_id(&clash.id)
+        )));
+    }
     if images.is_empty() {
         return Err(Error::invalid(format!(
             "concept {:?} would have no reference image left; add one before removing the last",
@@ -365,6 +413,8 @@ pub fn plan_edit<'a>(
         add_aliases,
         remove_images,
         add_images,
+        remove_negatives,
+        add_negatives,
         updated_at: now.max(before.updated_at + 1),
     })
 }
@@ -399,7 +449,6 @@ pub fn check_setting(key: &str, value: Option<&str>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rap_core::ConceptImage;
     use rap_image::ImageMeta;
 
     fn image(n: u8) -> ImageInput {
@@ -450,6 +499,7 @@ mod tests {
                     bytes: 1,
                 })
                 .collect(),
+            negatives: Vec::new(),
             created_at: 10,
             updated_at: 20,
         };
@@ -670,6 +720,79 @@ mod tests {
             plan_edit(&before, &added_twice, &held, 0),
             Err(Error::Conflict(_))
         ));
+    }
+
+    #[test]
+    fn edit_plans_negatives_apart_from_references() {
+        let (mut before, held) = bo(&[1, 2]);
+        let (with_negative, _) = bo(&[5]);
+        before.negatives = with_negative.images;
+        let edit = ConceptEdit {
+            add_negatives: vec![image(3)],
+            remove_negatives: vec![image(5).id.0[..8].into()],
+            ..Default::default()
+        };
+        let plan = plan_edit(&before, &edit, &held, 0).unwrap();
+        assert_eq!(plan.remove_negatives, vec![image(5).id]);
+        assert_eq!(plan.add_negatives[0].id, image(3).id);
+        assert!(plan.add_images.is_empty() && plan.remove_images.is_empty());
+
+        // A reference is not a negative, and the other way round.
+        let err = plan_edit(
+            &before,
+            &ConceptEdit {
+                add_negatives: vec![image(1)],
+                ..Default::default()
+            },
+            &held,
+            0,
+        )
+        .unwrap_err();
+        assert!(conflict(err).contains("is a reference image of this concept"));
+        let err = plan_edit(
+            &before,
+            &ConceptEdit {
+                add_images: vec![image(5)],
+                ..Default::default()
+            },
+            &held,
+            0,
+        )
+        .unwrap_err();
+        assert!(conflict(err).contains("is a negative example of this concept"));
+        let err = plan_edit(
+            &before,
+            &ConceptEdit {
+                remove_negatives: vec![image(1).id.0.clone()],
+                ..Default::default()
+            },
+            &held,
+            0,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NotFound {
+                    kind: "negative example",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // Negatives never count as the reference image a concept must keep.
+        let err = plan_edit(
+            &before,
+            &ConceptEdit {
+                remove_images: vec![image(1).id.0.clone(), image(2).id.0.clone()],
+                add_negatives: vec![image(3)],
+                ..Default::default()
+            },
+            &held,
+            0,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
     }
 
     #[test]

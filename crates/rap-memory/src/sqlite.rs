@@ -1,6 +1,6 @@
 //! The embedded default store: one SQLite file (WAL, `synchronous = FULL`) in the data dir.
 //!
-//! # On-disk format (schema version 3) and its invariants
+//! # On-disk format (schema version 4) and its invariants
 //! - `concepts(id, tenant, name, category, info, created_at, updated_at)`: one row a concept.
 //! - `names(tenant, key, concept_id, display, is_alias)`: the concept's name and each alias;
 //!   `key` is the lowercase form, and `(tenant, key)` is the primary key, so a name or alias
@@ -9,8 +9,9 @@
 //!   content (sha256 of the bytes). A blob exists exactly while some `concept_images` row of
 //!   its tenant refers to it: whoever deletes the last reference deletes the blob and its
 //!   embeddings in the same transaction.
-//! - `concept_images(concept_id, tenant, sha256, position)`: a concept's reference images in
-//!   order; every concept has at least one.
+//! - `concept_images(concept_id, tenant, sha256, position, negative)`: a concept's reference
+//!   images in order (every concept has at least one) and, with `negative = 1` (since version
+//!   4), its negative examples; one image is never both for one concept.
 //! - `embeddings(key, tenant, sha256, region, encoder, vector)`: keys per (image, region,
 //!   encoder); `vector` is little-endian f32, unit length. `key` is never reused
 //!   (AUTOINCREMENT), so an index entry can never point at a different embedding.
@@ -24,7 +25,10 @@
 //!   encoder its keys come from), one row a key; deleted with the tenant's memory only by an
 //!   import that replaces it.
 //!
-//! Versions: `PRAGMA user_version`. A version-1 or -2 file is upgraded in place on open (one
+//! - `memory_versions(tenant, version)` (since version 4): raised by every transaction that
+//!   changes a tenant's concepts ([`ConceptStore::memory_version`]).
+//!
+//! Versions: `PRAGMA user_version`. A version-1, -2 or -3 file is upgraded in place on open (one
 //! transaction adding what it lacks); a file from a newer `rap` is refused.
 //!
 //! What may be written (names, aliases, images, edits) is decided by [`crate::rules`]; this
@@ -51,7 +55,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE concepts (
@@ -123,6 +127,17 @@ CREATE TABLE api_keys (
 );
 ";
 
+/// Version 3 -> 4: negative examples (a concept image with `negative = 1` is one) and each
+/// tenant's memory version, which every change of its concepts raises (what processes that
+/// keep the concepts in memory check before using them).
+/// (The column is added only where it is missing: see [`SqliteStore::migrate`].)
+const SCHEMA_V4: &str = "
+CREATE TABLE IF NOT EXISTS memory_versions (
+    tenant TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
+";
+
 /// Version 2 -> 3: tenant settings. (`IF NOT EXISTS`: a file made by this version and set
 /// back to an older version number, as tests do, still upgrades.)
 const SCHEMA_V3: &str = "
@@ -184,14 +199,32 @@ impl SqliteStore {
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .map_err(db_err)?;
             match version {
-                0..=2 => {
+                0..=3 => {
                     if version == 0 {
                         tx.execute_batch(SCHEMA).map_err(db_err)?;
                     }
                     if version <= 1 {
                         tx.execute_batch(SCHEMA_V2).map_err(db_err)?;
                     }
-                    tx.execute_batch(SCHEMA_V3).map_err(db_err)?;
+                    if version <= 2 {
+                        tx.execute_batch(SCHEMA_V3).map_err(db_err)?;
+                    }
+                    let has_negative: bool = tx
+                        .query_row(
+                            "SELECT count(*) FROM pragma_table_info('concept_images')
+                             WHERE name = 'negative'",
+                            [],
+                            |r| r.get(0),
+                        )
+                        .map_err(db_err)?;
+                    if !has_negative {
+                        tx.execute_batch(
+                            "ALTER TABLE concept_images
+                             ADD COLUMN negative INTEGER NOT NULL DEFAULT 0;",
+                        )
+                        .map_err(db_err)?;
+                    }
+                    tx.execute_batch(SCHEMA_V4).map_err(db_err)?;
                     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                         .map_err(db_err)?;
                     Ok(())
@@ -276,24 +309,28 @@ fn load_concept(tx: &Transaction, tenant: &Tenant, id: &ConceptId) -> Result<Con
         .map_err(db_err)?;
     let mut stmt = tx
         .prepare_cached(
-            "SELECT b.sha256, b.width, b.height, b.format, length(b.data)
+            "SELECT b.sha256, b.width, b.height, b.format, length(b.data), ci.negative
              FROM concept_images ci JOIN blobs b ON b.tenant = ci.tenant AND b.sha256 = ci.sha256
              WHERE ci.concept_id = ?1 ORDER BY ci.position",
         )
         .map_err(db_err)?;
-    let images = stmt
+    let rows = stmt
         .query_map(params![id.0], |r| {
-            Ok(ConceptImage {
+            let image = ConceptImage {
                 id: ImageId(r.get(0)?),
                 width: r.get(1)?,
                 height: r.get(2)?,
                 format: r.get(3)?,
                 bytes: r.get::<_, i64>(4)? as u64,
-            })
+            };
+            Ok((image, r.get::<_, bool>(5)?))
         })
         .map_err(db_err)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db_err)?;
+    let (negatives, images): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, neg)| *neg);
+    let images = images.into_iter().map(|(i, _)| i).collect();
+    let negatives = negatives.into_iter().map(|(i, _)| i).collect();
     let (name, category, info, created_at, updated_at) = row;
     Ok(Concept {
         id: id.clone(),
@@ -302,6 +339,7 @@ fn load_concept(tx: &Transaction, tenant: &Tenant, id: &ConceptId) -> Result<Con
         category,
         info,
         images,
+        negatives,
         created_at,
         updated_at,
     })
@@ -366,12 +404,15 @@ fn insert_name(tx: &Transaction, tenant: &Tenant, id: &ConceptId, claim: &NameCl
     Ok(())
 }
 
+/// Stores `image` (once per tenant) and attaches it to concept `id` as a reference image, or
+/// as a negative example when `negative`.
 fn attach_image(
     tx: &Transaction,
     tenant: &Tenant,
     id: &ConceptId,
     image: &ImageInput,
     position: i64,
+    negative: bool,
 ) -> Result<()> {
     tx.execute(
         "INSERT OR IGNORE INTO blobs (tenant, sha256, data, format, width, height) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -387,16 +428,32 @@ fn attach_image(
     .map_err(db_err)?;
     let inserted = tx
         .execute(
-            "INSERT OR IGNORE INTO concept_images (concept_id, tenant, sha256, position) VALUES (?1, ?2, ?3, ?4)",
-            params![id.0, tenant.as_str(), image.id.0, position],
+            "INSERT OR IGNORE INTO concept_images (concept_id, tenant, sha256, position, negative) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id.0, tenant.as_str(), image.id.0, position, negative],
         )
         .map_err(db_err)?;
     if inserted == 0 {
+        let role = if negative {
+            "a negative example"
+        } else {
+            "a reference image"
+        };
         return Err(Error::Conflict(format!(
-            "image {} is already a reference image of this concept",
+            "image {} is already {role} of this concept",
             short_id(&image.id)
         )));
     }
+    Ok(())
+}
+
+/// Raises the tenant's memory version (inside the transaction that changes its concepts).
+fn bump_version(tx: &Transaction, tenant: &Tenant) -> Result<()> {
+    tx.execute(
+        "INSERT INTO memory_versions (tenant, version) VALUES (?1, 1)
+         ON CONFLICT (tenant) DO UPDATE SET version = version + 1",
+        params![tenant.as_str()],
+    )
+    .map_err(db_err)?;
     Ok(())
 }
 
@@ -439,11 +496,12 @@ fn insert_concept(
 ) -> Result<ConceptId> {
     let id = ConceptId(uuid::Uuid::now_v7().to_string());
     let now = now_ms();
-    insert_concept_as(tx, tenant, &id, new, (now, now), images)?;
+    insert_concept_as(tx, tenant, &id, new, (now, now), images, [])?;
     Ok(id)
 }
 
-/// Inserts a concept with a given id and (created, updated) times.
+/// Inserts a concept with a given id and (created, updated) times, its reference images and
+/// its negative examples (after them).
 fn insert_concept_as<'a>(
     tx: &Transaction,
     tenant: &Tenant,
@@ -451,7 +509,9 @@ fn insert_concept_as<'a>(
     new: &NewConcept,
     (created_at, updated_at): (i64, i64),
     images: impl IntoIterator<Item = &'a ImageInput>,
+    negatives: impl IntoIterator<Item = &'a ImageInput>,
 ) -> Result<()> {
+    bump_version(tx, tenant)?;
     let held = held_names(tx, tenant, None, &rules::add_keys(new))?;
     let plan = plan_add(new, images, &held);
     // A concept id in use (an import) is reported before anything the plan refuses.
@@ -475,14 +535,20 @@ fn insert_concept_as<'a>(
     for claim in &plan.names {
         insert_name(tx, tenant, id, claim)?;
     }
+    let mut next = 0;
     for (pos, image) in plan.images {
-        attach_image(tx, tenant, id, image, pos)?;
+        attach_image(tx, tenant, id, image, pos, false)?;
+        next = next.max(pos + 1);
+    }
+    for (i, image) in negatives.into_iter().enumerate() {
+        attach_image(tx, tenant, id, image, next + i as i64, true)?;
     }
     Ok(())
 }
 
 /// Deletes everything a tenant holds (its keys' removals logged), inside `tx`.
 fn clear_tenant(tx: &Transaction, tenant: &Tenant) -> Result<()> {
+    bump_version(tx, tenant)?;
     let t = tenant.as_str();
     tx.execute("DELETE FROM concepts WHERE tenant = ?1", params![t])
         .map_err(db_err)?;
@@ -656,6 +722,7 @@ impl ConceptStore for SqliteStore {
             let before = load_concept(tx, tenant, &id)?;
             let held = held_names(tx, tenant, Some(&id), &rules::edit_keys(&edit))?;
             let plan = plan_edit(&before, &edit, &held, now_ms())?;
+            bump_version(tx, tenant)?;
             if let Some(name) = &plan.rename {
                 tx.execute(
                     "DELETE FROM names WHERE concept_id = ?1 AND (is_alias = 0 OR key = ?2)",
@@ -690,7 +757,7 @@ impl ConceptStore for SqliteStore {
             for alias in &plan.add_aliases {
                 insert_name(tx, tenant, &id, alias)?;
             }
-            for image in &plan.remove_images {
+            for image in plan.remove_images.iter().chain(&plan.remove_negatives) {
                 tx.execute(
                     "DELETE FROM concept_images WHERE concept_id = ?1 AND sha256 = ?2",
                     params![id.0, image.0],
@@ -704,10 +771,15 @@ impl ConceptStore for SqliteStore {
                     |r| r.get(0),
                 )
                 .map_err(db_err)?;
-            for (i, image) in plan.add_images.iter().enumerate() {
-                attach_image(tx, tenant, &id, image, next_pos + i as i64)?;
+            let added = plan
+                .add_images
+                .iter()
+                .map(|i| (i, false))
+                .chain(plan.add_negatives.iter().map(|i| (i, true)));
+            for (i, (image, negative)) in added.enumerate() {
+                attach_image(tx, tenant, &id, image, next_pos + i as i64, negative)?;
             }
-            for image in &plan.remove_images {
+            for image in plan.remove_images.iter().chain(&plan.remove_negatives) {
                 collect_blob(tx, tenant, &image.0)?;
             }
             tx.execute(
@@ -723,12 +795,13 @@ impl ConceptStore for SqliteStore {
         self.write(|tx| {
             let id = find_concept_id(tx, tenant, name_or_alias)?;
             let concept = load_concept(tx, tenant, &id)?;
+            bump_version(tx, tenant)?;
             tx.execute(
                 "DELETE FROM concepts WHERE tenant = ?1 AND id = ?2",
                 params![tenant.as_str(), id.0],
             )
             .map_err(db_err)?;
-            for image in &concept.images {
+            for image in concept.images.iter().chain(&concept.negatives) {
                 collect_blob(tx, tenant, &image.id.0)?;
             }
             Ok(concept)
@@ -748,11 +821,25 @@ impl ConceptStore for SqliteStore {
         })
     }
 
+    fn memory_version(&self, tenant: &Tenant) -> Result<u64> {
+        self.read(|tx| {
+            tx.query_row(
+                "SELECT version FROM memory_versions WHERE tenant = ?1",
+                params![tenant.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map_err(db_err)
+            .map(|v| v.unwrap_or(0) as u64)
+        })
+    }
+
     fn concepts_with_image(&self, tenant: &Tenant, image: &ImageId) -> Result<Vec<ConceptId>> {
         self.read(|tx| {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT concept_id FROM concept_images WHERE tenant = ?1 AND sha256 = ?2",
+                    "SELECT concept_id FROM concept_images
+                     WHERE tenant = ?1 AND sha256 = ?2 AND negative = 0",
                 )
                 .map_err(db_err)?;
             let ids = stmt
@@ -977,14 +1064,15 @@ impl ConceptStore for SqliteStore {
                 }
             }
             for concept in &dump.concepts {
-                let (new, refs) = crate::migrate::concept_parts(concept, &images)?;
+                let parts = crate::migrate::concept_parts(concept, &images)?;
                 insert_concept_as(
                     tx,
                     tenant,
                     &concept.id,
-                    &new,
+                    &parts.new,
                     (concept.created_at, concept.updated_at),
-                    refs,
+                    parts.refs,
+                    parts.negatives,
                 )?;
             }
             for (encoder, keys) in &dump.keys {

@@ -43,6 +43,10 @@ pub struct ConceptEdit {
     pub remove_images: Vec<String>,
     pub add_aliases: Vec<String>,
     pub remove_aliases: Vec<String>,
+    /// Negative examples to add ("that's not this concept"), e.g. a crop of a look-alike.
+    pub add_negatives: Vec<ImageInput>,
+    /// Negative examples to remove: image ids or unique prefixes (at least 8 hex characters).
+    pub remove_negatives: Vec<String>,
 }
 
 /// One key of the vector index: an embedding of a region of a reference image.
@@ -144,8 +148,15 @@ pub trait ConceptStore: Send + Sync {
     /// The stored bytes of an image of this tenant.
     fn image_bytes(&self, tenant: &Tenant, image: &ImageId) -> Result<Vec<u8>>;
 
-    /// The concepts that use an image (usually one).
+    /// The concepts that use an image as a reference image (usually one; negative examples
+    /// do not count).
     fn concepts_with_image(&self, tenant: &Tenant, image: &ImageId) -> Result<Vec<ConceptId>>;
+
+    /// A number that every change of the tenant's concepts (names, aliases, fields, images,
+    /// negatives; an import) raises, in the same transaction: a process that keeps what
+    /// queries need in memory re-reads it when this moved, so every process on a shared store
+    /// sees each edit at its next query.
+    fn memory_version(&self, tenant: &Tenant) -> Result<u64>;
 
     /// Images of the tenant that have no embedding from `encoder` yet.
     fn images_without_keys(&self, tenant: &Tenant, encoder: &str) -> Result<Vec<ImageId>>;

@@ -4,7 +4,7 @@ use crate::context::Context;
 use crate::output;
 use anyhow::Result;
 use clap::Subcommand;
-use rap_core::{Concept, NewConcept};
+use rap_core::{BoundingBox, Concept, NewConcept};
 use rap_memory::ConceptEdit;
 use std::path::PathBuf;
 
@@ -52,6 +52,17 @@ pub enum ConceptCommand {
         /// Remove an alias (repeatable)
         #[arg(long = "remove-alias")]
         remove_aliases: Vec<String>,
+        /// Add a negative example: a photo of something that is NOT this concept, such as a
+        /// look-alike it was mistaken for (repeatable)
+        #[arg(long = "add-negative")]
+        add_negatives: Vec<PathBuf>,
+        /// Only this part of the negative photo, as x1,y1,x2,y2 in pixels (one per
+        /// --add-negative, in order; e.g. the box `rap retrieve` printed)
+        #[arg(long = "box", value_parser = parse_box)]
+        boxes: Vec<BoundingBox>,
+        /// Remove a negative example by id or a unique prefix of 8+ characters (repeatable)
+        #[arg(long = "remove-negative")]
+        remove_negatives: Vec<String>,
     },
     /// Forget a concept, its keys and the images nothing else uses.
     Rm { name: String },
@@ -92,10 +103,14 @@ pub fn run(ctx: &Context, cmd: ConceptCommand) -> Result<()> {
             }
             let mut t = output::table(&["name", "category", "images", "aliases", "info"]);
             for c in &concepts {
+                let images = match c.negatives.len() {
+                    0 => c.images.len().to_string(),
+                    n => format!("{} (+{n} not)", c.images.len()),
+                };
                 t.add_row(vec![
                     format!("<{}>", c.name),
                     c.category.clone(),
-                    c.images.len().to_string(),
+                    images,
                     c.aliases.join(", "),
                     truncate(&c.info, 60),
                 ]);
@@ -116,10 +131,28 @@ pub fn run(ctx: &Context, cmd: ConceptCommand) -> Result<()> {
             remove_images,
             aliases,
             remove_aliases,
+            add_negatives,
+            boxes,
+            remove_negatives,
         } => {
             let add_images = add_images
                 .iter()
                 .map(|p| engine.read_image(p))
+                .collect::<rap_core::Result<Vec<_>>>()?;
+            if !boxes.is_empty() && boxes.len() != add_negatives.len() {
+                anyhow::bail!(
+                    "give one --box per --add-negative ({} boxes for {} negatives), or none",
+                    boxes.len(),
+                    add_negatives.len()
+                );
+            }
+            let add_negatives = add_negatives
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let bytes = std::fs::read(p).map_err(|e| rap_core::Error::io(p, e))?;
+                    engine.negative_example(bytes, boxes.get(i))
+                })
                 .collect::<rap_core::Result<Vec<_>>>()?;
             let edit = ConceptEdit {
                 rename,
@@ -129,6 +162,8 @@ pub fn run(ctx: &Context, cmd: ConceptCommand) -> Result<()> {
                 remove_images,
                 add_aliases: aliases,
                 remove_aliases,
+                add_negatives,
+                remove_negatives,
             };
             let concept = engine.edit_concept(tenant, &name, edit)?;
             print_concept(ctx, &concept, "updated")
@@ -137,6 +172,23 @@ pub fn run(ctx: &Context, cmd: ConceptCommand) -> Result<()> {
             let concept = engine.remove_concept(tenant, &name)?;
             print_concept(ctx, &concept, "removed")
         }
+    }
+}
+
+/// Parses `x1,y1,x2,y2` (pixels).
+fn parse_box(s: &str) -> std::result::Result<BoundingBox, String> {
+    let v: Vec<f32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f32>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("{s:?} is not x1,y1,x2,y2: {e}"))?;
+    match v.as_slice() {
+        &[x1, y1, x2, y2] if v.iter().all(|x| x.is_finite()) && x2 > x1 && y2 > y1 => {
+            Ok(BoundingBox::new(x1, y1, x2, y2))
+        }
+        _ => Err(format!(
+            "{s:?} is not a box x1,y1,x2,y2 with x2 > x1 and y2 > y1"
+        )),
     }
 }
 
@@ -173,6 +225,12 @@ fn print_concept(ctx: &Context, c: &Concept, verb: &str) -> Result<()> {
             i.format,
             i.bytes
         );
+    }
+    if !c.negatives.is_empty() {
+        println!("not this concept (negative examples):");
+        for i in &c.negatives {
+            println!("  {}  {}x{} {}", &i.id.0[..16], i.width, i.height, i.format);
+        }
     }
     Ok(())
 }

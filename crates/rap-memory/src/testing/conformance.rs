@@ -310,6 +310,7 @@ pub fn edit_renames_changes_fields_images_and_aliases_at_once(store: &dyn Concep
                 remove_images: vec![first.0[..10].to_string()],
                 add_aliases: vec!["bo".into()],
                 remove_aliases: vec![],
+                ..Default::default()
             },
         )
         .unwrap();
@@ -1395,4 +1396,137 @@ pub fn settings_are_shared_by_every_handle(one: &dyn ConceptStore, two: &dyn Con
         two.tenant_setting(&a, "counter").unwrap().as_deref(),
         Some("40")
     );
+}
+
+pub fn negatives_are_kept_apart_from_references_and_move_with_the_memory(store: &dyn ConceptStore) {
+    let a = t("a");
+    store
+        .add_concept(&a, &concept("bo"), vec![input(1)])
+        .unwrap();
+    let edited = store
+        .edit_concept(
+            &a,
+            "bo",
+            ConceptEdit {
+                add_negatives: vec![input(2), input(3)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let ids = |images: &[rap_core::ConceptImage]| -> Vec<ImageId> {
+        images.iter().map(|i| i.id.clone()).collect()
+    };
+    assert_eq!(ids(&edited.images), vec![input(1).id]);
+    assert_eq!(ids(&edited.negatives), vec![input(2).id, input(3).id]);
+    assert_eq!(store.concept(&a, "bo").unwrap(), edited);
+    // A negative is stored like an image (bytes, keys to compute) but is not the concept's.
+    assert_eq!(store.image_bytes(&a, &input(2).id).unwrap(), input(2).bytes);
+    assert!(store
+        .concepts_with_image(&a, &input(2).id)
+        .unwrap()
+        .is_empty());
+    let mut missing = store.images_without_keys(&a, "enc").unwrap();
+    missing.sort();
+    let mut all = vec![input(1).id, input(2).id, input(3).id];
+    all.sort();
+    assert_eq!(missing, all, "negatives get keys too");
+
+    // The same image cannot be both; a refused edit changes nothing.
+    let err = store
+        .edit_concept(
+            &a,
+            "bo",
+            ConceptEdit {
+                add_images: vec![input(2)],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    assert_eq!(store.concept(&a, "bo").unwrap(), edited);
+
+    // Export and import keep them.
+    put(store, &a, &input(2).id, axis(2));
+    let summary = crate::migrate::summarize(store, &a).unwrap();
+    let dump = crate::migrate::export_tenant(store, &a).unwrap();
+    store.import_tenant(&a, &dump, true).unwrap();
+    assert_eq!(store.concept(&a, "bo").unwrap(), edited);
+    assert_eq!(crate::migrate::summarize(store, &a).unwrap(), summary);
+
+    // Removing a negative (by prefix) collects its image; removing the concept, the rest.
+    let edited = store
+        .edit_concept(
+            &a,
+            "bo",
+            ConceptEdit {
+                remove_negatives: vec![input(2).id.0[..10].to_string()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(ids(&edited.negatives), vec![input(3).id]);
+    assert!(matches!(
+        store.image_bytes(&a, &input(2).id),
+        Err(Error::NotFound { .. })
+    ));
+    store.remove_concept(&a, "bo").unwrap();
+    assert!(matches!(
+        store.image_bytes(&a, &input(3).id),
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(store.stats(&a).unwrap(), StoreStats::default());
+}
+
+pub fn the_memory_version_moves_with_every_change_of_concepts(
+    one: &dyn ConceptStore,
+    two: &dyn ConceptStore,
+) {
+    let (a, b) = (t("a"), t("b"));
+    let mut last = one.memory_version(&a).unwrap();
+    let mut moved = |why: &str| {
+        let now = two.memory_version(&a).unwrap();
+        assert!(now > last, "{why}: the version stayed at {now}");
+        last = now;
+    };
+    one.add_concept(&a, &concept("bo"), vec![input(1)]).unwrap();
+    moved("add");
+    for edit in [
+        ConceptEdit {
+            info: Some("x".into()),
+            ..Default::default()
+        },
+        ConceptEdit {
+            add_aliases: vec!["bobo".into()],
+            ..Default::default()
+        },
+        ConceptEdit {
+            add_negatives: vec![input(2)],
+            ..Default::default()
+        },
+    ] {
+        one.edit_concept(&a, "bo", edit).unwrap();
+        moved("edit");
+    }
+    one.add_concepts(&a, vec![(concept("dug"), vec![input(3)])])
+        .unwrap();
+    moved("add many");
+    one.remove_concept(&a, "dug").unwrap();
+    moved("remove");
+    let dump = crate::migrate::export_tenant(one, &t("a")).unwrap();
+    one.import_tenant(&a, &dump, true).unwrap();
+    moved("import");
+    // Another tenant's changes and failed edits leave it alone.
+    one.add_concept(&b, &concept("rex"), vec![input(4)])
+        .unwrap();
+    assert!(one
+        .edit_concept(
+            &a,
+            "bo",
+            ConceptEdit {
+                rename: Some("<bad>,name".into()),
+                ..Default::default()
+            },
+        )
+        .is_err());
+    assert_eq!(two.memory_version(&a).unwrap(), last);
 }

@@ -48,10 +48,12 @@ macro_rules! conformance_suite {
                 api_keys_move_with_their_hashes_and_revocations,
                 tenant_settings_are_each_tenants_own,
                 settings_move_with_a_tenants_memory,
+                negatives_are_kept_apart_from_references_and_move_with_the_memory,
             );
             $crate::conformance_suite!(@pairs $open, $again;
                 every_handle_sees_every_write_at_once,
                 settings_are_shared_by_every_handle,
+                the_memory_version_moves_with_every_change_of_concepts,
             );
         }
     };

@@ -182,5 +182,52 @@ fn a_version_2_file_gains_tenant_settings_on_open() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 3);
+    assert_eq!(v, 4);
+}
+
+#[test]
+fn a_version_3_file_gains_negatives_and_a_memory_version_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.sqlite");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        add(&store, "alice", "bo", 1);
+    }
+    // Make it what a version-3 rap wrote: no negative column, no memory versions.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE concept_images DROP COLUMN negative;
+         DROP TABLE memory_versions; PRAGMA user_version = 3;",
+    )
+    .unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(&path).unwrap();
+    let before = store.concept(&t("alice"), "bo").unwrap();
+    assert_eq!((before.images.len(), before.negatives.len()), (1, 0));
+    assert_eq!(store.memory_version(&t("alice")).unwrap(), 0);
+    let other = ImageInput::from_bytes(
+        rap_memory::testing::conformance::png(9, 4, 4),
+        &Limits::default(),
+    )
+    .unwrap();
+    let edited = store
+        .edit_concept(
+            &t("alice"),
+            "bo",
+            rap_memory::ConceptEdit {
+                add_negatives: vec![other],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(edited.negatives.len(), 1);
+    assert_eq!(edited.images, before.images);
+    assert_eq!(store.memory_version(&t("alice")).unwrap(), 1);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 4);
 }

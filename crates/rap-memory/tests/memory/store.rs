@@ -132,6 +132,7 @@ fn edit_renames_changes_fields_images_and_aliases_at_once() {
                 remove_images: vec![first.0[..10].to_string()],
                 add_aliases: vec!["bo".into()],
                 remove_aliases: vec![],
+                ..Default::default()
             },
         )
         .unwrap();
