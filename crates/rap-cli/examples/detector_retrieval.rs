@@ -1,5 +1,5 @@
 //! Does the COCO detector help retrieval? The retrieval evaluation of `rap eval retrieval`
-//! (same protocol, same figures: `rap_eval::retrieval::{subjects, figures, best_threshold}`)
+//! (same protocol, same figures: `rap_eval::retrieval::{subjects, threshold_figures, best_threshold}`)
 //! run twice over one memory: the default regions only (whole image + windows), then with
 //! CenterNet's boxes added to each query's regions (`Engine::with_region_proposer`).
 //!
@@ -11,7 +11,7 @@
 
 use rap_core::{NewConcept, Tenant};
 use rap_engine::{Engine, EngineConfig, RetrieveOptions};
-use rap_eval::retrieval::{best_threshold, figures, subjects, QueryOutcome};
+use rap_eval::retrieval::{best_threshold, subjects, threshold_figures, QueryOutcome};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,11 +84,14 @@ fn main() -> anyhow::Result<()> {
                     .filter(|(n, _)| n != subject)
                     .map(|(n, _)| score_of(n))
                     .collect(),
+                // This example measures a plain threshold on raw scores (threshold_figures).
+                reported: false,
+                false_alarms: 0,
             });
         }
         let ms = started.elapsed().as_secs_f64() * 1000.0 / queries.len() as f64;
         let all: Vec<&QueryOutcome> = outcomes.iter().collect();
-        let f = figures(&all, rap_engine::DEFAULT_THRESHOLD);
+        let f = threshold_figures(&all, rap_engine::DEFAULT_THRESHOLD);
         let (bt, bw) = best_threshold(&outcomes);
         println!(
             "detector {}: {} queries, {:.1} regions/query, top1 {:.3}, recall@5 {:.3}, MRR {:.3}, \

@@ -43,11 +43,6 @@ impl Catalog {
         self.by_image.get(image).map_or(&[], Vec::as_slice)
     }
 
-    /// The concept at `index` (as [`Catalog::owners`] gives it).
-    pub fn entry(&self, index: usize) -> &Entry {
-        &self.concepts[index]
-    }
-
     /// (id, name, aliases) of every concept, for [`crate::retrieve::mentions`].
     pub fn names(&self) -> Vec<(ConceptId, String, Vec<String>)> {
         self.concepts

@@ -32,4 +32,7 @@ pub use encoders::{
 };
 pub use engine::{EncoderLoader, Engine, EngineConfig};
 pub use rap_memory::{ApiKeyInfo, ConceptEdit, ImageInput};
-pub use retrieve::{Retrieval, RetrieveOptions, DEFAULT_THRESHOLD};
+pub use retrieve::{
+    ConceptScore, Evidence, Retrieval, RetrieveOptions, DEFAULT_MARGIN, DEFAULT_NEGATIVE_MARGIN,
+    DEFAULT_THRESHOLD,
+};

@@ -291,9 +291,6 @@ impl Engine {
     /// The evidence for every concept that matched any region of the image, and the decision
     /// (see [the module](self)): concepts found present first (by score), then the rest (by
     /// score). Also gives the region proposer's boxes (`detections`).
-    ///
-    /// The proposer is told the tenant's concept categories as they are now (read from the
-    /// store at each call, so an edited category counts at the next query).
     pub fn recognize(
         &self,
         tenant: &Tenant,
@@ -302,78 +299,57 @@ impl Engine {
         timings: &mut Timings,
         detections: &mut Vec<Region>,
     ) -> Result<Vec<ConceptScore>> {
+        let evidence = self.evidence(tenant, bytes, &options.window_scales, timings, detections)?;
+        let start = Instant::now();
+        let decided = evidence.decide(options);
+        timings.search_ms += ms(start.elapsed());
+        Ok(decided)
+    }
+
+    /// What the image's regions match among the tenant's concepts, before any decision: the
+    /// input of [`Evidence::decide`], kept by evaluations that try several decisions on the
+    /// same queries.
+    ///
+    /// The proposer is told the tenant's concept categories as they are now (read from the
+    /// store at each call, so an edited category counts at the next query).
+    pub fn evidence(
+        &self,
+        tenant: &Tenant,
+        bytes: &[u8],
+        window_scales: &[f32],
+        timings: &mut Timings,
+        detections: &mut Vec<Region>,
+    ) -> Result<Evidence> {
         let (regions, embeddings) =
-            self.embed_regions(tenant, bytes, &options.window_scales, timings, detections)?;
+            self.embed_regions(tenant, bytes, window_scales, timings, detections)?;
         let start = Instant::now();
         let catalog = self.catalog(tenant)?;
         let found = self.nearest_images(tenant, &embeddings, NEIGHBOURS)?;
-
-        // Best raw score of each concept over all regions (for ranking), and what each region
-        // supports under the decision.
-        let mut best: HashMap<usize, (f32, usize)> = HashMap::new();
-        let mut support: HashMap<usize, Support> = HashMap::new();
-        for (r, hits) in found.iter().enumerate() {
-            let mut positive: HashMap<usize, f32> = HashMap::new();
-            let mut negative: HashMap<usize, f32> = HashMap::new();
+        let mut per_region = Vec::with_capacity(found.len());
+        for hits in &found {
+            let mut seen = RegionEvidence::default();
             for (score, image) in hits {
                 for &(concept, role) in catalog.owners(image) {
                     let slot = match role {
-                        Role::Reference => positive.entry(concept),
-                        Role::Negative => negative.entry(concept),
+                        Role::Reference => seen.positive.entry(concept),
+                        Role::Negative => seen.negative.entry(concept),
                     }
                     .or_insert(f32::NEG_INFINITY);
                     *slot = slot.max(*score);
                 }
             }
-            for (&concept, &score) in &positive {
-                let entry = best.entry(concept).or_insert((f32::NEG_INFINITY, r));
-                if score > entry.0 {
-                    *entry = (score, r);
-                }
-            }
-            if let Some(s) = decide(&positive, &negative, options) {
-                let (concept, score, margin) = s;
-                let entry = support.entry(concept).or_insert(Support {
-                    score: f32::NEG_INFINITY,
-                    margin,
-                    region: r,
-                });
-                if score > entry.score {
-                    *entry = Support {
-                        score,
-                        margin,
-                        region: r,
-                    };
-                }
-            }
+            per_region.push(seen);
         }
-        let mut scored: Vec<ConceptScore> = best
-            .into_iter()
-            .map(|(concept, (score, region))| {
-                let entry = catalog.entry(concept);
-                let (present, bbox, margin, confidence) = match support.get(&concept) {
-                    Some(s) => (
-                        true,
-                        regions[s.region].bbox,
-                        s.margin,
-                        confidence(s.score, s.margin, options),
-                    ),
-                    None => (false, regions[region].bbox, 0.0, 0.0),
-                };
-                ConceptScore {
-                    id: entry.id.clone(),
-                    name: entry.name.clone(),
-                    score,
-                    present,
-                    bbox,
-                    margin,
-                    confidence,
-                }
-            })
-            .collect();
-        scored.sort_by(|a, b| b.present.cmp(&a.present).then(b.score.total_cmp(&a.score)));
         timings.search_ms += ms(start.elapsed());
-        Ok(scored)
+        Ok(Evidence {
+            concepts: catalog
+                .concepts
+                .iter()
+                .map(|c| (c.id.clone(), c.name.clone()))
+                .collect(),
+            regions: regions.into_iter().map(|r| r.bbox).collect(),
+            per_region,
+        })
     }
 
     /// Decodes the query, proposes its regions (whole image, windows, a detector's boxes) and
@@ -421,6 +397,88 @@ impl Engine {
         timings.embed_ms += ms(start.elapsed());
         timings.regions += regions.len();
         Ok((regions, embeddings))
+    }
+}
+
+/// What one region matched: the best score of each concept's references and negatives, by
+/// the concept's index in [`Evidence`].
+#[derive(Debug, Clone, Default)]
+struct RegionEvidence {
+    positive: HashMap<usize, f32>,
+    negative: HashMap<usize, f32>,
+}
+
+/// What a query image's regions matched ([`Engine::evidence`]), ready for [`Evidence::decide`].
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    /// The tenant's concepts (id, name) the indexes below refer to.
+    concepts: Vec<(ConceptId, String)>,
+    regions: Vec<BoundingBox>,
+    per_region: Vec<RegionEvidence>,
+}
+
+impl Evidence {
+    /// The decision of [the module](self) under `options` (its floor and margins): every
+    /// concept that matched any region, present ones first, each group by score.
+    pub fn decide(&self, options: &RetrieveOptions) -> Vec<ConceptScore> {
+        // Best raw score of each concept over all regions (for ranking), and each concept's
+        // best supporting region.
+        let mut best: HashMap<usize, (f32, usize)> = HashMap::new();
+        let mut support: HashMap<usize, Support> = HashMap::new();
+        for (r, seen) in self.per_region.iter().enumerate() {
+            for (&concept, &score) in &seen.positive {
+                let entry = best.entry(concept).or_insert((f32::NEG_INFINITY, r));
+                if score > entry.0 {
+                    *entry = (score, r);
+                }
+            }
+            if let Some((concept, score, margin)) = decide(&seen.positive, &seen.negative, options)
+            {
+                let entry = support.entry(concept).or_insert(Support {
+                    score: f32::NEG_INFINITY,
+                    margin,
+                    region: r,
+                });
+                if score > entry.score {
+                    *entry = Support {
+                        score,
+                        margin,
+                        region: r,
+                    };
+                }
+            }
+        }
+        let mut scored: Vec<ConceptScore> = best
+            .into_iter()
+            .map(|(concept, (score, region))| {
+                let (id, name) = &self.concepts[concept];
+                let (present, bbox, margin, confidence) = match support.get(&concept) {
+                    Some(s) => (
+                        true,
+                        self.regions[s.region],
+                        s.margin,
+                        confidence(s.score, s.margin, options),
+                    ),
+                    None => (false, self.regions[region], 0.0, 0.0),
+                };
+                ConceptScore {
+                    id: id.clone(),
+                    name: name.clone(),
+                    score,
+                    present,
+                    bbox,
+                    margin,
+                    confidence,
+                }
+            })
+            .collect();
+        scored.sort_by(|a, b| {
+            b.present
+                .cmp(&a.present)
+                .then(b.score.total_cmp(&a.score))
+                .then(a.name.cmp(&b.name))
+        });
+        scored
     }
 }
 

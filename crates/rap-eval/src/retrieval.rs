@@ -2,13 +2,15 @@
 //!
 //! For each subject the first `refs` photos (sorted by file name) become one concept in a
 //! fresh temporary memory; every other photo is a query against the memory of all subjects.
-//! Reported: top-1 accuracy, recall@5, MRR, and recognition at a threshold - positive accuracy
-//! (the right subject scores at or above it), negative accuracy (each wrong subject stays
-//! below it), weighted = their mean - in total and per subject, plus time per query. The
-//! scores are kept so a threshold can be calibrated ([`best_threshold`]).
+//! Reported: top-1 accuracy, recall@5, MRR (by raw score), and recognition by retrieval's
+//! decision (`rap_engine::retrieve`: floor, margin over the runner-up concept, one concept per
+//! region) - positive accuracy (the right subject is reported), negative accuracy (each wrong
+//! subject is not), weighted = their mean - in total and per subject, plus time per query.
+//! Each query's evidence is kept so the decision can be calibrated on the same queries
+//! ([`best_decision`]; [`best_threshold`] does it for a plain threshold on raw scores).
 
 use rap_core::{Error, ImageEncoder, NewConcept, Result, Tenant};
-use rap_engine::{Engine, EngineConfig};
+use rap_engine::{ConceptScore, Engine, EngineConfig, Evidence, RetrieveOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,8 +22,24 @@ pub struct RetrievalEvalConfig {
     pub dataset: PathBuf,
     /// Photos per subject that become the concept's reference images.
     pub refs: usize,
+    /// The decision's floor.
     pub threshold: f32,
+    /// The decision's margin over the runner-up concept.
+    pub margin: f32,
     pub window_scales: Vec<f32>,
+}
+
+impl RetrievalEvalConfig {
+    /// The retrieval options every query of the evaluation runs with.
+    pub fn retrieve_options(&self, top_k: usize) -> RetrieveOptions {
+        RetrieveOptions {
+            top_k,
+            threshold: self.threshold,
+            margin: self.margin,
+            window_scales: self.window_scales.clone(),
+            ..RetrieveOptions::default()
+        }
+    }
 }
 
 /// Figures over a set of queries.
@@ -37,7 +55,7 @@ pub struct Figures {
 }
 
 /// One query's outcome: the rank of the true subject (1-based; `None` if never retrieved),
-/// its score, and the scores of the other subjects.
+/// its score, the scores of the other subjects, and what the decision reported.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct QueryOutcome {
     pub subject: String,
@@ -45,6 +63,10 @@ pub struct QueryOutcome {
     pub rank: Option<usize>,
     pub positive_score: f32,
     pub negative_scores: Vec<f32>,
+    /// Whether the decision reported the true subject.
+    pub reported: bool,
+    /// How many other subjects the decision reported.
+    pub false_alarms: usize,
 }
 
 /// The whole evaluation.
@@ -54,12 +76,16 @@ pub struct RetrievalReport {
     pub subjects: usize,
     pub refs: usize,
     pub threshold: f32,
+    pub margin: f32,
     #[serde(flatten)]
     pub totals: Figures,
     pub ms_per_query: f64,
-    /// The threshold that maximises the weighted recognition accuracy on this data, and that
-    /// accuracy (for calibration; not used for the figures above).
+    /// The plain threshold on raw scores that maximises the weighted recognition accuracy on
+    /// this data, and that accuracy (for comparison; not used for the figures above).
     pub best_threshold: (f32, f64),
+    /// The decision (floor, margin) that maximises the weighted accuracy on this data, and
+    /// that accuracy (for calibration; not used for the figures above).
+    pub best_decision: (f32, f32, f64),
     pub per_subject: BTreeMap<String, Figures>,
     #[serde(skip)]
     pub outcomes: Vec<QueryOutcome>,
@@ -107,8 +133,34 @@ pub fn subjects(dataset: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
     Ok(out)
 }
 
-/// Figures of a set of outcomes at `threshold`.
-pub fn figures(outcomes: &[&QueryOutcome], threshold: f32) -> Figures {
+/// Figures of a set of outcomes, recognition by the decision they were made with.
+pub fn figures(outcomes: &[&QueryOutcome]) -> Figures {
+    recognition_figures(outcomes, &|o| o.reported, &|o| {
+        (
+            o.negative_scores.len() - o.false_alarms.min(o.negative_scores.len()),
+            o.negative_scores.len(),
+        )
+    })
+}
+
+/// Figures of a set of outcomes, recognition by a plain threshold on raw scores (a concept is
+/// reported when its score is at least `threshold`).
+pub fn threshold_figures(outcomes: &[&QueryOutcome], threshold: f32) -> Figures {
+    recognition_figures(outcomes, &|o| o.positive_score >= threshold, &|o| {
+        (
+            o.negative_scores.iter().filter(|s| **s < threshold).count(),
+            o.negative_scores.len(),
+        )
+    })
+}
+
+/// Ranking figures, and recognition from `found` (the true subject reported) and `rejected`
+/// (wrong subjects not reported, wrong subjects).
+fn recognition_figures(
+    outcomes: &[&QueryOutcome],
+    found: &dyn Fn(&QueryOutcome) -> bool,
+    rejected: &dyn Fn(&QueryOutcome) -> (usize, usize),
+) -> Figures {
     let n = outcomes.len();
     if n == 0 {
         return Figures::default();
@@ -118,12 +170,10 @@ pub fn figures(outcomes: &[&QueryOutcome], threshold: f32) -> Figures {
     let top1 = mean(&|o| (o.rank == Some(1)) as u8 as f64);
     let recall_at_5 = mean(&|o| o.rank.is_some_and(|r| r <= 5) as u8 as f64);
     let mrr = mean(&|o| o.rank.map_or(0.0, |r| 1.0 / r as f64));
-    let positive_accuracy = mean(&|o| (o.positive_score >= threshold) as u8 as f64);
+    let positive_accuracy = mean(&|o| found(o) as u8 as f64);
     let (neg_right, neg_total) = outcomes.iter().fold((0usize, 0usize), |(r, t), o| {
-        (
-            r + o.negative_scores.iter().filter(|s| **s < threshold).count(),
-            t + o.negative_scores.len(),
-        )
+        let (right, total) = rejected(o);
+        (r + right, t + total)
     });
     let negative_accuracy = if neg_total == 0 {
         1.0
@@ -141,6 +191,52 @@ pub fn figures(outcomes: &[&QueryOutcome], threshold: f32) -> Figures {
     }
 }
 
+/// The decision (floor, margin) on a grid (floor 0.30..0.80 by 0.01, margin 0..0.15 by 0.005)
+/// that maximises the weighted recognition accuracy over `queries` (each query's subject and
+/// evidence), with that accuracy; ties go to the lower floor, then the lower margin.
+pub fn best_decision(queries: &[(String, Evidence)], base: &RetrieveOptions) -> (f32, f32, f64) {
+    let mut best = (base.threshold, base.margin, f64::MIN);
+    for f in 30..=80 {
+        for m in 0..=30 {
+            let options = RetrieveOptions {
+                threshold: f as f32 / 100.0,
+                margin: m as f32 * 0.005,
+                ..base.clone()
+            };
+            let outcomes: Vec<QueryOutcome> = queries
+                .iter()
+                .map(|(subject, evidence)| {
+                    let decided = evidence.decide(&options);
+                    decision_outcome(subject, &decided)
+                })
+                .collect();
+            let all: Vec<&QueryOutcome> = outcomes.iter().collect();
+            let w = figures(&all).weighted;
+            if w > best.2 + 1e-12 {
+                best = (options.threshold, options.margin, w);
+            }
+        }
+    }
+    best
+}
+
+/// The recognition part of a query's outcome from a decision (ranks and scores left empty).
+fn decision_outcome(subject: &str, decided: &[ConceptScore]) -> QueryOutcome {
+    let others = decided.iter().filter(|c| c.name != subject).count();
+    QueryOutcome {
+        subject: subject.to_string(),
+        photo: String::new(),
+        rank: None,
+        positive_score: f32::NEG_INFINITY,
+        negative_scores: vec![f32::NEG_INFINITY; others.max(1)],
+        reported: decided.iter().any(|c| c.present && c.name == subject),
+        false_alarms: decided
+            .iter()
+            .filter(|c| c.present && c.name != subject)
+            .count(),
+    }
+}
+
 /// The threshold (midway between two observed scores) that maximises the weighted
 /// recognition accuracy, with that accuracy.
 pub fn best_threshold(outcomes: &[QueryOutcome]) -> (f32, f64) {
@@ -155,7 +251,7 @@ pub fn best_threshold(outcomes: &[QueryOutcome]) -> (f32, f64) {
     let mut best = (0.5, f64::MIN);
     for pair in scores.windows(2) {
         let t = (pair[0] + pair[1]) / 2.0;
-        let w = figures(&all, t).weighted;
+        let w = threshold_figures(&all, t).weighted;
         if w > best.1 {
             best = (t, w);
         }
@@ -206,22 +302,32 @@ pub fn run(
     }
     let total = queries.len();
     let mut outcomes = Vec::with_capacity(total);
+    let mut evidence = Vec::with_capacity(total);
+    let options = config.retrieve_options(subjects.len());
     let started = Instant::now();
     for (i, (subject, photo)) in queries.iter().enumerate() {
         let bytes = std::fs::read(photo).map_err(|e| Error::io(photo, e))?;
         let mut timings = rap_engine::retrieve::Timings::default();
-        let scored = engine.score_image(&tenant, &bytes, &config.window_scales, &mut timings)?;
-        let names: Vec<String> = scored
-            .iter()
-            .map(|(id, ..)| engine.store().concept_by_id(&tenant, id).map(|c| c.name))
-            .collect::<Result<_>>()?;
+        let seen = engine.evidence(
+            &tenant,
+            &bytes,
+            &config.window_scales,
+            &mut timings,
+            &mut Vec::new(),
+        )?;
+        let decided = seen.decide(&options);
+        evidence.push((subject.clone(), seen));
+        let mut ranked: Vec<&ConceptScore> = decided.iter().collect();
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let names: Vec<&str> = ranked.iter().map(|c| c.name.as_str()).collect();
         let rank = names.iter().position(|n| n == subject).map(|p| p + 1);
         let score_of = |s: &str| {
             names
                 .iter()
-                .position(|n| n == s)
-                .map_or(f32::NEG_INFINITY, |p| scored[p].1)
+                .position(|n| *n == s)
+                .map_or(f32::NEG_INFINITY, |p| ranked[p].score)
         };
+        let recognition = decision_outcome(subject, &decided);
         outcomes.push(QueryOutcome {
             subject: subject.clone(),
             photo: photo
@@ -235,6 +341,8 @@ pub fn run(
                 .filter(|(n, _)| n != subject)
                 .map(|(n, _)| score_of(n))
                 .collect(),
+            reported: recognition.reported,
+            false_alarms: recognition.false_alarms,
         });
         progress(i + 1, total);
     }
@@ -244,7 +352,7 @@ pub fn run(
         .iter()
         .map(|(name, _)| {
             let mine: Vec<&QueryOutcome> = outcomes.iter().filter(|o| &o.subject == name).collect();
-            (name.clone(), figures(&mine, config.threshold))
+            (name.clone(), figures(&mine))
         })
         .collect();
     Ok(RetrievalReport {
@@ -252,9 +360,11 @@ pub fn run(
         subjects: subjects.len(),
         refs: config.refs,
         threshold: config.threshold,
-        totals: figures(&all, config.threshold),
+        margin: config.margin,
+        totals: figures(&all),
         ms_per_query,
         best_threshold: best_threshold(&outcomes),
+        best_decision: best_decision(&evidence, &options),
         per_subject,
         outcomes,
     })
@@ -271,6 +381,8 @@ mod tests {
             rank,
             positive_score: pos,
             negative_scores: neg.to_vec(),
+            reported: pos >= 0.5,
+            false_alarms: neg.iter().filter(|s| **s >= 0.5).count(),
         }
     }
 
@@ -283,7 +395,12 @@ mod tests {
             outcome(Some(6), 0.4, &[0.45, 0.5]),
         ];
         let refs: Vec<&QueryOutcome> = os.iter().collect();
-        let f = figures(&refs, 0.5);
+        let f = threshold_figures(&refs, 0.5);
+        assert_eq!(
+            f,
+            figures(&refs),
+            "the outcomes' decisions were made at 0.5"
+        );
         assert_eq!(f.queries, 4);
         assert_eq!(f.top1, 0.25);
         assert_eq!(f.recall_at_5, 0.5);

@@ -304,6 +304,82 @@ pub async fn delete_image(
     Ok(Json(concept).into_response())
 }
 
+/// `POST /v1/concepts/{name}/negatives`: multipart, one `image` ("that's not this concept")
+/// and optionally `box` (`x1,y1,x2,y2` in the image's pixels, as a retrieval hit gives it):
+/// the image, or that part of it, becomes a negative example of the concept, at once.
+pub async fn add_negative(
+    State(state): State<AppState>,
+    Extension(RequestTenant(tenant)): Extension<RequestTenant>,
+    Path(name): Path<String>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let form = read_form(multipart, &["box"]).await?;
+    let bbox = form.text("box").map(parse_box).transpose()?;
+    let mut images = form.images;
+    if images.len() != 1 {
+        return Err(ApiError::bad_request(format!(
+            "send exactly one file in the field \"image\" (got {})",
+            images.len()
+        )));
+    }
+    let (label, bytes) = images.remove(0);
+    let concept = on_pool(&state, move |e| {
+        e.concept(&tenant, &name)?;
+        let negative = e
+            .negative_example(bytes, bbox.as_ref())
+            .map_err(|err| ApiError::bad_request(format!("{label}: {err}")))?;
+        let edit = ConceptEdit {
+            add_negatives: vec![negative],
+            ..ConceptEdit::default()
+        };
+        Ok(e.edit_concept(&tenant, &name, edit)?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(concept)).into_response())
+}
+
+/// `DELETE /v1/concepts/{name}/negatives/{image_id}`.
+pub async fn delete_negative(
+    State(state): State<AppState>,
+    Extension(RequestTenant(tenant)): Extension<RequestTenant>,
+    Path((name, image_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = parse_image_id(&image_id)?;
+    let concept = blocking(&state, move |e| {
+        let edit = ConceptEdit {
+            remove_negatives: vec![id.0],
+            ..ConceptEdit::default()
+        };
+        Ok(e.edit_concept(&tenant, &name, edit)?)
+    })
+    .await?;
+    Ok(Json(concept).into_response())
+}
+
+/// Parses a box field: `x1,y1,x2,y2` (or a JSON array of four numbers), x2 > x1, y2 > y1.
+fn parse_box(text: &str) -> Result<rap_core::BoundingBox, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "field \"box\" must be x1,y1,x2,y2 in pixels with x2 > x1 and y2 > y1 (got {:?})",
+            text.chars().take(80).collect::<String>()
+        ))
+    };
+    let v: Vec<f32> = text
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(',')
+        .map(|p| p.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    match v.as_slice() {
+        &[x1, y1, x2, y2] if v.iter().all(|x| x.is_finite()) && x2 > x1 && y2 > y1 => {
+            Ok(rap_core::BoundingBox::new(x1, y1, x2, y2))
+        }
+        _ => Err(bad()),
+    }
+}
+
 /// The MIME type of encoded image bytes, from their signature.
 pub fn sniff_mime(bytes: &[u8]) -> &'static str {
     match bytes {

@@ -55,6 +55,8 @@ fn schemas() -> Value {
             "aliases": {"type": "array", "items": {"type": "string"}},
             "category": {"type": "string"}, "info": {"type": "string"},
             "images": {"type": "array", "items": {"$ref": "#/components/schemas/ConceptImage"}},
+            "negatives": {"type": "array", "items": {"$ref": "#/components/schemas/ConceptImage"},
+                "description": "negative examples (\"not this concept\"); absent when there are none"},
             "created_at": {"type": "integer", "description": "unix ms"},
             "updated_at": {"type": "integer", "description": "unix ms"}}},
         "ConceptList": {"type": "object", "properties": {"concepts": {"type": "array",
@@ -69,7 +71,8 @@ fn schemas() -> Value {
             "id": {"type": "string"}, "name": {"type": "string"},
             "score": {"type": "number", "description": "cosine similarity; 1.0 for text mentions"},
             "via": {"type": "string", "enum": ["image", "text"]},
-            "box": {"oneOf": [bbox.clone(), {"type": "null"}]}}},
+            "box": {"oneOf": [bbox.clone(), {"type": "null"}]},
+            "confidence": {"type": "number", "description": "image hits: how sure the decision is, 0..1"}}},
         "Retrieval": {"type": "object", "properties": {"hits": {"type": "array",
             "items": {"$ref": "#/components/schemas/Hit"}}}},
         "UsedConcept": {"type": "object", "properties": {

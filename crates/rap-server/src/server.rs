@@ -60,12 +60,22 @@ pub fn routes() -> Vec<(Op, MethodRouter<AppState>)> {
             tag: "concepts", body: None,
             responses: &[(200, "the concept", "Concept"), (404, "no such concept or image", "")], auth: true }),
          delete(api::delete_image)),
+        (op("post", "/v1/concepts/{name}/negatives", Doc { summary: "\"That's not it\": add a negative example (a photo, or a box of it)",
+            tag: "concepts", body: Some(Body::Multipart(&[("image", "a photo of something that is not this concept"),
+                ("box", "optional x1,y1,x2,y2: only this part of the photo (e.g. a retrieval hit's box)")])),
+            responses: &[(201, "the concept with its negatives", "Concept"), (400, "no image, a bad box or a bad image", ""),
+                (404, "no such concept", ""), (409, "the image is already one of the concept's", "")], auth: true }),
+         post(api::add_negative)),
+        (op("delete", "/v1/concepts/{name}/negatives/{image_id}", Doc { summary: "Remove a negative example",
+            tag: "concepts", body: None,
+            responses: &[(200, "the concept", "Concept"), (404, "no such concept or negative example", "")], auth: true }),
+         delete(api::delete_negative)),
         (op("get", "/v1/images/{image_id}", Doc { summary: "The bytes of one of the tenant's images", tag: "concepts",
             body: None, responses: &[(200, "the image as stored", "binary"), (404, "no such image in this tenant", "")], auth: true }),
          get(api::get_image)),
         (op("post", "/v1/retrieve", Doc { summary: "Find the tenant's concepts in a photo and/or named in a text", tag: "retrieve",
             body: Some(Body::Multipart(&[("image", "the query photo"), ("text", "text to find names and aliases in"),
-                ("top_k", "at most this many concepts (default 2)"), ("threshold", "least image score (default 0.5)")])),
+                ("top_k", "at most this many concepts (default 2)"), ("threshold", "the decision's floor on image scores (default 0.5)")])),
             responses: &[(200, "retrieved concepts, best first (as `rap retrieve --json`)", "Retrieval"),
                 (503, "busy (see Retry-After), or no image encoder installed", "")], auth: true }),
          post(api::retrieve)),
@@ -259,7 +269,7 @@ mod tests {
                 op.path
             );
         }
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 8);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 10);
         assert!(
             doc["paths"]["/v1/concepts"]["post"]["requestBody"]["content"]["multipart/form-data"]
                 .is_object()

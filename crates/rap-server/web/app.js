@@ -300,15 +300,37 @@ function showRetrieved(rap) {
   } else {
     const ul = el("ul");
     lastConcepts.forEach((c, i) => {
-      ul.append(el("li", { "data-testid": "retrieved-concept", "data-name": c.name },
+      const li = el("li", { "data-testid": "retrieved-concept", "data-name": c.name },
         el("span", { class: "swatch", style: "background:" + COLORS[i % COLORS.length] }),
-        c.name + " · " + c.score.toFixed(2) + " · " + c.via));
+        c.name + " · " + c.score.toFixed(2) + " · " + c.via);
+      // Found in the photo by mistake? Teach the memory: this (box of the) photo is not it.
+      if (c.via === "image" && chatFile) {
+        li.append(" ", el("button", { type: "button", class: "link", "data-testid": "not-concept",
+          title: "This is not " + c.name + ": remember it as a negative example",
+          onclick: (e) => notConcept(e.currentTarget, c) }, "not " + c.name));
+      }
+      ul.append(li);
     });
     box.append(ul);
   }
   if (rap.mode === "text-only") box.append(el("p", { class: "meta" }, "The model reads the concepts as text (it cannot see photos)."));
   for (const w of rap.warnings || []) box.append(el("p", { class: "meta" }, w));
   drawBoxes(lastConcepts);
+}
+
+async function notConcept(button, c) {
+  button.disabled = true;
+  const form = new FormData();
+  form.append("image", chatFile);
+  if (c.box) form.append("box", c.box.join(","));
+  try {
+    await api("/v1/concepts/" + encodeURIComponent(c.name) + "/negatives", { method: "POST", body: form });
+    button.replaceWith(el("span", { class: "meta", "data-testid": "not-concept-saved" },
+      "noted: not " + c.name));
+  } catch (e) {
+    button.disabled = false;
+    showError(e.message);
+  }
 }
 
 function fileToDataUrl(f) {

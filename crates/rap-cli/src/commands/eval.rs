@@ -32,11 +32,11 @@ pub enum EvalCommand {
     Recognition {
         #[command(flatten)]
         args: TaskArgs,
-        /// Answer from the retriever alone: yes when the concept scores at least the threshold
-        /// in the image (no language model)
+        /// Answer from the retriever alone: yes when retrieval's decision reports the concept
+        /// in the image (its floor, margins and negatives; no language model)
         #[arg(long)]
         retriever_only: bool,
-        /// Threshold for --retriever-only [default: the config's retrieval threshold]
+        /// The decision's floor for --retriever-only [default: the config's retrieval threshold]
         #[arg(long, requires = "retriever_only")]
         threshold: Option<f32>,
         /// Window scales for --retriever-only (comma-separated fractions; `none` = whole image)
@@ -58,9 +58,12 @@ pub enum EvalCommand {
         /// Photos per subject used as the concept's reference images
         #[arg(long, default_value_t = 1)]
         refs: usize,
-        /// Recognition threshold [default: the calibrated threshold]
+        /// The decision's floor [default: the calibrated one]
         #[arg(long)]
         threshold: Option<f32>,
+        /// The decision's margin over the runner-up concept [default: the calibrated one]
+        #[arg(long)]
+        margin: Option<f32>,
         /// Window sizes for region proposals, as fractions of the shorter side
         /// (comma-separated; `none` = the whole image only) [default: as `rap retrieve`]
         #[arg(long, value_delimiter = ',')]
@@ -118,6 +121,7 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<()> {
             dataset,
             refs,
             threshold,
+            margin,
             scales,
             distractors,
             distractor_dir,
@@ -143,6 +147,7 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<()> {
                         dataset,
                         refs,
                         threshold: threshold.unwrap_or(rap_engine::DEFAULT_THRESHOLD),
+                        margin: margin.unwrap_or(rap_engine::DEFAULT_MARGIN),
                         window_scales,
                     };
                     run_retrieval(ctx, &config)
@@ -209,8 +214,13 @@ fn run_retrieval(ctx: &Context, config: &RetrievalEvalConfig) -> Result<()> {
         return output::print_json(&report);
     }
     println!(
-        "{} subjects, {} queries, encoder {}, refs {}, threshold {:.3}",
-        report.subjects, report.totals.queries, report.encoder, report.refs, report.threshold
+        "{} subjects, {} queries, encoder {}, refs {}, decision: floor {:.3}, margin {:.3}",
+        report.subjects,
+        report.totals.queries,
+        report.encoder,
+        report.refs,
+        report.threshold,
+        report.margin
     );
     let mut t = output::table(&[
         "subject", "queries", "top-1", "recall@5", "mrr", "pos acc", "neg acc", "weighted",
@@ -233,8 +243,13 @@ fn run_retrieval(ctx: &Context, config: &RetrievalEvalConfig) -> Result<()> {
     t.add_row(row("TOTAL", &report.totals));
     println!("{t}");
     println!(
-        "{:.0} ms per query; best threshold on this data: {:.3} (weighted {:.3})",
-        report.ms_per_query, report.best_threshold.0, report.best_threshold.1
+        "{:.0} ms per query; best on this data: decision floor {:.3} margin {:.3} (weighted {:.3}), plain threshold {:.3} (weighted {:.3})",
+        report.ms_per_query,
+        report.best_decision.0,
+        report.best_decision.1,
+        report.best_decision.2,
+        report.best_threshold.0,
+        report.best_threshold.1
     );
     Ok(())
 }

@@ -279,6 +279,10 @@ fn the_page_works_in_a_real_browser() {
     assert!(retrieved[0].as_str().unwrap().starts_with("Bo · "), "{v}");
     assert!(!v["answer"].as_str().unwrap().trim().is_empty(), "{v}");
     assert!(v["box_pixels"].as_u64().unwrap() > 100, "no box drawn: {v}");
+    assert_eq!(
+        v["negatives"], 1,
+        "the 'not Bo' button stores one negative: {v}"
+    );
     let error = v["error"].as_str().unwrap();
     assert!(error.contains("broken.jpg"), "{v}");
     assert_eq!(v["cards_after_error"], 1, "{v}");

@@ -77,6 +77,14 @@ async function main() {
   });
   await shot("03-asked");
 
+  // "That's not Bo": the hit's button stores the photo's box as a negative example of Bo.
+  await hit.locator("[data-testid=not-concept]").click();
+  await page.locator("[data-testid=not-concept-saved]").waitFor();
+  out.negatives = await page.evaluate(async () => {
+    const res = await api("/v1/concepts/Bo");
+    return ((await res.json()).negatives || []).length;
+  });
+
   // A broken photo gets a clear message, and nothing is added.
   await page.fill("[data-testid=add-name]", "Broken");
   await page.setInputFiles("[data-testid=add-files]", { name: "broken.jpg", mimeType: "image/jpeg", buffer: Buffer.from("not really a jpeg") });

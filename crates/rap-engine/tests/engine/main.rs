@@ -2,6 +2,7 @@
 
 mod chat;
 mod common;
+mod decision;
 mod encoders;
 mod postgres;
 mod region_proposer;

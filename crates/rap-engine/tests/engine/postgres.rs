@@ -88,4 +88,20 @@ fn two_engines_on_one_database_agree_on_every_add_and_remove() {
         .hits
         .is_empty());
     assert_eq!(two.stats(&t).unwrap().concepts, 1);
+
+    // A rename and a negative example made through one count at two's very next query (its
+    // in-memory catalog follows the memory's version).
+    assert_eq!(found(&two, &t, [210, 20, 20]), vec!["bo"]);
+    let rename = rap_engine::ConceptEdit {
+        rename: Some("Bo the Red".into()),
+        ..Default::default()
+    };
+    one.edit_concept(&t, "bo", rename).unwrap();
+    assert_eq!(found(&two, &t, [210, 20, 20]), vec!["Bo the Red"]);
+    let not_bo = rap_engine::ConceptEdit {
+        add_negatives: vec![one.image_from_bytes(png([210, 20, 20])).unwrap()],
+        ..Default::default()
+    };
+    one.edit_concept(&t, "bo the red", not_bo).unwrap();
+    assert!(found(&two, &t, [210, 20, 20]).is_empty());
 }

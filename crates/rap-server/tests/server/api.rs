@@ -461,3 +461,90 @@ fn openapi_document_describes_the_api() {
     assert_eq!(c.get(s.url("/app.js")).send().unwrap().status(), 200);
     assert_eq!(c.get(s.url("/style.css")).send().unwrap().status(), 200);
 }
+
+#[test]
+fn negatives_are_added_by_box_listed_and_removed() {
+    let s = Server::start();
+    let c = client();
+    let form = Multipart::new()
+        .text("name", "Bo")
+        .file("image", "bo.png", &photo(RED, 64, 64, 1));
+    json(post_form(&c, &s.url("/v1/concepts"), None, form), 201);
+    let url = s.url("/v1/concepts/bo/negatives");
+    let look_alike = photo(RED, 120, 90, 7);
+
+    // A box of the photo becomes the negative: stored as that crop.
+    let form = Multipart::new()
+        .text("box", "10,20,70,80")
+        .file("image", "rex.png", &look_alike);
+    let bo = json(post_form(&c, &url, None, form), 201);
+    let negatives = bo["negatives"].as_array().unwrap();
+    assert_eq!(negatives.len(), 1, "{bo}");
+    assert_eq!(
+        (
+            negatives[0]["width"].as_u64(),
+            negatives[0]["height"].as_u64()
+        ),
+        (Some(60), Some(60))
+    );
+    assert_eq!(
+        bo["images"].as_array().unwrap().len(),
+        1,
+        "references untouched"
+    );
+
+    // Bad input: named, nothing changes.
+    let form = Multipart::new()
+        .text("box", "10,20,5,80")
+        .file("image", "rex.png", &look_alike);
+    error(
+        post_form(&c, &url, None, form),
+        400,
+        "invalid_request_error",
+        "\"box\"",
+    );
+    let form = Multipart::new().text("box", "0,0,10,10");
+    error(
+        post_form(&c, &url, None, form),
+        400,
+        "invalid_request_error",
+        "exactly one file",
+    );
+    let form =
+        Multipart::new()
+            .text("box", "500,500,600,600")
+            .file("image", "rex.png", &look_alike);
+    error(
+        post_form(&c, &url, None, form),
+        400,
+        "invalid_request_error",
+        "no pixels inside",
+    );
+    let form = Multipart::new().file("image", "rex.png", &look_alike);
+    error(
+        post_form(&c, &s.url("/v1/concepts/nobody/negatives"), None, form),
+        404,
+        "not_found_error",
+        "nobody",
+    );
+    let got = json(c.get(s.url("/v1/concepts/bo")).send().unwrap(), 200);
+    assert_eq!(got["negatives"].as_array().unwrap().len(), 1);
+
+    // Removed by id.
+    let id = negatives[0]["id"].as_str().unwrap();
+    let bo = json(
+        c.delete(s.url(&format!("/v1/concepts/bo/negatives/{id}")))
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert!(bo.get("negatives").is_none(), "{bo}");
+    error(
+        c.delete(s.url(&format!("/v1/concepts/bo/negatives/{id}")))
+            .send()
+            .unwrap(),
+        404,
+        "not_found_error",
+        "negative example",
+    );
+}

@@ -340,31 +340,33 @@ fn retriever_answers(
         names.insert(c.id, all);
     }
     let bar = output::progress(pending.len() as u64, ctx.json, "retrieving");
-    let mut cached: Option<(String, Vec<(ConceptId, f32)>)> = None;
+    // Yes when retrieval's decision (floor, margins, one concept per region) reports the
+    // concept, as `rap retrieve` would.
+    let options = rap_engine::RetrieveOptions {
+        threshold,
+        window_scales: scales.to_vec(),
+        ..rap_app::generator::retrieve_options(&ctx.config()?)
+    };
+    let mut cached: Option<(String, Vec<rap_engine::ConceptScore>)> = None;
     for item in pending {
         let image = item.image.clone().unwrap_or_default();
         if cached.as_ref().is_none_or(|(im, _)| *im != image) {
             let bytes = read_image(root, item)?.unwrap_or_default();
             let mut timings = rap_engine::retrieve::Timings::default();
             let scored = engine
-                .score_image(&ctx.tenant, &bytes, scales, &mut timings)
+                .recognize(&ctx.tenant, &bytes, &options, &mut timings, &mut Vec::new())
                 .with_context(|| image.clone())?;
-            cached = Some((
-                image.clone(),
-                scored.into_iter().map(|(id, s, _)| (id, s)).collect(),
-            ));
+            cached = Some((image.clone(), scored));
         }
         let scored = cached.as_ref().map(|(_, s)| s.as_slice()).unwrap_or(&[]);
         let concept = item.concepts.first().map(|c| c.to_lowercase());
-        let score = scored
-            .iter()
-            .find(|(id, _)| {
-                names
-                    .get(id)
-                    .is_some_and(|ns| concept.as_ref().is_some_and(|c| ns.contains(c)))
-            })
-            .map(|(_, s)| *s);
-        let yes = score.is_some_and(|s| s >= threshold);
+        let found = scored.iter().find(|c| {
+            names
+                .get(&c.id)
+                .is_some_and(|ns| concept.as_ref().is_some_and(|c| ns.contains(c)))
+        });
+        let score = found.map(|c| c.score);
+        let yes = found.is_some_and(|c| c.present);
         let used: Vec<String> = if yes {
             item.concepts.clone()
         } else {
