@@ -58,8 +58,8 @@ pub enum ConceptCommand {
         add_negatives: Vec<PathBuf>,
         /// Only this part of the negative photo, as x1,y1,x2,y2 in pixels (one per
         /// --add-negative, in order; e.g. the box `rap retrieve` printed)
-        #[arg(long = "box", value_parser = parse_box)]
-        boxes: Vec<BoundingBox>,
+        #[arg(long = "box", value_name = "X1,Y1,X2,Y2")]
+        boxes: Vec<String>,
         /// Remove a negative example by id or a unique prefix of 8+ characters (repeatable)
         #[arg(long = "remove-negative")]
         remove_negatives: Vec<String>,
@@ -139,6 +139,11 @@ pub fn run(ctx: &Context, cmd: ConceptCommand) -> Result<()> {
                 .iter()
                 .map(|p| engine.read_image(p))
                 .collect::<rap_core::Result<Vec<_>>>()?;
+            let boxes = boxes
+                .iter()
+                .map(|b| parse_box(b))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("--box {e}"))?;
             if !boxes.is_empty() && boxes.len() != add_negatives.len() {
                 anyhow::bail!(
                     "give one --box per --add-negative ({} boxes for {} negatives), or none",

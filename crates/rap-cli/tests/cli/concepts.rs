@@ -81,6 +81,69 @@ fn add_list_show_edit_rm() {
 }
 
 #[test]
+fn negatives_are_added_by_box_shown_and_removed() {
+    let rap = Rap::new();
+    let a = rap.write("a.png", &png(1, 20, 10));
+    let not_a = rap.write("rex.png", &png(4, 64, 48));
+    rap.json(&["concept", "add", "Bo", "--image", s(&a)]);
+    let edited = rap.json(&[
+        "concept",
+        "edit",
+        "bo",
+        "--add-negative",
+        s(&not_a),
+        "--box",
+        "8,4,40,36",
+    ]);
+    let negatives = edited["negatives"].as_array().unwrap();
+    assert_eq!(negatives.len(), 1, "{edited}");
+    assert_eq!(
+        (
+            negatives[0]["width"].as_u64(),
+            negatives[0]["height"].as_u64()
+        ),
+        (Some(32), Some(32)),
+        "the box is what is stored"
+    );
+    assert_eq!(edited["images"].as_array().unwrap().len(), 1);
+    assert!(rap
+        .ok(&["concept", "show", "bo"])
+        .contains("negative examples"));
+    assert!(rap.ok(&["concept", "list"]).contains("(+1 not)"));
+
+    // A box per negative, or none; a box must be a box.
+    let err = rap.fails(&[
+        "concept",
+        "edit",
+        "bo",
+        "--add-negative",
+        s(&not_a),
+        "--add-negative",
+        s(&a),
+        "--box",
+        "0,0,5,5",
+    ]);
+    assert!(err.contains("one --box per --add-negative"), "{err}");
+    let err = rap.fails(&[
+        "concept",
+        "edit",
+        "bo",
+        "--add-negative",
+        s(&not_a),
+        "--box",
+        "5,5,1,1",
+    ]);
+    assert!(err.contains("x2 > x1"), "{err}");
+    // A reference image cannot be a negative too.
+    let err = rap.fails(&["concept", "edit", "bo", "--add-negative", s(&a)]);
+    assert!(err.contains("is a reference image"), "{err}");
+
+    let id = negatives[0]["id"].as_str().unwrap();
+    let edited = rap.json(&["concept", "edit", "bo", "--remove-negative", &id[..10]]);
+    assert!(edited.get("negatives").is_none(), "{edited}");
+}
+
+#[test]
 fn tenants_are_separate() {
     let rap = Rap::new();
     let a = rap.write("a.png", &png(1, 8, 8));
