@@ -263,7 +263,9 @@ impl Engine {
         timings.regions += regions.len();
 
         let start = Instant::now();
-        let neighbours = 16;
+        // Nearest keys per region: 16 images' worth, each reference having as many keys as
+        // the encoder keys regions of it (so more keys per image do not crowd out images).
+        let neighbours = 16 * encoder.key_regions(1024, 1024).len().max(1);
         let mut best: HashMap<ImageId, (f32, BoundingBox)> = HashMap::new();
         let found = self.nearest_images(tenant, &embeddings, neighbours)?;
         for (region, hits) in regions.iter().zip(found) {

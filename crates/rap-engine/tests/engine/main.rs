@@ -3,5 +3,6 @@
 mod chat;
 mod common;
 mod encoders;
+mod key_regions;
 mod postgres;
 mod region_proposer;
