@@ -1,6 +1,6 @@
 //! The image encoder seam: anything that turns RGB images into embeddings.
 
-use crate::{Embedding, Error, Result};
+use crate::{Embedding, Error, Region, Result};
 
 /// What identifies an encoder's embedding space. Keys computed by different encoders (or
 /// different versions of one) are never compared: the memory stores embeddings per encoder id.
@@ -19,6 +19,14 @@ pub trait ImageEncoder: Send + Sync {
 
     /// Embeds a batch of images; the output has one embedding per input, in order.
     fn embed(&self, images: &[image::RgbImage]) -> Result<Vec<Embedding>>;
+
+    /// The regions of a `width` x `height` reference image that are keyed, one embedding
+    /// each (a concept then scores its best key): by default the whole image. An encoder that
+    /// keys more (crops of the reference) says so in its [`EncoderInfo::id`], so memories
+    /// keyed the other way are re-keyed rather than mixed.
+    fn key_regions(&self, width: u32, height: u32) -> Vec<Region> {
+        vec![Region::whole(width, height)]
+    }
 
     /// Whether [`ImageEncoder::embed_texts`] works: the model has a text tower that embeds
     /// words into the same space as images (CLIP, SigLIP), so the memory can be searched by words.

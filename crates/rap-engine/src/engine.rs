@@ -1,8 +1,8 @@
 //! [`Engine`]: opens the memory, loads the encoder lazily, and runs Remember and indexing.
 
 use rap_core::{
-    BoundingBox, Concept, Embedding, Error, ImageEncoder, ImageId, NewConcept, Region, Result,
-    Tenant,
+    BoundingBox, Concept, Embedding, Error, ImageEncoder, ImageId, NewConcept, RegionSource,
+    Result, Tenant,
 };
 use rap_image::Limits;
 use rap_memory::{ConceptEdit, ConceptStore, ImageInput, KeyIndex, SqliteStore, StoreStats};
@@ -258,9 +258,12 @@ impl Engine {
         }
     }
 
-    /// Computes the keys of every image of the tenant that has none for `encoder`, one image
-    /// per transaction (so an interrupted run resumes where it stopped). `progress(done, total)`
-    /// is called after each image. Returns the number of images embedded.
+    /// Computes the keys of every image of the tenant that has none for `encoder` (one per
+    /// region of [`ImageEncoder::key_regions`]), one image per transaction (so an interrupted
+    /// run resumes where it stopped). `progress(done, total)` is called after each image.
+    /// Returns the number of images embedded. An encoder whose key regions changed has another
+    /// id, so a memory keyed the old way has no keys for it and is re-keyed here (by `rap
+    /// reindex`, or before the first search).
     pub fn compute_keys(
         &self,
         tenant: &Tenant,
@@ -276,16 +279,30 @@ impl Engine {
                 Err(e) => return Err(e),
             };
             let rgb = rap_image::decode(&bytes, &self.config.limits)?;
-            let region = Region::whole(rgb.width(), rgb.height());
-            let embedding = encoder
-                .embed(std::slice::from_ref(&rgb))?
-                .pop()
-                .ok_or_else(|| Error::Model("encoder returned no embedding".into()))?;
-            self.store.put_keys(
-                tenant,
-                &encoder.info().id,
-                &[(image.clone(), region, embedding)],
-            )?;
+            // The encoder says which regions of a reference are keyed (the whole image, and
+            // crops for an encoder that keys them); all of one image in one transaction.
+            let regions = encoder.key_regions(rgb.width(), rgb.height());
+            let crops = regions
+                .iter()
+                .map(|r| match r.source {
+                    RegionSource::Whole => Ok(rgb.clone()),
+                    _ => rap_image::crop_box(&rgb, &r.bbox),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let embeddings = encoder.embed(&crops)?;
+            if embeddings.len() != regions.len() || regions.is_empty() {
+                return Err(Error::Model(format!(
+                    "encoder returned {} embeddings for {} key regions",
+                    embeddings.len(),
+                    regions.len()
+                )));
+            }
+            let keys: Vec<_> = regions
+                .into_iter()
+                .zip(embeddings)
+                .map(|(region, embedding)| (image.clone(), region, embedding))
+                .collect();
+            self.store.put_keys(tenant, &encoder.info().id, &keys)?;
             progress(done + 1, total);
         }
         Ok(total)

@@ -54,7 +54,7 @@ pub const DEFAULT_NEGATIVE_MARGIN: f32 = 0.0;
 /// Proposed boxes narrower or shorter than this (pixels) are not embedded.
 const MIN_REGION: f32 = 32.0;
 
-/// Keys looked up per query region.
+/// Images' worth of keys looked up per query region.
 const NEIGHBOURS: usize = 16;
 
 /// How retrieval runs.
@@ -320,11 +320,12 @@ impl Engine {
         timings: &mut Timings,
         detections: &mut Vec<Region>,
     ) -> Result<Evidence> {
-        let (regions, embeddings) =
+        let (regions, embeddings, keys_per_image) =
             self.embed_regions(tenant, bytes, window_scales, timings, detections)?;
         let start = Instant::now();
         let catalog = self.catalog(tenant)?;
-        let found = self.nearest_images(tenant, &embeddings, NEIGHBOURS)?;
+        // NEIGHBOURS images' worth of keys, so more keys per image do not crowd out images.
+        let found = self.nearest_images(tenant, &embeddings, NEIGHBOURS * keys_per_image)?;
         let mut per_region = Vec::with_capacity(found.len());
         for hits in &found {
             let mut seen = RegionEvidence::default();
@@ -361,7 +362,7 @@ impl Engine {
         window_scales: &[f32],
         timings: &mut Timings,
         detections: &mut Vec<Region>,
-    ) -> Result<(Vec<Region>, Vec<Embedding>)> {
+    ) -> Result<(Vec<Region>, Vec<Embedding>, usize)> {
         let encoder = self.encoder_for(tenant)?;
         let start = Instant::now();
         let rgb = rap_image::decode(bytes, self.limits())?;
@@ -396,7 +397,9 @@ impl Engine {
         }
         timings.embed_ms += ms(start.elapsed());
         timings.regions += regions.len();
-        Ok((regions, embeddings))
+        // Each reference has as many keys as the encoder keys regions of it.
+        let keys_per_image = encoder.key_regions(1024, 1024).len().max(1);
+        Ok((regions, embeddings, keys_per_image))
     }
 }
 

@@ -31,5 +31,7 @@ pub mod reference;
 pub mod torch_legacy;
 
 pub use efficientnet_lite::Pooling;
-pub use encoder::{EfficientNetLite0Encoder, EFFICIENTNET_LITE0_PREPROCESS};
+pub use encoder::{
+    reference_regions, EfficientNetLite0Encoder, EFFICIENTNET_LITE0_PREPROCESS, REFERENCE_CROPS,
+};
 pub use hf::{load_hf_encoder, load_hf_folder, HfEncoder, HfFolder, HfPreprocess};

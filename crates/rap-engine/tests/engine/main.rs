@@ -4,5 +4,6 @@ mod chat;
 mod common;
 mod decision;
 mod encoders;
+mod key_regions;
 mod postgres;
 mod region_proposer;
