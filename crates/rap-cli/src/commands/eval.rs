@@ -83,7 +83,7 @@ pub enum EvalCommand {
         #[arg(long, value_name = "N", default_value_t = 0)]
         scenes: usize,
         /// Seed of the scenes
-        #[arg(long, default_value_t = rap_dataset::scenes::DEFAULT_SEED)]
+        #[arg(long, default_value_t = rap_dataset::scenes::DEFAULT_SEED, requires = "scenes")]
         seed: u64,
         /// Write the scenes (JPEG) and their labels.json to this folder
         #[arg(long, value_name = "DIR")]

@@ -323,4 +323,8 @@ fn eval_retrieval_scenes_negatives_and_holdout() {
         "x",
     ]);
     assert!(e.contains("--save-scenes needs --scenes"), "{e}");
+    // (a usage error from the argument parser: several lines)
+    let out = rap.run(&["eval", "retrieval", "--dataset", s(&dataset), "--seed", "3"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("--scenes"), "{e}");
 }
