@@ -14,6 +14,8 @@
 //!   `extra`, `type`) and the Hugging Face chat export, laid out with `rap_llm::layout`.
 //! - [`validate`] finds every fault of a training file; [`stats`] describes one, with an SVG.
 //! - [`rng`], [`names`] and [`augment`] make it deterministic: one seed, the same bytes.
+//! - [`scenes`] pastes several subjects' photos on one background, with labels: synthetic
+//!   multi-concept photos for evaluating retrieval (`rap eval retrieval --scenes N`).
 //!
 //! The reference trainer reads `OUT/train.json` with `--image_folder OUT`; its data preparation
 //! turns each sample's `extra` into the RAP prompt layout (see `tests/dataset/trainer_layout.rs`).
@@ -23,6 +25,7 @@ pub mod build;
 pub mod format;
 pub mod names;
 pub mod rng;
+pub mod scenes;
 pub mod source;
 pub mod stats;
 pub mod text;

@@ -7,7 +7,9 @@
 //!   accuracy by `correct_answer`.
 //! - [`qa`]: multiple-choice and short-answer exact match after normalisation.
 //! - [`retrieval`]: top-1, recall@5, MRR and thresholded recognition of the retriever on a
-//!   folder-per-subject photo collection; [`scaling`]: its recall as distractors fill the memory.
+//!   folder-per-subject photo collection; [`scaling`]: its recall as distractors fill the memory;
+//!   [`scenes`]: multi-concept precision/recall/F1 on synthetic scenes; [`negatives`]: negative
+//!   accuracy on photos that hold none of the concepts.
 //! - [`tasks`]: the reference's evaluation input files as questions and prediction rows;
 //!   [`journal`]: predictions written as they come, so an interrupted run resumes.
 //!
@@ -17,10 +19,12 @@
 pub mod caption;
 mod io;
 pub mod journal;
+pub mod negatives;
 pub mod qa;
 pub mod recognition;
 pub mod retrieval;
 pub mod scaling;
+pub mod scenes;
 pub mod tasks;
 
 pub use caption::{

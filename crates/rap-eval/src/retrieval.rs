@@ -8,7 +8,16 @@
 //! subject is not), weighted = their mean - in total and per subject, plus time per query.
 //! Each query's evidence is kept so the decision can be calibrated on the same queries
 //! ([`best_decision`]; [`best_threshold`] does it for a plain threshold on raw scores).
+//!
+//! Harder evaluations judge what [`Engine::retrieve`] reports (its image hits), with the
+//! options of [`retrieve_options`]: `--scenes N` (several subjects pasted in one photo,
+//! [`crate::scenes`]), `--negatives DIR` (photos with none of the concepts,
+//! [`crate::negatives`]); `--subjects` restricts the memory and the queries to some subject
+//! folders, and `--holdout` keeps subjects out of the memory and makes their photos negatives
+//! ([`select_subjects`]).
 
+use crate::negatives::{self, NegativeFigures};
+use crate::scenes::{self, ScenesConfig, ScenesReport};
 use rap_core::{Error, ImageEncoder, NewConcept, Result, Tenant};
 use rap_engine::{ConceptScore, Engine, EngineConfig, Evidence, RetrieveOptions};
 use std::collections::BTreeMap;
@@ -27,18 +36,50 @@ pub struct RetrievalEvalConfig {
     /// The decision's margin over the runner-up concept.
     pub margin: f32,
     pub window_scales: Vec<f32>,
+    /// Only these subject folders make the memory and the queries (empty = all).
+    pub subjects: Vec<String>,
+    /// Subject folders kept out of the memory; all their photos become negatives.
+    pub holdout: Vec<String>,
+    /// A folder of photos (searched recursively) that hold none of the concepts; with
+    /// `scenes`, they are also the scenes' backgrounds.
+    pub negatives: Option<PathBuf>,
+    /// Synthetic multi-subject scenes per scene size (0 = none), their seed and geometry,
+    /// and where to save them.
+    pub scenes: usize,
+    pub scene_options: rap_dataset::scenes::SceneOptions,
+    pub save_scenes: Option<PathBuf>,
 }
 
 impl RetrievalEvalConfig {
-    /// The retrieval options every query of the evaluation runs with.
-    pub fn retrieve_options(&self, top_k: usize) -> RetrieveOptions {
-        RetrieveOptions {
-            top_k,
-            threshold: self.threshold,
-            margin: self.margin,
-            window_scales: self.window_scales.clone(),
-            ..RetrieveOptions::default()
+    /// The single-subject evaluation of `dataset` with `refs` references per subject, at the
+    /// default threshold and window scales, without the harder evaluations.
+    pub fn new(dataset: impl Into<PathBuf>, refs: usize) -> Self {
+        RetrievalEvalConfig {
+            dataset: dataset.into(),
+            refs,
+            threshold: rap_engine::DEFAULT_THRESHOLD,
+            margin: rap_engine::DEFAULT_MARGIN,
+            window_scales: RetrieveOptions::default().window_scales,
+            subjects: Vec::new(),
+            holdout: Vec::new(),
+            negatives: None,
+            scenes: 0,
+            scene_options: Default::default(),
+            save_scenes: None,
         }
+    }
+}
+
+/// The options of every query of the evaluation: the evaluation's decision (floor, margin)
+/// and window scales, and room for every concept of a memory of `concepts` (nothing is cut by
+/// top-k).
+pub fn retrieve_options(config: &RetrievalEvalConfig, concepts: usize) -> RetrieveOptions {
+    RetrieveOptions {
+        top_k: concepts.max(1),
+        threshold: config.threshold,
+        margin: config.margin,
+        window_scales: config.window_scales.clone(),
+        ..RetrieveOptions::default()
     }
 }
 
@@ -89,6 +130,15 @@ pub struct RetrievalReport {
     pub per_subject: BTreeMap<String, Figures>,
     #[serde(skip)]
     pub outcomes: Vec<QueryOutcome>,
+    /// Multi-subject scenes (`--scenes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenes: Option<ScenesReport>,
+    /// The `--negatives` photos.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negatives: Option<NegativeFigures>,
+    /// The photos of each `--holdout` subject, as negatives.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub holdout: BTreeMap<String, NegativeFigures>,
 }
 
 const PHOTO_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp"];
@@ -131,6 +181,61 @@ pub fn subjects(dataset: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
         )));
     }
     Ok(out)
+}
+
+/// A subject folder's name and its photos.
+pub type Subject = (String, Vec<PathBuf>);
+
+/// Splits a dataset's subjects into (memory, holdout) by `--subjects` (empty = every subject)
+/// and `--holdout`. Fails naming a subject that has no folder, or one that is in both lists,
+/// or when nothing is left for the memory.
+pub fn select_subjects(
+    all: Vec<Subject>,
+    only: &[String],
+    holdout: &[String],
+) -> Result<(Vec<Subject>, Vec<Subject>)> {
+    for (flag, names) in [("--subjects", only), ("--holdout", holdout)] {
+        let unknown: Vec<&str> = names
+            .iter()
+            .filter(|n| !all.iter().any(|(s, _)| s == *n))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            let have: Vec<&str> = all.iter().map(|(s, _)| s.as_str()).collect();
+            return Err(Error::invalid(format!(
+                "{flag}: no subject folder named {} (the dataset has {})",
+                unknown.join(", "),
+                have.join(", ")
+            )));
+        }
+    }
+    if let Some(both) = holdout.iter().find(|h| only.contains(h)) {
+        return Err(Error::invalid(format!(
+            "{both} is in both --subjects and --holdout"
+        )));
+    }
+    let (held, rest): (Vec<_>, Vec<_>) = all.into_iter().partition(|(s, _)| holdout.contains(s));
+    let memory: Vec<_> = rest
+        .into_iter()
+        .filter(|(s, _)| only.is_empty() || only.contains(s))
+        .collect();
+    if memory.is_empty() {
+        return Err(Error::invalid(
+            "no subjects left for the memory after --holdout",
+        ));
+    }
+    Ok((memory, held))
+}
+
+/// Each subject's photos after its first `refs` (the references): what scenes may be cut from.
+pub fn query_photos(
+    subjects: &[(String, Vec<PathBuf>)],
+    refs: usize,
+) -> Vec<(String, Vec<PathBuf>)> {
+    subjects
+        .iter()
+        .map(|(name, photos)| (name.clone(), photos.iter().skip(refs).cloned().collect()))
+        .collect()
 }
 
 /// Figures of a set of outcomes, recognition by the decision they were made with.
@@ -268,7 +373,23 @@ pub fn run(
     if config.refs == 0 {
         return Err(Error::invalid("--refs must be at least 1"));
     }
-    let subjects = subjects(&config.dataset)?;
+    let (subjects, held_out) = select_subjects(
+        subjects(&config.dataset)?,
+        &config.subjects,
+        &config.holdout,
+    )?;
+    // Validate the scenes and the negatives before the long part of the run.
+    if config.scenes > 0 && subjects.len() < scenes::SIZES[0] {
+        return Err(Error::invalid(format!(
+            "--scenes needs at least {} subjects in the memory (have {})",
+            scenes::SIZES[0],
+            subjects.len()
+        )));
+    }
+    let negative_photos = match &config.negatives {
+        Some(dir) => negatives::photos_under(dir)?,
+        None => Vec::new(),
+    };
     let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let loader_encoder = encoder.clone();
     let engine = Engine::open(
@@ -303,7 +424,7 @@ pub fn run(
     let total = queries.len();
     let mut outcomes = Vec::with_capacity(total);
     let mut evidence = Vec::with_capacity(total);
-    let options = config.retrieve_options(subjects.len());
+    let options = retrieve_options(config, subjects.len());
     let started = Instant::now();
     for (i, (subject, photo)) in queries.iter().enumerate() {
         let bytes = std::fs::read(photo).map_err(|e| Error::io(photo, e))?;
@@ -347,6 +468,43 @@ pub fn run(
         progress(i + 1, total);
     }
     let ms_per_query = started.elapsed().as_secs_f64() * 1000.0 / total.max(1) as f64;
+
+    let options = retrieve_options(config, subjects.len());
+    let scenes = if config.scenes > 0 {
+        let pool = query_photos(&subjects, config.refs);
+        let scenes_config = ScenesConfig {
+            count: config.scenes,
+            options: config.scene_options.clone(),
+            backgrounds: negative_photos.clone(),
+            save_dir: config.save_scenes.clone(),
+        };
+        Some(scenes::run(
+            &engine,
+            &tenant,
+            &options,
+            &pool,
+            &scenes_config,
+            progress,
+        )?)
+    } else {
+        None
+    };
+    let negatives = if negative_photos.is_empty() {
+        None
+    } else {
+        Some(negatives::run(
+            &engine,
+            &tenant,
+            &options,
+            &negative_photos,
+            progress,
+        )?)
+    };
+    let mut holdout = BTreeMap::new();
+    for (name, photos) in &held_out {
+        let figures = negatives::run(&engine, &tenant, &options, photos, progress)?;
+        holdout.insert(name.clone(), figures);
+    }
     let all: Vec<&QueryOutcome> = outcomes.iter().collect();
     let per_subject = subjects
         .iter()
@@ -367,6 +525,9 @@ pub fn run(
         best_decision: best_decision(&evidence, &options),
         per_subject,
         outcomes,
+        scenes,
+        negatives,
+        holdout,
     })
 }
 
@@ -408,6 +569,85 @@ mod tests {
         assert_eq!(f.positive_accuracy, 0.5); // 0.9 and 0.55
         assert_eq!(f.negative_accuracy, 5.0 / 8.0); // 0.6, 0.7 and 0.5 are not below 0.5
         assert_eq!(f.weighted, (0.5 + 0.625) / 2.0);
+    }
+
+    #[test]
+    fn subjects_and_holdout_are_checked_and_split() {
+        let all = || {
+            ["cat", "dog", "dog2", "dog3"]
+                .iter()
+                .map(|s| (s.to_string(), vec![PathBuf::from(format!("{s}/00.jpg"))]))
+                .collect::<Vec<_>>()
+        };
+        let names =
+            |v: &[(String, Vec<PathBuf>)]| v.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>();
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+        let (memory, held) = select_subjects(all(), &[], &[]).unwrap();
+        assert_eq!(names(&memory), strings(&["cat", "dog", "dog2", "dog3"]));
+        assert!(held.is_empty());
+
+        let (memory, held) =
+            select_subjects(all(), &strings(&["dog", "cat"]), &strings(&["dog3"])).unwrap();
+        assert_eq!(names(&memory), strings(&["cat", "dog"]));
+        assert_eq!(names(&held), strings(&["dog3"]));
+
+        let (memory, held) = select_subjects(all(), &[], &strings(&["dog2", "dog3"])).unwrap();
+        assert_eq!(names(&memory), strings(&["cat", "dog"]));
+        assert_eq!(names(&held), strings(&["dog2", "dog3"]));
+
+        let e = select_subjects(all(), &strings(&["dog", "bo"]), &[]).unwrap_err();
+        assert!(matches!(e, Error::InvalidInput(_)));
+        assert!(
+            e.to_string()
+                .starts_with("--subjects: no subject folder named bo "),
+            "{e}"
+        );
+        let e = select_subjects(all(), &[], &strings(&["dog4"])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("--holdout: no subject folder named dog4"),
+            "{e}"
+        );
+        let e = select_subjects(all(), &strings(&["dog"]), &strings(&["dog"])).unwrap_err();
+        assert!(e.to_string().contains("dog is in both"), "{e}");
+        let e = select_subjects(all(), &strings(&["dog"]), &strings(&["dog2"]));
+        assert!(e.is_ok(), "memory dog, holdout dog2");
+        let e = select_subjects(all(), &[], &strings(&["cat", "dog", "dog2", "dog3"])).unwrap_err();
+        assert!(e.to_string().contains("no subjects left"), "{e}");
+    }
+
+    #[test]
+    fn scenes_are_cut_from_query_photos_only() {
+        let subjects: Vec<(String, Vec<PathBuf>)> = ["a", "b", "c"]
+            .iter()
+            .map(|s| {
+                let photos = (0..4)
+                    .map(|i| PathBuf::from(format!("{s}/{i}.jpg")))
+                    .collect();
+                (s.to_string(), photos)
+            })
+            .collect();
+        let pool = query_photos(&subjects, 2);
+        for ((name, photos), (pool_name, shown)) in subjects.iter().zip(&pool) {
+            assert_eq!(name, pool_name);
+            assert_eq!(shown, &photos[2..].to_vec());
+        }
+        // Every scene's pasted photo comes from the pool, never from the references.
+        let mut load = |_: &Path| Ok(image::RgbImage::from_pixel(64, 64, image::Rgb([9, 9, 9])));
+        let options = rap_dataset::scenes::SceneOptions::default();
+        for index in 0..10 {
+            let scene =
+                rap_dataset::scenes::generate(&pool, &[], 3, index, &options, &mut load).unwrap();
+            for p in &scene.label.pasted {
+                let refs = &subjects.iter().find(|(n, _)| *n == p.subject).unwrap().1[..2];
+                assert!(
+                    !refs.contains(&p.photo),
+                    "{} is a reference",
+                    p.photo.display()
+                );
+            }
+        }
     }
 
     #[test]

@@ -50,7 +50,9 @@ pub enum EvalCommand {
         args: TaskArgs,
     },
     /// Retrieval on a folder of subject folders: top-1, recall@5, MRR, recognition; with
-    /// `--distractors M`, recall@1/@5 as M distractor concepts fill the memory (JSON + SVG).
+    /// `--scenes N`, multi-concept precision/recall/F1 on synthetic scenes; with `--negatives
+    /// DIR` or `--holdout`, negative accuracy; with `--distractors M`, recall@1/@5 as M
+    /// distractor concepts fill the memory (JSON + SVG).
     Retrieval {
         /// A folder with one folder of photos per subject (like dreambooth-dev)
         #[arg(long)]
@@ -68,8 +70,33 @@ pub enum EvalCommand {
         /// (comma-separated; `none` = the whole image only) [default: as `rap retrieve`]
         #[arg(long, value_delimiter = ',')]
         scales: Option<Vec<String>>,
+        /// Only these subject folders make the memory and the queries (comma-separated)
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        subjects: Vec<String>,
+        /// Subject folders kept out of the memory; their photos become negatives
+        /// (comma-separated)
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        holdout: Vec<String>,
+        /// Photos (searched recursively) that hold none of the concepts: negative accuracy;
+        /// with --scenes, also the scenes' backgrounds
+        #[arg(long, value_name = "DIR")]
+        negatives: Option<PathBuf>,
+        /// Synthetic scenes per size (2, 3 and 4 subjects pasted from their query photos):
+        /// multi-concept precision, recall, F1 and box hits
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        scenes: usize,
+        /// Seed of the scenes
+        #[arg(long, default_value_t = rap_dataset::scenes::DEFAULT_SEED, requires = "scenes")]
+        seed: u64,
+        /// Write the scenes (JPEG) and their labels.json to this folder
+        #[arg(long, value_name = "DIR")]
+        save_scenes: Option<PathBuf>,
         /// Scaling curve: add up to M distractor concepts, measuring at each step
-        #[arg(long, value_name = "M")]
+        #[arg(
+            long,
+            value_name = "M",
+            conflicts_with_all = ["subjects", "holdout", "negatives", "scenes", "save_scenes"]
+        )]
         distractors: Option<usize>,
         /// Draw distractors from every photo under this folder [default: the other subjects'
         /// query photos]
@@ -123,6 +150,12 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<()> {
             threshold,
             margin,
             scales,
+            subjects,
+            holdout,
+            negatives,
+            scenes,
+            seed,
+            save_scenes,
             distractors,
             distractor_dir,
             steps,
@@ -143,12 +176,23 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<()> {
                     run_scaling(ctx, &config, &curve, &plot)
                 }
                 None => {
+                    if save_scenes.is_some() && scenes == 0 {
+                        bail!("--save-scenes needs --scenes N");
+                    }
                     let config = RetrievalEvalConfig {
-                        dataset,
-                        refs,
                         threshold: threshold.unwrap_or(rap_engine::DEFAULT_THRESHOLD),
                         margin: margin.unwrap_or(rap_engine::DEFAULT_MARGIN),
                         window_scales,
+                        subjects,
+                        holdout,
+                        negatives,
+                        scenes,
+                        scene_options: rap_dataset::scenes::SceneOptions {
+                            seed,
+                            ..Default::default()
+                        },
+                        save_scenes,
+                        ..RetrievalEvalConfig::new(dataset, refs)
                     };
                     run_retrieval(ctx, &config)
                 }
@@ -251,5 +295,77 @@ fn run_retrieval(ctx: &Context, config: &RetrievalEvalConfig) -> Result<()> {
         report.best_threshold.0,
         report.best_threshold.1
     );
+    if let Some(scenes) = &report.scenes {
+        print_scenes(scenes, config.save_scenes.as_deref());
+    }
+    let mut negatives: Vec<(String, &rap_eval::negatives::NegativeFigures)> = Vec::new();
+    if let (Some(dir), Some(f)) = (&config.negatives, &report.negatives) {
+        negatives.push((format!("--negatives {}", dir.display()), f));
+    }
+    for (name, f) in &report.holdout {
+        negatives.push((format!("held-out {name}"), f));
+    }
+    if !negatives.is_empty() {
+        println!();
+        println!("Negatives (right = no image hit)");
+        let mut t = output::table(&["photos of", "photos", "no hit", "neg acc", "fired most"]);
+        for (what, f) in negatives {
+            let fired: Vec<String> = f
+                .fired
+                .iter()
+                .take(3)
+                .map(|x| format!("{} ({})", x.concept, x.photos))
+                .collect();
+            t.add_row(vec![
+                what,
+                f.photos.to_string(),
+                f.clean.to_string(),
+                fixed(f.accuracy),
+                fired.join(", "),
+            ]);
+        }
+        println!("{t}");
+    }
     Ok(())
+}
+
+/// A figure with 3 decimals, `-` when undefined.
+fn fixed(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
+}
+
+fn print_scenes(report: &rap_eval::scenes::ScenesReport, saved: Option<&Path>) {
+    println!();
+    println!(
+        "Scenes ({}x{}, {} backgrounds, seed {}; box hit = {})",
+        report.width, report.height, report.backgrounds, report.seed, report.box_rule
+    );
+    let mut t = output::table(&[
+        "subjects",
+        "scenes",
+        "pasted",
+        "reported",
+        "precision",
+        "recall",
+        "F1",
+        "box hits",
+    ]);
+    for (size, f) in &report.per_size {
+        t.add_row(vec![
+            size.to_string(),
+            f.scenes.to_string(),
+            f.pasted.to_string(),
+            f.reported.to_string(),
+            fixed(f.precision),
+            fixed(f.recall),
+            fixed(f.f1),
+            fixed(f.box_hit_rate),
+        ]);
+    }
+    println!("{t}");
+    print!("{:.0} ms per scene", report.ms_per_scene);
+    match saved {
+        Some(dir) => println!("; scenes and labels.json in {}", dir.display()),
+        None => println!(),
+    }
 }

@@ -185,3 +185,153 @@ fn eval_retrieval_reports_totals_and_per_subject_figures() {
         .fails(&["eval", "retrieval", "--dataset", s(&dataset), "--refs", "9"])
         .contains("nothing left to query"));
 }
+
+/// `--scenes`, `--negatives`, `--subjects` and `--holdout` together on four dreambooth-dev
+/// subjects: the sections are there, their counts add up, the saved scenes and labels match,
+/// and no scene shows a reference photo.
+#[test]
+fn eval_retrieval_scenes_negatives_and_holdout() {
+    let rap = Rap::with_default_encoder();
+    let dataset = rap.dir.path().join("dataset");
+    std::fs::create_dir_all(&dataset).unwrap();
+    for subject in ["can", "cat", "clock", "dog", "duck_toy"] {
+        std::os::unix::fs::symlink(dreambooth(subject), dataset.join(subject)).unwrap();
+    }
+    // Negatives: two photos of a subject that is not in the dataset, one in a subfolder.
+    let negatives = rap.dir.path().join("negatives");
+    std::fs::create_dir_all(negatives.join("sub")).unwrap();
+    std::fs::copy(dreambooth("rc_car/00.jpg"), negatives.join("a.jpg")).unwrap();
+    std::fs::copy(dreambooth("rc_car/01.jpg"), negatives.join("sub/b.jpg")).unwrap();
+    let saved = rap.dir.path().join("scenes");
+    let args = |scenes: &str| {
+        vec![
+            "eval".to_string(),
+            "retrieval".into(),
+            "--dataset".into(),
+            s(&dataset).into(),
+            "--subjects".into(),
+            "can,cat,clock".into(),
+            "--holdout".into(),
+            "dog".into(),
+            "--negatives".into(),
+            s(&negatives).into(),
+            "--scenes".into(),
+            scenes.into(),
+            "--save-scenes".into(),
+            s(&saved).into(),
+        ]
+    };
+    let owned = args("2");
+    let report = rap.json(&owned.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        report["subjects"], 3,
+        "duck_toy is left out, dog held out: {report}"
+    );
+    assert!(report["top1"].is_number());
+
+    // Scenes: three subjects in memory give sizes 2 and 3, two scenes each.
+    let scenes = &report["scenes"];
+    assert_eq!(
+        scenes["backgrounds"], "photos",
+        "the negatives are the backgrounds"
+    );
+    let per_size = scenes["per_size"].as_object().unwrap();
+    assert_eq!(per_size.keys().collect::<Vec<_>>(), vec!["2", "3"]);
+    for (size, f) in per_size {
+        let size: u64 = size.parse().unwrap();
+        let n = |k: &str| f[k].as_u64().unwrap();
+        assert_eq!(n("scenes"), 2);
+        assert_eq!(n("pasted"), 2 * size);
+        assert_eq!(n("true_positives") + n("false_negatives"), n("pasted"));
+        assert_eq!(n("true_positives") + n("false_positives"), n("reported"));
+        assert!(n("box_hits") <= n("true_positives"));
+        for k in ["precision", "recall", "f1"] {
+            let v = f[k].as_f64().unwrap_or(0.0);
+            assert!((0.0..=1.0).contains(&v), "{k}: {f}");
+        }
+    }
+    // Saved: four JPEGs and labels for them, cut from query photos (00.jpg is the reference).
+    let labels: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(saved.join("labels.json")).unwrap()).unwrap();
+    let listed = labels["scenes"].as_array().unwrap();
+    assert_eq!(listed.len(), 4);
+    for scene in listed {
+        let file = saved.join(scene["file"].as_str().unwrap());
+        let img = image::open(&file).unwrap();
+        assert_eq!((img.width(), img.height()), (1024, 768));
+        for p in scene["pasted"].as_array().unwrap() {
+            let photo = std::path::Path::new(p["photo"].as_str().unwrap());
+            assert_ne!(
+                photo.file_name().unwrap(),
+                "00.jpg",
+                "a reference photo: {p}"
+            );
+            assert_ne!(p["subject"], "dog", "held out");
+            assert!(photo.starts_with(dataset.join(p["subject"].as_str().unwrap())));
+        }
+        assert!(scene["reported"].is_array());
+    }
+
+    // Negatives and the held-out subject.
+    assert_eq!(report["negatives"]["photos"], 2);
+    let dog_photos = std::fs::read_dir(dreambooth("dog")).unwrap().count() as u64;
+    assert_eq!(report["holdout"]["dog"]["photos"], dog_photos);
+    for f in [&report["negatives"], &report["holdout"]["dog"]] {
+        let clean = f["clean"].as_u64().unwrap();
+        let fired: u64 = f["fired"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["photos"].as_u64().unwrap())
+            .sum();
+        assert!(clean <= f["photos"].as_u64().unwrap());
+        assert!(fired >= f["photos"].as_u64().unwrap() - clean, "{f}");
+    }
+
+    // The same seed gives the same scenes.
+    let first = std::fs::read(saved.join("s2-000.jpg")).unwrap();
+    rap.json(&owned.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(std::fs::read(saved.join("s2-000.jpg")).unwrap(), first);
+
+    // The human table has the new sections.
+    let text = rap.ok(&owned.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        text.contains("Scenes (1024x768") && text.contains("held-out dog"),
+        "{text}"
+    );
+
+    // Errors name what is wrong.
+    let e = rap.fails(&[
+        "eval",
+        "retrieval",
+        "--dataset",
+        s(&dataset),
+        "--subjects",
+        "cat,bo",
+    ]);
+    assert!(e.contains("--subjects: no subject folder named bo"), "{e}");
+    let e = rap.fails(&[
+        "eval",
+        "retrieval",
+        "--dataset",
+        s(&dataset),
+        "--subjects",
+        "cat",
+        "--scenes",
+        "1",
+    ]);
+    assert!(e.contains("--scenes needs at least 2 subjects"), "{e}");
+    let e = rap.fails(&[
+        "eval",
+        "retrieval",
+        "--dataset",
+        s(&dataset),
+        "--save-scenes",
+        "x",
+    ]);
+    assert!(e.contains("--save-scenes needs --scenes"), "{e}");
+    // (a usage error from the argument parser: several lines)
+    let out = rap.run(&["eval", "retrieval", "--dataset", s(&dataset), "--seed", "3"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("--scenes"), "{e}");
+}
