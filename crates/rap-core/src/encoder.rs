@@ -1,6 +1,6 @@
 //! The image encoder seam: anything that turns RGB images into embeddings.
 
-use crate::{Embedding, Error, Region, Result};
+use crate::{BoundingBox, Embedding, Error, Region, Result};
 
 /// What identifies an encoder's embedding space. Keys computed by different encoders (or
 /// different versions of one) are never compared: the memory stores embeddings per encoder id.
@@ -26,6 +26,32 @@ pub trait ImageEncoder: Send + Sync {
     /// keyed the other way are re-keyed rather than mixed.
     fn key_regions(&self, width: u32, height: u32) -> Vec<Region> {
         vec![Region::whole(width, height)]
+    }
+
+    /// Embeds boxes of one image, each exactly as if it were cut out (see
+    /// [`BoundingBox::pixel_window`] for the rounding) and given to [`ImageEncoder::embed`].
+    /// Encoders that can resize straight from the box override this to skip the copies.
+    fn embed_regions(
+        &self,
+        image: &image::RgbImage,
+        boxes: &[BoundingBox],
+    ) -> Result<Vec<Embedding>> {
+        let crops = boxes
+            .iter()
+            .map(|b| {
+                let (x, y, w, h) = b.pixel_window(image.width(), image.height())?;
+                Ok(image::imageops::crop_imm(image, x, y, w, h).to_image())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.embed(&crops)
+    }
+
+    /// The shorter side, in pixels, at which an image gives this encoder all the detail it
+    /// can use: its preprocessing shrinks anything larger to this, so an image (or a region of
+    /// one) may be decoded smaller down to this size. `None` (the default): unknown, always
+    /// give the full image.
+    fn pixels_needed(&self) -> Option<u32> {
+        None
     }
 
     /// Whether [`ImageEncoder::embed_texts`] works: the model has a text tower that embeds

@@ -33,6 +33,35 @@ impl BoundingBox {
         self.width() * self.height()
     }
 
+    /// This box with x scaled by `sx` and y by `sy` (from one image's pixels to another's of
+    /// the same picture at another size).
+    pub fn scaled(&self, sx: f32, sy: f32) -> Self {
+        BoundingBox::new(self.x1 * sx, self.y1 * sy, self.x2 * sx, self.y2 * sy)
+    }
+
+    /// The pixel window `(x, y, width, height)` this box covers in a `width` x `height` image:
+    /// the box is clamped to the image and rounded outwards to whole pixels. Fails when it is
+    /// not finite or nothing of it is inside the image.
+    pub fn pixel_window(&self, width: u32, height: u32) -> crate::Result<(u32, u32, u32, u32)> {
+        let finite = [self.x1, self.y1, self.x2, self.y2]
+            .iter()
+            .all(|v| v.is_finite());
+        if !finite {
+            return Err(crate::Error::invalid(format!("box {self:?} is not finite")));
+        }
+        let x1 = self.x1.max(0.0).floor().min(width as f32) as u32;
+        let y1 = self.y1.max(0.0).floor().min(height as f32) as u32;
+        let x2 = self.x2.max(0.0).ceil().min(width as f32) as u32;
+        let y2 = self.y2.max(0.0).ceil().min(height as f32) as u32;
+        if x2 <= x1 || y2 <= y1 {
+            return Err(crate::Error::invalid(format!(
+                "box [{}, {}, {}, {}] has no pixels inside the {width}x{height} image",
+                self.x1, self.y1, self.x2, self.y2
+            )));
+        }
+        Ok((x1, y1, x2 - x1, y2 - y1))
+    }
+
     /// Intersection over union with another box (0 when they do not overlap).
     pub fn iou(&self, other: &BoundingBox) -> f32 {
         let inter = BoundingBox::new(

@@ -1,8 +1,7 @@
 //! [`Engine`]: opens the memory, loads the encoder lazily, and runs Remember and indexing.
 
 use rap_core::{
-    BoundingBox, Concept, Embedding, Error, ImageEncoder, ImageId, NewConcept, RegionSource,
-    Result, Tenant,
+    BoundingBox, Concept, Embedding, Error, ImageEncoder, ImageId, NewConcept, Result, Tenant,
 };
 use rap_image::Limits;
 use rap_memory::{ConceptEdit, ConceptStore, ImageInput, KeyIndex, SqliteStore, StoreStats};
@@ -281,15 +280,10 @@ impl Engine {
             let rgb = rap_image::decode(&bytes, &self.config.limits)?;
             // The encoder says which regions of a reference are keyed (the whole image, and
             // crops for an encoder that keys them); all of one image in one transaction.
+            // Each is resized straight from the decoded image, in one batch.
             let regions = encoder.key_regions(rgb.width(), rgb.height());
-            let crops = regions
-                .iter()
-                .map(|r| match r.source {
-                    RegionSource::Whole => Ok(rgb.clone()),
-                    _ => rap_image::crop_box(&rgb, &r.bbox),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let embeddings = encoder.embed(&crops)?;
+            let boxes: Vec<BoundingBox> = regions.iter().map(|r| r.bbox).collect();
+            let embeddings = encoder.embed_regions(&rgb, &boxes)?;
             if embeddings.len() != regions.len() || regions.is_empty() {
                 return Err(Error::Model(format!(
                     "encoder returned {} embeddings for {} key regions",

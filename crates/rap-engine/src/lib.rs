@@ -20,6 +20,7 @@ mod chat;
 mod encoders;
 mod engine;
 mod keys;
+pub mod pixels;
 pub mod retrieve;
 
 pub use answer::{

@@ -365,15 +365,24 @@ impl Engine {
     ) -> Result<(Vec<Region>, Vec<Embedding>, usize)> {
         let encoder = self.encoder_for(tenant)?;
         let start = Instant::now();
-        let rgb = rap_image::decode(bytes, self.limits())?;
+        // Decoded at a reduced scale where that loses nothing (see `crate::pixels`); regions
+        // and hits stay in the full image's pixels. A proposer gets the full image.
+        let decoded = crate::pixels::decode_query(
+            bytes,
+            self.limits(),
+            encoder.as_ref(),
+            window_scales,
+            self.proposer.is_some(),
+        )?;
+        let rgb = &decoded.image;
         timings.decode_ms += ms(start.elapsed());
 
         let start = Instant::now();
-        let mut regions = proposals(rgb.width(), rgb.height(), window_scales);
+        let mut regions = proposals(decoded.full_width, decoded.full_height, window_scales);
         if let Some(p) = &self.proposer {
             let categories = self.store().categories(tenant)?;
             let hints = ProposalHints::from_categories(categories.iter().map(String::as_str));
-            let proposed = p.propose(&rgb, &hints)?;
+            let proposed = p.propose(rgb, &hints)?;
             // A detector's boxes join the windows (tiny boxes say little to the encoder).
             regions.extend(
                 proposed
@@ -383,11 +392,12 @@ impl Engine {
             );
             *detections = proposed;
         }
-        let crops = regions
+        // Every region resized straight from the one decoded image, all in one batch.
+        let boxes: Vec<BoundingBox> = regions
             .iter()
-            .map(|r| rap_image::crop_box(&rgb, &r.bbox))
-            .collect::<Result<Vec<_>>>()?;
-        let embeddings = encoder.embed(&crops)?;
+            .map(|r| decoded.to_image_box(&r.bbox))
+            .collect();
+        let embeddings = encoder.embed_regions(rgb, &boxes)?;
         if embeddings.len() != regions.len() {
             return Err(Error::Model(format!(
                 "encoder returned {} embeddings for {} regions",

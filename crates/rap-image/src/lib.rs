@@ -6,21 +6,25 @@
 //! alpha channel onto a neutral grey, giving the RGB image every encoder starts from.
 //! Supported: JPEG, PNG (8/16-bit, grey, palette, alpha), WebP, GIF (first frame), BMP, TIFF.
 //!
+//! [`decode_for`] decodes a big JPEG at a reduced scale when the caller needs no more pixels.
+//!
 //! [`transform`] resizes (SIMD, Pillow-compatible filters), crops boxes and pads to squares;
 //! [`preprocess`] turns an image into the normalised CHW tensor data an encoder takes;
 //! [`pillow`] is Pillow's own resize, bit for bit, for models whose golden outputs need it.
 
 pub mod pillow;
 pub mod preprocess;
+pub mod scaled;
 /// Test inputs (hostile PNGs) for this crate's tests and other crates' (feature `testing`).
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod transform;
 
 pub use preprocess::{to_chw_f32, Fit, Preprocess, MAX_ASPECT, MAX_PAD_PIXELS};
+pub use scaled::{decode_for, reduction_for, ScaledImage};
 pub use transform::{
     box_window, center_crop, crop_box, encode_jpeg, pad_to_square, resize, resize_shortest_edge,
-    shortest_edge_size, Filter,
+    resize_window, shortest_edge_size, Filter,
 };
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
@@ -305,17 +309,7 @@ mod tests {
             &DynamicImage::ImageRgb8(two_tone(32, 16)),
             ImageFormat::Jpeg,
         );
-        let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
-        tiff.extend([0, 1]); // one IFD entry
-        tiff.extend([0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0]); // Orientation, SHORT, 1, = 6
-        tiff.extend([0, 0, 0, 0]); // no next IFD
-        let mut app1 = b"Exif\x00\x00".to_vec();
-        app1.extend(tiff);
-        let mut bytes = jpeg[..2].to_vec();
-        bytes.extend([0xFF, 0xE1]);
-        bytes.extend(((app1.len() + 2) as u16).to_be_bytes());
-        bytes.extend(app1);
-        bytes.extend(&jpeg[2..]);
+        let bytes = crate::testing::exif_orientation_jpeg(&jpeg, 6);
         let img = decode(&bytes, &Limits::default()).unwrap();
         assert_eq!(img.dimensions(), (16, 32));
         assert!(

@@ -1,9 +1,12 @@
 //! Encoder preprocessing: from a decoded RGB image to the normalised CHW `f32` tensor data a
 //! vision model takes, as each model's reference processor does it.
 
-use crate::transform::{center_crop, pad_to_square, resize, resize_shortest_edge, Filter};
+use crate::transform::{
+    box_window, center_crop, crop_box, pad_to_square, resize, resize_shortest_edge, resize_window,
+    shortest_edge_size, Filter,
+};
 use image::RgbImage;
-use rap_core::Result;
+use rap_core::{BoundingBox, Result};
 
 /// Longest accepted long-edge : short-edge ratio before a centre crop (see [`Preprocess::square`]).
 pub const MAX_ASPECT: u32 = 8;
@@ -54,6 +57,36 @@ impl Preprocess {
     /// The whole preprocessing: CHW `f32` data of length `3 * size * size`.
     pub fn tensor_data(&self, img: &RgbImage) -> Result<Vec<f32>> {
         Ok(to_chw_f32(&self.square(img)?, self.mean, self.std))
+    }
+
+    /// [`Preprocess::square`] of the part of `img` under `bbox` (rounded as [`box_window`]
+    /// does), pixel for pixel, resized straight from `img` without copying the part out first
+    /// (the padding fit still copies it: the pad needs it whole).
+    pub fn square_in_box(&self, img: &RgbImage, bbox: &BoundingBox) -> Result<RgbImage> {
+        let window = box_window(bbox, img.width(), img.height())?;
+        match self.fit {
+            Fit::ShortestEdgeCenterCrop => {
+                let (w, h) = shortest_edge_size(window.2, window.3, self.size);
+                let r = resize_window(img, window, w, h, self.filter)?;
+                if (w, h) == (self.size, self.size) {
+                    Ok(r)
+                } else {
+                    center_crop(&r, self.size, self.size)
+                }
+            }
+            Fit::Stretch => resize_window(img, window, self.size, self.size, self.filter),
+            Fit::PadToSquare(_) => self.square(&crop_box(img, bbox)?),
+        }
+    }
+
+    /// [`Preprocess::tensor_data`] of the part of `img` under `bbox` (see
+    /// [`Preprocess::square_in_box`]).
+    pub fn tensor_data_in_box(&self, img: &RgbImage, bbox: &BoundingBox) -> Result<Vec<f32>> {
+        Ok(to_chw_f32(
+            &self.square_in_box(img, bbox)?,
+            self.mean,
+            self.std,
+        ))
     }
 }
 
@@ -110,6 +143,58 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every fit and filter: a box preprocessed in place gives exactly the pixels of the box cut
+    /// out and preprocessed whole (square, tall, wide and clamped boxes, fractional edges).
+    #[test]
+    fn square_in_box_equals_crop_then_square() {
+        let img = RgbImage::from_fn(150, 90, |x, y| {
+            image::Rgb([(x * 5 + y) as u8, (x * y / 3) as u8, (x ^ (y * 2)) as u8])
+        });
+        let boxes = [
+            BoundingBox::whole(150, 90),
+            BoundingBox::new(10.0, 10.0, 70.0, 70.0),
+            BoundingBox::new(20.5, 0.0, 40.2, 89.0),
+            BoundingBox::new(100.0, 30.0, 400.0, 60.0),
+            BoundingBox::new(5.0, 5.0, 21.0, 21.0),
+        ];
+        for fit in [
+            Fit::ShortestEdgeCenterCrop,
+            Fit::PadToSquare([1, 2, 3]),
+            Fit::Stretch,
+        ] {
+            for filter in [Filter::Bilinear, Filter::Bicubic] {
+                let p = Preprocess {
+                    size: 16,
+                    fit,
+                    filter,
+                    mean: [0.5; 3],
+                    std: [0.25; 3],
+                };
+                for b in &boxes {
+                    let crop = crop_box(&img, b).unwrap();
+                    assert_eq!(
+                        p.square_in_box(&img, b).unwrap(),
+                        p.square(&crop).unwrap(),
+                        "{fit:?} {filter:?} {b:?}"
+                    );
+                    assert_eq!(
+                        p.tensor_data_in_box(&img, b).unwrap(),
+                        p.tensor_data(&crop).unwrap()
+                    );
+                }
+            }
+        }
+        let p = Preprocess {
+            size: 16,
+            fit: Fit::ShortestEdgeCenterCrop,
+            filter: Filter::Bilinear,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        };
+        let outside = BoundingBox::new(200.0, 0.0, 300.0, 50.0);
+        assert!(p.square_in_box(&img, &outside).is_err());
     }
 
     #[test]

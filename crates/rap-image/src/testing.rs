@@ -1,5 +1,5 @@
 //! For tests (of this crate and of others): hand-made PNG files, such as a decompression bomb
-//! whose header claims more pixels than any limit allows.
+//! whose header claims more pixels than any limit allows, and JPEGs with an EXIF orientation.
 
 /// CRC-32 (ISO-HDLC) of `bytes`, as PNG chunks carry it. (Bitwise: a table or a crate buys
 /// nothing for a few test chunks.)
@@ -42,4 +42,21 @@ pub fn png_bomb(w: u32, h: u32) -> Vec<u8> {
     );
     png_chunk(&mut out, b"IEND", &[]);
     out
+}
+
+/// `jpeg` (a JPEG file) with an EXIF APP1 segment saying `orientation` (1-8; 6 = display
+/// rotated 90 degrees clockwise) inserted after its start marker.
+pub fn exif_orientation_jpeg(jpeg: &[u8], orientation: u8) -> Vec<u8> {
+    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
+    tiff.extend([0, 1]); // one IFD entry
+    tiff.extend([0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, orientation, 0, 0]); // Orientation, SHORT, 1
+    tiff.extend([0, 0, 0, 0]); // no next IFD
+    let mut app1 = b"Exif\x00\x00".to_vec();
+    app1.extend(tiff);
+    let mut bytes = jpeg[..2].to_vec();
+    bytes.extend([0xFF, 0xE1]);
+    bytes.extend(((app1.len() + 2) as u16).to_be_bytes());
+    bytes.extend(app1);
+    bytes.extend(&jpeg[2..]);
+    bytes
 }

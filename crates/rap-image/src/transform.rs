@@ -1,7 +1,7 @@
 //! Geometry on decoded RGB images: SIMD resizing (fast_image_resize), cropping a box, padding to
 //! a square. Everything here works on 8-bit RGB, the form [`crate::decode`] returns.
 
-use fast_image_resize::images::{TypedImage, TypedImageRef};
+use fast_image_resize::images::{TypedCroppedImage, TypedImage, TypedImageRef};
 use fast_image_resize::pixels::U8x3;
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
@@ -34,16 +34,37 @@ impl Filter {
 
 /// Resizes `img` to exactly `width` x `height` (aspect ratio not kept).
 pub fn resize(img: &RgbImage, width: u32, height: u32, filter: Filter) -> Result<RgbImage> {
+    resize_window(
+        img,
+        (0, 0, img.width(), img.height()),
+        width,
+        height,
+        filter,
+    )
+}
+
+/// Resizes the pixel window `(x, y, w, h)` of `img` (as [`box_window`] gives it) to exactly
+/// `width` x `height`, reading the window in place: the same pixels as cropping the window out
+/// and resizing the copy (the filter sees only the window, its edges clamped as an image's
+/// are), without the copy.
+pub fn resize_window(
+    img: &RgbImage,
+    window: (u32, u32, u32, u32),
+    width: u32,
+    height: u32,
+    filter: Filter,
+) -> Result<RgbImage> {
+    let (x, y, w, h) = window;
     if width == 0 || height == 0 {
         return Err(Error::invalid(format!(
             "cannot resize to an empty size ({width}x{height})"
         )));
     }
-    if img.width() == 0 || img.height() == 0 {
+    if w == 0 || h == 0 {
         return Err(Error::invalid("cannot resize an empty image"));
     }
-    if img.dimensions() == (width, height) {
-        return Ok(img.clone());
+    if (w, h) == (width, height) {
+        return Ok(image::imageops::crop_imm(img, x, y, w, h).to_image());
     }
     let failed = |e: &dyn std::fmt::Display| {
         Error::invalid(format!("resize to {width}x{height} failed: {e}"))
@@ -53,6 +74,7 @@ pub fn resize(img: &RgbImage, width: u32, height: u32, filter: Filter) -> Result
     // minutes on 2 cores, `cargo build --timings`), where only this one is ever used.
     let src = TypedImageRef::<U8x3>::from_buffer(img.width(), img.height(), img.as_raw())
         .map_err(|e| failed(&e))?;
+    let src = TypedCroppedImage::new(src, x, y, w, h).map_err(|e| failed(&e))?;
     let mut dst = RgbImage::new(width, height);
     let mut dst_view =
         TypedImage::<U8x3>::from_buffer(width, height, &mut dst).map_err(|e| failed(&e))?;
@@ -97,24 +119,9 @@ pub fn center_crop(img: &RgbImage, width: u32, height: u32) -> Result<RgbImage> 
 
 /// The pixel window a box covers in a `width` x `height` image: the box is clamped to the image
 /// and rounded outwards to whole pixels. Fails when nothing of it is inside the image.
+/// (The same as [`BoundingBox::pixel_window`].)
 pub fn box_window(bbox: &BoundingBox, width: u32, height: u32) -> Result<(u32, u32, u32, u32)> {
-    let finite = [bbox.x1, bbox.y1, bbox.x2, bbox.y2]
-        .iter()
-        .all(|v| v.is_finite());
-    if !finite {
-        return Err(Error::invalid(format!("box {bbox:?} is not finite")));
-    }
-    let x1 = bbox.x1.max(0.0).floor().min(width as f32) as u32;
-    let y1 = bbox.y1.max(0.0).floor().min(height as f32) as u32;
-    let x2 = bbox.x2.max(0.0).ceil().min(width as f32) as u32;
-    let y2 = bbox.y2.max(0.0).ceil().min(height as f32) as u32;
-    if x2 <= x1 || y2 <= y1 {
-        return Err(Error::invalid(format!(
-            "box [{}, {}, {}, {}] has no pixels inside the {width}x{height} image",
-            bbox.x1, bbox.y1, bbox.x2, bbox.y2
-        )));
-    }
-    Ok((x1, y1, x2 - x1, y2 - y1))
+    bbox.pixel_window(width, height)
 }
 
 /// Copies the part of `img` under `bbox` (see [`box_window`] for the rounding).
@@ -194,6 +201,40 @@ mod tests {
         assert!(crop_box(&img, &BoundingBox::new(120.0, 0.0, 130.0, 10.0)).is_err());
         assert!(crop_box(&img, &BoundingBox::new(10.0, 10.0, 10.0, 20.0)).is_err());
         assert!(crop_box(&img, &BoundingBox::new(f32::NAN, 0.0, 10.0, 10.0)).is_err());
+    }
+
+    /// Resizing a window in place gives exactly the pixels of resizing a copy of it, with every
+    /// filter, shrinking and enlarging, at the image's edges and inside.
+    #[test]
+    fn resize_window_equals_crop_then_resize() {
+        let img = RgbImage::from_fn(97, 61, |x, y| {
+            image::Rgb([(x * 7 + y * 3) as u8, (x * y) as u8, ((x ^ y) * 5) as u8])
+        });
+        for filter in [
+            Filter::Nearest,
+            Filter::Bilinear,
+            Filter::Bicubic,
+            Filter::Lanczos3,
+        ] {
+            for window in [
+                (0, 0, 97, 61),
+                (10, 5, 40, 40),
+                (50, 20, 47, 41),
+                (3, 7, 9, 5),
+            ] {
+                let (x, y, w, h) = window;
+                let copy = image::imageops::crop_imm(&img, x, y, w, h).to_image();
+                for (tw, th) in [(16, 16), (30, 11), (w, h), (120, 90)] {
+                    assert_eq!(
+                        resize_window(&img, window, tw, th, filter).unwrap(),
+                        resize(&copy, tw, th, filter).unwrap(),
+                        "{filter:?} {window:?} -> {tw}x{th}"
+                    );
+                }
+            }
+        }
+        assert!(resize_window(&img, (90, 0, 10, 10), 5, 5, Filter::Bilinear).is_err());
+        assert!(resize_window(&img, (0, 0, 0, 10), 5, 5, Filter::Bilinear).is_err());
     }
 
     #[test]

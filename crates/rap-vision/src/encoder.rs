@@ -143,18 +143,34 @@ impl EfficientNetLite0Encoder {
 
     /// The network input for a batch: (N, 3, 224, 224), on the CPU (preprocessing runs there).
     pub fn input_tensor(&self, images: &[RgbImage]) -> Result<Tensor> {
+        self.batch_input(images, |img| self.preprocess.tensor_data(img))
+    }
+
+    /// The network input for boxes of one image: each box resized straight from `image`
+    /// ([`Preprocess::square_in_box`]: the same pixels as cutting it out first, without the
+    /// copy).
+    pub fn box_input_tensor(&self, image: &RgbImage, boxes: &[BoundingBox]) -> Result<Tensor> {
+        self.batch_input(boxes, |b| self.preprocess.tensor_data_in_box(image, b))
+    }
+
+    /// (N, 3, size, size) from one preprocessed item each.
+    fn batch_input<T: Sync>(
+        &self,
+        items: &[T],
+        one: impl Fn(&T) -> Result<Vec<f32>> + Send + Sync,
+    ) -> Result<Tensor> {
         let size = self.preprocess.size as usize;
-        // The images of a batch are preprocessed in parallel (a single one is not worth it).
-        let per_image = images
+        // The items of a batch are preprocessed in parallel (a single one is not worth it).
+        let per_item = items
             .par_iter()
             .with_min_len(1)
-            .map(|img| self.preprocess.tensor_data(img))
+            .map(one)
             .collect::<Result<Vec<_>>>()?;
-        let mut data = Vec::with_capacity(images.len() * 3 * size * size);
-        for d in per_image {
+        let mut data = Vec::with_capacity(items.len() * 3 * size * size);
+        for d in per_item {
             data.extend(d);
         }
-        Tensor::from_vec(data, (images.len(), 3, size, size), &Device::Cpu)
+        Tensor::from_vec(data, (items.len(), 3, size, size), &Device::Cpu)
             .map_err(|e| model_err("input", e))
     }
 
@@ -173,28 +189,33 @@ impl EfficientNetLite0Encoder {
 
     /// Embeddings of images with an explicit pooling (for comparing poolings).
     pub fn embed_with(&self, images: &[RgbImage], pooling: Pooling) -> Result<Vec<Embedding>> {
-        if images.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::with_capacity(images.len());
-        for chunk in images.chunks(MAX_BATCH) {
-            let input = self.input_tensor(chunk)?;
-            let pooled = self.pooled_features(&input, pooling)?;
+        self.embed_batches(images, pooling, |chunk| self.input_tensor(chunk))
+    }
+
+    /// Embeddings of boxes of one image, each as if cut out and embedded as a whole image
+    /// (the same pixels reach the network), resized straight from `image`, all in batches of
+    /// up to 16.
+    pub fn embed_boxes(&self, image: &RgbImage, boxes: &[BoundingBox]) -> Result<Vec<Embedding>> {
+        self.embed_batches(boxes, self.pooling, |chunk| {
+            self.box_input_tensor(image, chunk)
+        })
+    }
+
+    fn embed_batches<T>(
+        &self,
+        items: &[T],
+        pooling: Pooling,
+        input: impl Fn(&[T]) -> Result<Tensor>,
+    ) -> Result<Vec<Embedding>> {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(MAX_BATCH) {
+            let pooled = self.pooled_features(&input(chunk)?, pooling)?;
             let rows: Vec<Vec<f32>> = pooled.to_vec2().map_err(|e| model_err("output", e))?;
             for r in rows {
                 out.push(Embedding::normalized(r)?);
             }
         }
         Ok(out)
-    }
-
-    /// Embeddings of boxes of one image (each box cropped, then preprocessed as a whole image).
-    pub fn embed_boxes(&self, image: &RgbImage, boxes: &[BoundingBox]) -> Result<Vec<Embedding>> {
-        let crops = boxes
-            .iter()
-            .map(|b| rap_image::crop_box(image, b))
-            .collect::<Result<Vec<_>>>()?;
-        self.embed_with(&crops, self.pooling)
     }
 
     /// ImageNet-1k class probabilities of each image, the `k` best as (class index, probability),
@@ -236,6 +257,16 @@ impl ImageEncoder for EfficientNetLite0Encoder {
     /// The whole image, then a centred crop for each of [`Self::reference_crops`].
     fn key_regions(&self, width: u32, height: u32) -> Vec<Region> {
         reference_regions(width, height, &self.reference_crops)
+    }
+
+    fn embed_regions(&self, image: &RgbImage, boxes: &[BoundingBox]) -> Result<Vec<Embedding>> {
+        self.embed_boxes(image, boxes)
+    }
+
+    /// Every fit shrinks an image whose shorter side is the input size (224) or more: more
+    /// pixels than that are never used.
+    fn pixels_needed(&self) -> Option<u32> {
+        Some(self.preprocess.size)
     }
 }
 

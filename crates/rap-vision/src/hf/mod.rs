@@ -185,6 +185,15 @@ impl ImageEncoder for HfEncoder {
         Ok(out)
     }
 
+    /// The resize target (the shorter edge, or the larger side of an exact size): the
+    /// processor shrinks anything larger to it. Unknown without a resize.
+    fn pixels_needed(&self) -> Option<u32> {
+        match self.preprocess.resize? {
+            Resize::ShortestEdge(s) => Some(s),
+            Resize::Exact { width, height } => Some(width.max(height)),
+        }
+    }
+
     fn has_text(&self) -> bool {
         self.model.has_text()
     }
