@@ -242,7 +242,7 @@ pub struct EfficientNetLite0 {
 }
 
 enum Net {
-    Cpu(cpu::Network),
+    Cpu(Box<cpu::Network>),
     Candle(CandleNet),
 }
 
@@ -300,7 +300,7 @@ impl EfficientNetLite0 {
     pub(crate) fn with_kernels(vb: VarBuilder, cpu_kernels: bool) -> Result<Self> {
         let candle = CandleNet::new(&vb)?;
         let net = if cpu_kernels {
-            Net::Cpu(cpu::Network::from_candle(&candle)?)
+            Net::Cpu(Box::new(cpu::Network::from_candle(&candle)?))
         } else {
             Net::Candle(candle)
         };
@@ -331,45 +331,36 @@ impl EfficientNetLite0 {
 mod cpu {
     use super::{CandleNet, Depthwise, Pointwise, Result, FEATURE_DIM, STEM_CHANNELS};
     use crate::kernels::depthwise::{depthwise_relu6, DwShape};
-    use crate::kernels::pointwise::{im2col_nchw, pointwise};
+    use crate::kernels::packed::PackedPointwise;
+    use crate::kernels::pointwise::im2col_nchw;
     use candle_core::{Device, Tensor};
     use std::sync::Mutex;
 
-    /// A 1x1 convolution: weight (cin, cout), the transpose of the checkpoint's.
+    /// A 1x1 convolution: the transpose of the checkpoint's weight, (cin, cout), packed for
+    /// this CPU's kernels.
     struct Conv1x1 {
-        weight: Vec<f32>,
-        bias: Vec<f32>,
-        cin: usize,
-        cout: usize,
+        packed: PackedPointwise,
         relu6: bool,
     }
 
     impl Conv1x1 {
         fn from_candle(p: &Pointwise) -> Result<Self> {
             let (cout, cin) = p.weight.dims2()?;
+            let weight: Vec<f32> = p.weight.t()?.contiguous()?.flatten_all()?.to_vec1()?;
             Ok(Conv1x1 {
-                weight: p.weight.t()?.contiguous()?.flatten_all()?.to_vec1()?,
-                bias: p.bias.clone(),
-                cin,
-                cout,
+                packed: PackedPointwise::new(&weight, cin, cout, &p.bias),
                 relu6: p.relu6,
             })
         }
 
+        fn cout(&self) -> usize {
+            self.packed.n()
+        }
+
         /// `x` holds `m` rows of `cin`; the first `m * cout` values of `out` get the result.
         fn run(&self, x: &[f32], m: usize, residual: Option<&[f32]>, out: &mut Vec<f32>) {
-            let out = sized(out, m * self.cout);
-            pointwise(
-                x,
-                m,
-                self.cin,
-                &self.weight,
-                self.cout,
-                &self.bias,
-                residual,
-                self.relu6,
-                out,
-            );
+            let out = sized(out, m * self.packed.n());
+            self.packed.run(x, m, residual, self.relu6, out);
         }
     }
 
@@ -606,7 +597,7 @@ mod cpu {
                 let residual = b.residual.then(|| &s.x[..m * c]);
                 b.project.run(&s.d[..m2 * mid], m2, residual, &mut s.y);
                 std::mem::swap(&mut s.x, &mut s.y);
-                (h, w, c) = (oh, ow, b.project.cout);
+                (h, w, c) = (oh, ow, b.project.cout());
             }
             (h, w, c)
         }
