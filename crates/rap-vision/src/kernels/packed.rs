@@ -135,18 +135,25 @@ impl PackedPointwise {
         }
         let panels = n.div_ceil(NR);
         let threads = rayon::current_num_threads();
-        // Chunks of about 64 KiB of input, a multiple of MR rows (no more than m needs).
-        let mc = ((16 * 1024) / k.max(1)).clamp(MR, 1020) / MR * MR;
-        let mc = mc.min(m.div_ceil(MR) * MR);
-        let chunks = m.div_ceil(mc);
-        // Too few chunks to keep every thread busy (twice over): split the panels too.
-        let groups = if chunks >= 2 * threads {
+        // At least four items per thread (the threads take them as they finish, so a thread
+        // ends at most about a quarter of its share late), from chunks of rows of at most
+        // about 64 KiB of input, split into groups of panels where the rows alone are too few.
+        let target = 4 * threads;
+        let tiles = m.div_ceil(MR);
+        let chunk_tiles = ((16 * 1024) / (k.max(1) * MR)).clamp(1, 170);
+        let mut chunks = tiles.div_ceil(chunk_tiles);
+        let groups = if chunks >= target {
             1
         } else {
-            (2 * threads).div_ceil(chunks).min(panels)
+            target.div_ceil(chunks).min(panels)
         };
         let per_group = panels.div_ceil(groups);
         let groups = panels.div_ceil(per_group);
+        if chunks * groups < target {
+            chunks = target.div_ceil(groups).min(tiles);
+        }
+        let mc = tiles.div_ceil(chunks) * MR;
+        let chunks = m.div_ceil(mc);
         let out_ptr = SendPtr(out.as_mut_ptr());
         let job = |item: usize| {
             let (chunk, group) = (item / groups, item % groups);
