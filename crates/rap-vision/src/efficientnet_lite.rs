@@ -475,8 +475,11 @@ mod cpu {
                 Ok(mut guard) => std::mem::take(&mut *guard),
                 Err(_) => Scratch::default(),
             };
-            let (h, w, fmap) = self.run(&input, n, h, w, &mut s);
-            let fmap = &fmap[..n * h * w * FEATURE_DIM];
+            // The whole pass on one of rayon's threads: each layer's parallel loop then starts
+            // from inside the pool, rather than handing its work over from this thread and
+            // sleeping until it is done (two thread switches per layer, some 50 per image).
+            let (h, w) = rayon::scope(|_| self.run(&input, n, h, w, &mut s));
+            let fmap = &s.y[..n * h * w * FEATURE_DIM];
             // NHWC -> NCHW (the feature map is small: 7 x 7 at 224).
             let mut nchw = vec![0f32; fmap.len()];
             for img in 0..n {
@@ -494,21 +497,21 @@ mod cpu {
             Tensor::from_vec(nchw, (n, FEATURE_DIM, h, w), &Device::Cpu)
         }
 
-        /// The layers; returns the feature map's size and the buffer holding it (NHWC).
+        /// The layers; returns the feature map's size and leaves it (NHWC) in `s.y`.
         ///
         /// The layers with large feature maps (the stem and the blocks whose input is at
         /// least [`BATCH_FROM`] pixels) run one image at a time: their products are large
         /// enough already, and a whole batch of their activations would not stay in cache.
         /// The rest (14 x 14 and 7 x 7 at 224) run on the whole batch at once: there one
         /// image's products are small, and a batch makes them efficient.
-        fn run<'s>(
+        fn run(
             &self,
             input: &[f32],
             n: usize,
             h: usize,
             w: usize,
-            s: &'s mut Scratch,
-        ) -> (usize, usize, &'s [f32]) {
+            s: &mut Scratch,
+        ) -> (usize, usize) {
             let (ih, iw) = (h, w);
             let split = self.split(ih, iw);
             let early = &self.blocks[..split];
@@ -529,7 +532,7 @@ mod cpu {
             (h, w, c) = self.blocks(&self.blocks[split..], n, h, w, c, s);
             let m = n * h * w;
             self.head.run(&s.x[..m * c], m, None, &mut s.y);
-            (h, w, &s.y[..m * FEATURE_DIM])
+            (h, w)
         }
 
         /// How many blocks run one image at a time for an `h` x `w` input.
