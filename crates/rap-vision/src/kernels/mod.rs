@@ -15,10 +15,11 @@
 //!
 //! SIMD is chosen at run time, once ([`isa`]): the one binary uses AVX2 and FMA where the CPU
 //! has them (no `-C target-cpu` needed) and a portable loop elsewhere, written so that the
-//! compiler vectorises it for the baseline (SSE2 on x86-64, NEON on aarch64). The matrix
-//! products dispatch on their own (AVX2, AVX-512 or NEON). Our own intrinsics stop at AVX2:
-//! the AVX-512 intrinsics need a newer Rust than the workspace's minimum, and the depthwise
-//! layers are a small part of the work once vectorised.
+//! compiler vectorises it for the baseline (SSE2 on x86-64, NEON on aarch64); the portable
+//! 1x1 path is the `gemm` crate, which dispatches on its own (AVX2, AVX-512 or NEON). Our own
+//! intrinsics stop at AVX2: the AVX-512 intrinsics need a newer Rust (1.89) than the
+//! workspace's minimum. On a CPU with AVX-512, ONNX Runtime's kernels use twice our vector
+//! width; an AVX-512 micro-kernel for [`packed`] is the next step there.
 //!
 //! Every unsafe block states why it is sound; the tests compare each kernel with a
 //! straightforward scalar reference on odd widths, borders, stride 2 and channel counts that
