@@ -6,12 +6,12 @@
 //! portable path): a general GEMM packs both operands on every call and applies the bias,
 //! residual and ReLU6 in passes of its own, and for these shapes (k and n of 16 to 1280, m
 //! of 49 to 12544 rows) that overhead is a large part of the work. Here the weight sits in
-//! panels of [`NR`] columns in the exact order the micro-kernel reads them (packed once), the
+//! panels of `NR` columns in the exact order the micro-kernel reads them (packed once), the
 //! activations are read where they are (no packing: each row of a tile is read once per
 //! panel, broadcast one value at a time), and the bias, residual and ReLU6 are applied to
 //! the tile's registers just before its one store.
 //!
-//! The micro-kernel keeps an [`MR`] x [`NR`] (6 x 16) tile of the output in twelve AVX2
+//! The micro-kernel keeps an `MR` x `NR` (6 x 16) tile of the output in twelve AVX2
 //! accumulators over the whole `k` (at most a few thousand, so no k-blocking: a panel of
 //! weights is at most `k * 64` bytes and stays in L1/L2 while every row tile of a chunk
 //! passes over it). Work is split into chunks of rows (sized so the chunk's activations stay
