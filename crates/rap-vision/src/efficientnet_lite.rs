@@ -242,7 +242,7 @@ pub struct EfficientNetLite0 {
 }
 
 enum Net {
-    Cpu(cpu::Network),
+    Cpu(Box<cpu::Network>),
     Candle(CandleNet),
 }
 
@@ -300,7 +300,7 @@ impl EfficientNetLite0 {
     pub(crate) fn with_kernels(vb: VarBuilder, cpu_kernels: bool) -> Result<Self> {
         let candle = CandleNet::new(&vb)?;
         let net = if cpu_kernels {
-            Net::Cpu(cpu::Network::from_candle(&candle)?)
+            Net::Cpu(Box::new(cpu::Network::from_candle(&candle)?))
         } else {
             Net::Candle(candle)
         };
@@ -331,45 +331,36 @@ impl EfficientNetLite0 {
 mod cpu {
     use super::{CandleNet, Depthwise, Pointwise, Result, FEATURE_DIM, STEM_CHANNELS};
     use crate::kernels::depthwise::{depthwise_relu6, DwShape};
-    use crate::kernels::pointwise::{im2col_nchw, pointwise};
+    use crate::kernels::packed::PackedPointwise;
+    use crate::kernels::pointwise::im2col_nchw;
     use candle_core::{Device, Tensor};
     use std::sync::Mutex;
 
-    /// A 1x1 convolution: weight (cin, cout), the transpose of the checkpoint's.
+    /// A 1x1 convolution: the transpose of the checkpoint's weight, (cin, cout), packed for
+    /// this CPU's kernels.
     struct Conv1x1 {
-        weight: Vec<f32>,
-        bias: Vec<f32>,
-        cin: usize,
-        cout: usize,
+        packed: PackedPointwise,
         relu6: bool,
     }
 
     impl Conv1x1 {
         fn from_candle(p: &Pointwise) -> Result<Self> {
             let (cout, cin) = p.weight.dims2()?;
+            let weight: Vec<f32> = p.weight.t()?.contiguous()?.flatten_all()?.to_vec1()?;
             Ok(Conv1x1 {
-                weight: p.weight.t()?.contiguous()?.flatten_all()?.to_vec1()?,
-                bias: p.bias.clone(),
-                cin,
-                cout,
+                packed: PackedPointwise::new(&weight, cin, cout, &p.bias),
                 relu6: p.relu6,
             })
         }
 
+        fn cout(&self) -> usize {
+            self.packed.n()
+        }
+
         /// `x` holds `m` rows of `cin`; the first `m * cout` values of `out` get the result.
         fn run(&self, x: &[f32], m: usize, residual: Option<&[f32]>, out: &mut Vec<f32>) {
-            let out = sized(out, m * self.cout);
-            pointwise(
-                x,
-                m,
-                self.cin,
-                &self.weight,
-                self.cout,
-                &self.bias,
-                residual,
-                self.relu6,
-                out,
-            );
+            let out = sized(out, m * self.packed.n());
+            self.packed.run(x, m, residual, self.relu6, out);
         }
     }
 
@@ -484,8 +475,11 @@ mod cpu {
                 Ok(mut guard) => std::mem::take(&mut *guard),
                 Err(_) => Scratch::default(),
             };
-            let (h, w, fmap) = self.run(&input, n, h, w, &mut s);
-            let fmap = &fmap[..n * h * w * FEATURE_DIM];
+            // The whole pass on one of rayon's threads: each layer's parallel loop then starts
+            // from inside the pool, rather than handing its work over from this thread and
+            // sleeping until it is done (two thread switches per layer, some 50 per image).
+            let (h, w) = rayon::scope(|_| self.run(&input, n, h, w, &mut s));
+            let fmap = &s.y[..n * h * w * FEATURE_DIM];
             // NHWC -> NCHW (the feature map is small: 7 x 7 at 224).
             let mut nchw = vec![0f32; fmap.len()];
             for img in 0..n {
@@ -503,21 +497,21 @@ mod cpu {
             Tensor::from_vec(nchw, (n, FEATURE_DIM, h, w), &Device::Cpu)
         }
 
-        /// The layers; returns the feature map's size and the buffer holding it (NHWC).
+        /// The layers; returns the feature map's size and leaves it (NHWC) in `s.y`.
         ///
         /// The layers with large feature maps (the stem and the blocks whose input is at
         /// least [`BATCH_FROM`] pixels) run one image at a time: their products are large
         /// enough already, and a whole batch of their activations would not stay in cache.
         /// The rest (14 x 14 and 7 x 7 at 224) run on the whole batch at once: there one
         /// image's products are small, and a batch makes them efficient.
-        fn run<'s>(
+        fn run(
             &self,
             input: &[f32],
             n: usize,
             h: usize,
             w: usize,
-            s: &'s mut Scratch,
-        ) -> (usize, usize, &'s [f32]) {
+            s: &mut Scratch,
+        ) -> (usize, usize) {
             let (ih, iw) = (h, w);
             let split = self.split(ih, iw);
             let early = &self.blocks[..split];
@@ -538,7 +532,7 @@ mod cpu {
             (h, w, c) = self.blocks(&self.blocks[split..], n, h, w, c, s);
             let m = n * h * w;
             self.head.run(&s.x[..m * c], m, None, &mut s.y);
-            (h, w, &s.y[..m * FEATURE_DIM])
+            (h, w)
         }
 
         /// How many blocks run one image at a time for an `h` x `w` input.
@@ -606,7 +600,7 @@ mod cpu {
                 let residual = b.residual.then(|| &s.x[..m * c]);
                 b.project.run(&s.d[..m2 * mid], m2, residual, &mut s.y);
                 std::mem::swap(&mut s.x, &mut s.y);
-                (h, w, c) = (oh, ow, b.project.cout);
+                (h, w, c) = (oh, ow, b.project.cout());
             }
             (h, w, c)
         }

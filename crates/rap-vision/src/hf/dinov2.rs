@@ -16,6 +16,7 @@
 //! `attention.o_proj`) load too.
 
 use super::folder::{config_err, weights_err, HfFolder, HfModel};
+use super::linear_rows;
 use candle_core::{Device, IndexOp, Module, Tensor};
 use candle_nn::{layer_norm, linear, linear_b, LayerNorm, Linear, VarBuilder};
 use rap_core::Result;
@@ -151,14 +152,14 @@ impl Attention {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = split(self.query.forward(xs)?)?;
-        let k = split(self.key.forward(xs)?)?;
-        let v = split(self.value.forward(xs)?)?;
+        let q = split(linear_rows(&self.query, xs)?)?;
+        let k = split(linear_rows(&self.key, xs)?)?;
+        let v = split(linear_rows(&self.value, xs)?)?;
         let scale = (hd as f64).powf(-0.5);
         let attn = (q.matmul(&k.t()?)? * scale)?;
         let attn = candle_nn::ops::softmax_last_dim(&attn)?;
         let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
-        self.output.forward(&out)
+        linear_rows(&self.output, &out)
     }
 }
 
@@ -196,11 +197,8 @@ impl Layer {
             .forward(&self.norm1.forward(xs)?)?
             .broadcast_mul(&self.lambda1)?;
         let xs = (h + xs)?;
-        let h = self.fc1.forward(&self.norm2.forward(&xs)?)?;
-        let h = self
-            .fc2
-            .forward(&self.act.apply(&h)?)?
-            .broadcast_mul(&self.lambda2)?;
+        let h = linear_rows(&self.fc1, &self.norm2.forward(&xs)?)?;
+        let h = linear_rows(&self.fc2, &self.act.apply(&h)?)?.broadcast_mul(&self.lambda2)?;
         h + xs
     }
 }

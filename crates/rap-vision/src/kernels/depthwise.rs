@@ -11,7 +11,7 @@
 //! channels go eight at a time (AVX2 + FMA), the channels past the last multiple of eight
 //! through the portable code.
 
-use super::Isa;
+use super::{checked, Isa};
 use rayon::prelude::*;
 
 /// The shape of one depthwise convolution.
@@ -142,24 +142,6 @@ pub(crate) fn depthwise_relu6_with(
                 Isa::Avx2Fma => unsafe { avx2::row(xi, &s, oy, weight, bias, o) },
             }
         });
-}
-
-/// `isa` if this CPU runs it, else the portable code: keeps a caller's [`Isa`] from reaching
-/// code the CPU cannot run.
-fn checked(isa: Isa) -> Isa {
-    match isa {
-        Isa::Portable => Isa::Portable,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                Isa::Avx2Fma
-            } else {
-                Isa::Portable
-            }
-        }
-    }
 }
 
 /// Channels `c0..c1` of one output pixel: the taps `ky_lo..ky_hi` x `kx_lo..kx_hi` of the

@@ -7,20 +7,26 @@
 //! - [`pointwise`]: a 1x1 convolution as one matrix product (N*H*W, Cin) x (Cin, Cout) over
 //!   the whole batch (the `gemm` crate, the one candle itself uses), in row tiles that each
 //!   start from the bias (plus the residual) and end with ReLU6 while the tile is in cache;
-//!   [`pointwise::im2col_nchw`] turns a dense stem convolution into the same product.
+//!   [`pointwise::im2col_nchw`] turns a dense stem convolution into the same product. It is
+//!   the portable path of [`packed`].
+//! - [`packed`]: the same 1x1 convolution on our own AVX2/FMA micro-kernel, with the weight
+//!   packed once at load time and the bias, residual and ReLU6 applied in the tile's
+//!   registers before its one store (the network's path where the CPU has AVX2 and FMA).
 //!
 //! SIMD is chosen at run time, once ([`isa`]): the one binary uses AVX2 and FMA where the CPU
 //! has them (no `-C target-cpu` needed) and a portable loop elsewhere, written so that the
-//! compiler vectorises it for the baseline (SSE2 on x86-64, NEON on aarch64). The matrix
-//! products dispatch on their own (AVX2, AVX-512 or NEON). Our own intrinsics stop at AVX2:
-//! the AVX-512 intrinsics need a newer Rust than the workspace's minimum, and the depthwise
-//! layers are a small part of the work once vectorised.
+//! compiler vectorises it for the baseline (SSE2 on x86-64, NEON on aarch64); the portable
+//! 1x1 path is the `gemm` crate, which dispatches on its own (AVX2, AVX-512 or NEON). Our own
+//! intrinsics stop at AVX2: the AVX-512 intrinsics need a newer Rust (1.89) than the
+//! workspace's minimum. On a CPU with AVX-512, ONNX Runtime's kernels use twice our vector
+//! width; an AVX-512 micro-kernel for [`packed`] is the next step there.
 //!
 //! Every unsafe block states why it is sound; the tests compare each kernel with a
 //! straightforward scalar reference on odd widths, borders, stride 2 and channel counts that
 //! are not a multiple of the vector width.
 
 pub mod depthwise;
+pub mod packed;
 pub mod pointwise;
 
 use std::sync::OnceLock;
@@ -38,14 +44,25 @@ pub enum Isa {
 /// The best [`Isa`] this CPU supports, detected once.
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(|| {
+    *ISA.get_or_init(isa_detected)
+}
+
+fn isa_detected() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        return Isa::Avx2Fma;
+    }
+    Isa::Portable
+}
+
+/// `isa` if this CPU runs it, else the portable code: keeps a caller's [`Isa`] from reaching
+/// code the CPU cannot run.
+pub(crate) fn checked(isa: Isa) -> Isa {
+    match isa {
+        Isa::Portable => Isa::Portable,
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return Isa::Avx2Fma;
-        }
-        Isa::Portable
-    })
+        Isa::Avx2Fma => isa_detected(),
+    }
 }
 
 /// Every [`Isa`] this CPU can run (the portable one first), for tests.
@@ -54,7 +71,7 @@ pub(crate) fn available_isas() -> Vec<Isa> {
     #[allow(unused_mut)]
     let mut v = vec![Isa::Portable];
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if isa_detected() == Isa::Avx2Fma {
         v.push(Isa::Avx2Fma);
     }
     v
