@@ -19,7 +19,7 @@
 //!
 //! [retrieval]
 //! top_k = 2
-//! threshold = 0.5
+//! threshold = 0.55
 //! # detector = "centernet"          # a detector whose boxes join the regions retrieval looks
 //! #                                 # at: "centernet" (rap models install centernet), or an
 //! #                                 # OWLv2 checkpoint (a name from `rap models add NAME --path

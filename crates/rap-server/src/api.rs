@@ -424,7 +424,7 @@ pub async fn retrieve(
     Extension(RequestTenant(tenant)): Extension<RequestTenant>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let mut form = read_form(multipart, &["text", "top_k", "threshold"]).await?;
+    let mut form = read_form(multipart, &["text", "top_k", "threshold", "margin"]).await?;
     if form.images.len() > 1 {
         return Err(ApiError::bad_request("send at most one query image"));
     }
@@ -453,6 +453,16 @@ pub async fn retrieve(
             .ok()
             .filter(|t: &f32| t.is_finite())
             .ok_or_else(|| ApiError::bad_request(format!("threshold {t:?}: not a number")))?;
+    }
+    if let Some(m) = form.text("margin") {
+        options.margin = m
+            .trim()
+            .parse()
+            .ok()
+            .filter(|m: &f32| m.is_finite() && *m >= 0.0)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("margin {m:?}: give a number of 0 or more"))
+            })?;
     }
     let retrieval = on_pool(&state, move |e| {
         e.retrieve(&tenant, image.as_deref(), text.as_deref(), &options)

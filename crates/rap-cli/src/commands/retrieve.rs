@@ -16,9 +16,14 @@ pub struct RetrieveArgs {
     /// At most this many concepts
     #[arg(long, default_value_t = 2)]
     pub top_k: usize,
-    /// Image hits scoring below this are left out [default: the calibrated threshold]
+    /// The decision's floor: no image region supports a concept it matches less than this
+    /// [default: the calibrated one]
     #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f32>,
+    /// The decision's margin: a region supports its best concept only when it beats the
+    /// runner-up concept there by this much [default: the calibrated one]
+    #[arg(long)]
+    pub margin: Option<f32>,
     /// Search by words: embed --text with the memory's encoder (CLIP or SigLIP) and rank the
     /// concepts by their reference images, instead of looking for names in it
     #[arg(long, requires = "text", conflicts_with = "image")]
@@ -50,6 +55,7 @@ pub fn run(ctx: &Context, args: RetrieveArgs) -> Result<()> {
     let options = RetrieveOptions {
         top_k: args.top_k,
         threshold: args.threshold.unwrap_or(rap_engine::DEFAULT_THRESHOLD),
+        margin: args.margin.unwrap_or(rap_engine::DEFAULT_MARGIN),
         ..RetrieveOptions::default()
     };
     let retrieval = engine
@@ -81,10 +87,13 @@ pub fn run(ctx: &Context, args: RetrieveArgs) -> Result<()> {
         return output::print_json(&out);
     }
     if retrieval.hits.is_empty() {
-        println!("no concept found (threshold {:.2})", options.threshold);
+        println!(
+            "no concept found (floor {:.2}, margin {:.2})",
+            options.threshold, options.margin
+        );
         return Ok(());
     }
-    let mut t = output::table(&["name", "score", "via", "box"]);
+    let mut t = output::table(&["name", "score", "confidence", "via", "box"]);
     for h in &retrieval.hits {
         let bbox = h
             .bbox
@@ -97,6 +106,7 @@ pub fn run(ctx: &Context, args: RetrieveArgs) -> Result<()> {
         t.add_row(vec![
             format!("<{}>", h.name),
             format!("{:.3}", h.score),
+            h.confidence.map(|c| format!("{c:.2}")).unwrap_or_default(),
             via,
             bbox,
         ]);
