@@ -199,7 +199,15 @@ fn a_memory_switches_encoder_and_refuses_a_changed_one() {
     let hits = hits["hits"].as_array().unwrap();
     assert_eq!(hits.len(), 2);
     assert!(hits[0]["score"].as_f64().unwrap() >= hits[1]["score"].as_f64().unwrap());
-    let img = rap.json(&["retrieve", &photo("dog/00.jpg"), "--threshold", "-1"]);
+    // A tiny random model finds everything alike: no floor, no margin.
+    let img = rap.json(&[
+        "retrieve",
+        &photo("dog/00.jpg"),
+        "--threshold",
+        "-1",
+        "--margin",
+        "0",
+    ]);
     assert_eq!(img["hits"][0]["name"], "dog");
     assert!((img["hits"][0]["score"].as_f64().unwrap() - 1.0).abs() < 1e-3);
 
@@ -247,7 +255,14 @@ fn a_memory_switches_encoder_and_refuses_a_changed_one() {
     let r = rap.json(&["reindex", "--encoder", "tiny-dino"]);
     assert_eq!(r["embedded"], 3);
     assert_eq!(r["active"], true);
-    let img = rap.json(&["retrieve", &photo("candle/00.jpg"), "--threshold", "-1"]);
+    let img = rap.json(&[
+        "retrieve",
+        &photo("candle/00.jpg"),
+        "--threshold",
+        "-1",
+        "--margin",
+        "0",
+    ]);
     assert_eq!(img["hits"][0]["name"], "candle");
     let err = rap.fails(&["retrieve", "--text-only", "--text", "dog"]);
     assert!(err.contains("no text tower"), "{err}");
