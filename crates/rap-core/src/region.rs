@@ -11,6 +11,36 @@ pub struct BoundingBox {
     pub y2: f32,
 }
 
+/// Parses `x1,y1,x2,y2` in pixels (brackets and spaces allowed, as a hit's JSON box prints):
+/// four finite numbers with x2 > x1 and y2 > y1. How users give a box on the command line and
+/// in forms.
+impl std::str::FromStr for BoundingBox {
+    type Err = crate::Error;
+
+    fn from_str(text: &str) -> crate::Result<Self> {
+        let bad = || {
+            crate::Error::invalid(format!(
+                "{:?} is not a box x1,y1,x2,y2 in pixels with x2 > x1 and y2 > y1",
+                text.chars().take(80).collect::<String>()
+            ))
+        };
+        let v: Vec<f32> = text
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(',')
+            .map(|p| p.trim().parse::<f32>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| bad())?;
+        match v.as_slice() {
+            &[x1, y1, x2, y2] if v.iter().all(|x| x.is_finite()) && x2 > x1 && y2 > y1 => {
+                Ok(BoundingBox::new(x1, y1, x2, y2))
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
 impl BoundingBox {
     pub fn new(x1: f32, y1: f32, x2: f32, y2: f32) -> Self {
         BoundingBox { x1, y1, x2, y2 }
@@ -156,6 +186,20 @@ impl Region {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boxes_parse_from_text_and_bad_ones_are_named() {
+        let b: BoundingBox = "10, 20,30.5,40".parse().unwrap();
+        assert_eq!(b, BoundingBox::new(10.0, 20.0, 30.5, 40.0));
+        assert_eq!(
+            "[1,2,3,4]".parse::<BoundingBox>().unwrap(),
+            BoundingBox::new(1.0, 2.0, 3.0, 4.0)
+        );
+        for bad in ["1,2,3", "5,5,1,1", "a,b,c,d", "1,2,3,inf", ""] {
+            let err = bad.parse::<BoundingBox>().unwrap_err().to_string();
+            assert!(err.contains("is not a box"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn iou_of_half_overlapping_boxes() {

@@ -314,7 +314,11 @@ pub async fn add_negative(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let form = read_form(multipart, &["box"]).await?;
-    let bbox = form.text("box").map(parse_box).transpose()?;
+    let bbox = form
+        .text("box")
+        .map(|b| b.parse::<rap_core::BoundingBox>())
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("field \"box\": {e}")))?;
     let mut images = form.images;
     if images.len() != 1 {
         return Err(ApiError::bad_request(format!(
@@ -354,30 +358,6 @@ pub async fn delete_negative(
     })
     .await?;
     Ok(Json(concept).into_response())
-}
-
-/// Parses a box field: `x1,y1,x2,y2` (or a JSON array of four numbers), x2 > x1, y2 > y1.
-fn parse_box(text: &str) -> Result<rap_core::BoundingBox, ApiError> {
-    let bad = || {
-        ApiError::bad_request(format!(
-            "field \"box\" must be x1,y1,x2,y2 in pixels with x2 > x1 and y2 > y1 (got {:?})",
-            text.chars().take(80).collect::<String>()
-        ))
-    };
-    let v: Vec<f32> = text
-        .trim()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .split(',')
-        .map(|p| p.trim().parse::<f32>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
-    match v.as_slice() {
-        &[x1, y1, x2, y2] if v.iter().all(|x| x.is_finite()) && x2 > x1 && y2 > y1 => {
-            Ok(rap_core::BoundingBox::new(x1, y1, x2, y2))
-        }
-        _ => Err(bad()),
-    }
 }
 
 /// The MIME type of encoded image bytes, from their signature.

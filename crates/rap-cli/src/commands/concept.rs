@@ -141,8 +141,8 @@ pub fn run(ctx: &Context, cmd: ConceptCommand) -> Result<()> {
                 .collect::<rap_core::Result<Vec<_>>>()?;
             let boxes = boxes
                 .iter()
-                .map(|b| parse_box(b))
-                .collect::<std::result::Result<Vec<_>, _>>()
+                .map(|b| b.parse::<BoundingBox>())
+                .collect::<rap_core::Result<Vec<_>>>()
                 .map_err(|e| anyhow::anyhow!("--box {e}"))?;
             if !boxes.is_empty() && boxes.len() != add_negatives.len() {
                 anyhow::bail!(
@@ -177,23 +177,6 @@ pub fn run(ctx: &Context, cmd: ConceptCommand) -> Result<()> {
             let concept = engine.remove_concept(tenant, &name)?;
             print_concept(ctx, &concept, "removed")
         }
-    }
-}
-
-/// Parses `x1,y1,x2,y2` (pixels).
-fn parse_box(s: &str) -> std::result::Result<BoundingBox, String> {
-    let v: Vec<f32> = s
-        .split(',')
-        .map(|p| p.trim().parse::<f32>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| format!("{s:?} is not x1,y1,x2,y2: {e}"))?;
-    match v.as_slice() {
-        &[x1, y1, x2, y2] if v.iter().all(|x| x.is_finite()) && x2 > x1 && y2 > y1 => {
-            Ok(BoundingBox::new(x1, y1, x2, y2))
-        }
-        _ => Err(format!(
-            "{s:?} is not a box x1,y1,x2,y2 with x2 > x1 and y2 > y1"
-        )),
     }
 }
 

@@ -3,32 +3,16 @@
 //! own box; a look-alike in the memory competes; a negative example ("that's not it") counts
 //! against its concept at once. Shown with an encoder whose embedding is the mean colour.
 
-use crate::common::MeanColour;
-use rap_core::{EncoderInfo, ImageEncoder, NewConcept, Tenant, Via};
-use rap_engine::{ConceptEdit, Engine, EngineConfig, RetrieveOptions};
-use std::sync::Arc;
-
-fn png(img: &image::RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
-}
+use crate::common::png;
+use rap_core::{NewConcept, Tenant, Via};
+use rap_engine::{ConceptEdit, Engine, RetrieveOptions};
 
 fn plain(rgb: [u8; 3]) -> Vec<u8> {
     png(&image::RgbImage::from_pixel(64, 64, image::Rgb(rgb)))
 }
 
 fn engine(dir: &std::path::Path) -> Engine {
-    let encoder: Arc<dyn ImageEncoder> = Arc::new(MeanColour(EncoderInfo {
-        id: "mean-colour".into(),
-        dim: 3,
-    }));
-    Engine::open(
-        EngineConfig::new(dir),
-        Box::new(move || Ok(Some(encoder.clone()))),
-    )
-    .unwrap()
+    crate::common::mean_colour_engine(dir)
 }
 
 fn add(engine: &Engine, tenant: &Tenant, name: &str, rgb: [u8; 3]) {

@@ -4,14 +4,14 @@
 //! The proposer is told the tenant's concept categories as stored at each query.
 
 use rap_core::{
-    BoundingBox, EncoderInfo, Error, ImageEncoder, NewConcept, ProposalHints, Region,
-    RegionProposer, RegionSource, Result, Tenant,
+    BoundingBox, Error, NewConcept, ProposalHints, Region, RegionProposer, RegionSource, Result,
+    Tenant,
 };
-use rap_engine::{ConceptEdit, Engine, EngineConfig, ImageInput, RetrieveOptions};
+use rap_engine::{ConceptEdit, Engine, ImageInput, RetrieveOptions};
 use std::sync::{Arc, Mutex};
 
 use crate::common;
-use common::MeanColour;
+use common::png;
 
 /// Proposes fixed boxes (the real detector, CenterNet, is tested in rap-vision and the CLI).
 struct Fixed(Result<Vec<BoundingBox>>);
@@ -34,23 +34,8 @@ impl RegionProposer for Fixed {
     }
 }
 
-fn png(img: &image::RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
-}
-
 fn engine(dir: &std::path::Path) -> Engine {
-    let encoder: Arc<dyn ImageEncoder> = Arc::new(MeanColour(EncoderInfo {
-        id: "mean-colour".into(),
-        dim: 3,
-    }));
-    Engine::open(
-        EngineConfig::new(dir),
-        Box::new(move || Ok(Some(encoder.clone()))),
-    )
-    .unwrap()
+    crate::common::mean_colour_engine(dir)
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! What the engine's integration tests share: a deterministic test encoder.
+//! What the engine's integration tests share: a deterministic test encoder, an engine on it,
+//! and PNG bytes.
 
 use rap_core::{EncoderInfo, ImageEncoder, Result};
 
@@ -24,4 +25,25 @@ impl ImageEncoder for MeanColour {
             })
             .collect()
     }
+}
+
+/// An embedded engine in `dir` whose encoder is [`MeanColour`] (3 dimensions).
+pub fn mean_colour_engine(dir: &std::path::Path) -> rap_engine::Engine {
+    let encoder: std::sync::Arc<dyn ImageEncoder> = std::sync::Arc::new(MeanColour(EncoderInfo {
+        id: "mean-colour".into(),
+        dim: 3,
+    }));
+    rap_engine::Engine::open(
+        rap_engine::EngineConfig::new(dir),
+        Box::new(move || Ok(Some(encoder.clone()))),
+    )
+    .unwrap()
+}
+
+/// `img` as PNG bytes.
+pub fn png(img: &image::RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
 }
