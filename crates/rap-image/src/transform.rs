@@ -144,6 +144,16 @@ pub fn pad_to_square(img: &RgbImage, colour: [u8; 3]) -> RgbImage {
     out
 }
 
+/// Encodes `img` as a JPEG of the given quality (1-100): how a crop the user marked (a negative
+/// example's box) is stored.
+pub fn encode_jpeg(img: &RgbImage, quality: u8) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100))
+        .encode_image(img)
+        .map_err(|e| Error::invalid(format!("could not encode the image as JPEG: {e}")))?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,14 +258,4 @@ mod tests {
         assert_eq!(sq.get_pixel(9, 6).0, [9, 9, 9]);
         assert_eq!(sq.get_pixel(9, 7).0, [1, 2, 3]);
     }
-}
-
-/// Encodes `img` as a JPEG of the given quality (1-100): how a crop the user marked (a negative
-/// example's box) is stored.
-pub fn encode_jpeg(img: &RgbImage, quality: u8) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100))
-        .encode_image(img)
-        .map_err(|e| Error::invalid(format!("could not encode the image as JPEG: {e}")))?;
-    Ok(out)
 }
