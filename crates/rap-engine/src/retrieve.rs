@@ -23,8 +23,9 @@
 //! smaller of the two margins ([`confidence`]). [`ConceptScore`] keeps the raw best score of
 //! every concept too (for ranking and evaluation).
 //!
-//! The parameters ([`DEFAULT_THRESHOLD`], [`DEFAULT_MARGIN`], [`DEFAULT_NEGATIVE_MARGIN`]) were
-//! calibrated on dreambooth-dev as their constants' docs say.
+//! The floor and the margin ([`DEFAULT_THRESHOLD`], [`DEFAULT_MARGIN`]) were calibrated on
+//! dreambooth-dev as their docs say; the negative margin ([`DEFAULT_NEGATIVE_MARGIN`]) is 0 -
+//! simply closer to the references than to any negative - until there is data to tune it on.
 
 use crate::catalog::Role;
 use crate::Engine;
@@ -60,7 +61,8 @@ pub const DEFAULT_THRESHOLD: f32 = 0.55;
 /// [`DEFAULT_THRESHOLD`] for its calibration).
 pub const DEFAULT_MARGIN: f32 = 0.05;
 
-/// How much a region's best concept must beat that concept's own negative examples there.
+/// How much a region's best concept must beat that concept's own negative examples there
+/// (not tuned: no data set with user negatives yet).
 pub const DEFAULT_NEGATIVE_MARGIN: f32 = 0.0;
 
 /// Proposed boxes narrower or shorter than this (pixels) are not embedded.
