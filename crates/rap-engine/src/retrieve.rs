@@ -27,13 +27,14 @@
 //! dreambooth-dev as their docs say; the negative margin ([`DEFAULT_NEGATIVE_MARGIN`]) is 0 -
 //! simply closer to the references than to any negative - until there is data to tune it on.
 
-use crate::catalog::Role;
+use crate::catalog::{Catalog, Role};
 use crate::Engine;
 use rap_core::{
     BoundingBox, ConceptId, Embedding, Error, Hit, ProposalHints, Region, RegionSource, Result,
     Tenant, Via,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The decision's absolute floor on cosine similarity, for the default encoder
@@ -279,8 +280,9 @@ impl Engine {
         })
     }
 
-    /// Every concept that matched any region of the image, with its best score and the box
-    /// of that region, best first (no decision, no top-k): [`Engine::recognize`]'s raw scores.
+    /// Every concept that matched any region of the image, with its best score, best first (no
+    /// decision, no top-k): [`Engine::recognize`]'s raw scores. The box is that of the
+    /// concept's best supporting region when the decision finds it present, else of its score.
     pub fn score_image(
         &self,
         tenant: &Tenant,
@@ -358,11 +360,7 @@ impl Engine {
         }
         timings.search_ms += ms(start.elapsed());
         Ok(Evidence {
-            concepts: catalog
-                .concepts
-                .iter()
-                .map(|c| (c.id.clone(), c.name.clone()))
-                .collect(),
+            catalog,
             regions: regions.into_iter().map(|r| r.bbox).collect(),
             per_region,
         })
@@ -439,8 +437,8 @@ struct RegionEvidence {
 /// What a query image's regions matched ([`Engine::evidence`]), ready for [`Evidence::decide`].
 #[derive(Debug, Clone)]
 pub struct Evidence {
-    /// The tenant's concepts (id, name) the indexes below refer to.
-    concepts: Vec<(ConceptId, String)>,
+    /// The tenant's concepts the indexes below refer to (shared, not copied per query).
+    catalog: Arc<Catalog>,
     regions: Vec<BoundingBox>,
     per_region: Vec<RegionEvidence>,
 }
@@ -479,7 +477,8 @@ impl Evidence {
         let mut scored: Vec<ConceptScore> = best
             .into_iter()
             .map(|(concept, (score, region))| {
-                let (id, name) = &self.concepts[concept];
+                let entry = &self.catalog.concepts[concept];
+                let (id, name) = (&entry.id, &entry.name);
                 let (present, bbox, margin, confidence) = match support.get(&concept) {
                     Some(s) => (
                         true,
