@@ -298,8 +298,13 @@ fn recognition_figures(
 
 /// The decision (floor, margin) on a grid (floor 0.30..0.80 by 0.01, margin 0..0.15 by 0.005)
 /// that maximises the weighted recognition accuracy over `queries` (each query's subject and
-/// evidence), with that accuracy; ties go to the lower floor, then the lower margin.
-pub fn best_decision(queries: &[(String, Evidence)], base: &RetrieveOptions) -> (f32, f32, f64) {
+/// evidence) in a memory of `subjects` subjects, with that accuracy; ties go to the lower floor,
+/// then the lower margin.
+pub fn best_decision(
+    queries: &[(String, Evidence)],
+    subjects: usize,
+    base: &RetrieveOptions,
+) -> (f32, f32, f64) {
     let mut best = (base.threshold, base.margin, f64::MIN);
     for f in 30..=80 {
         for m in 0..=30 {
@@ -312,7 +317,7 @@ pub fn best_decision(queries: &[(String, Evidence)], base: &RetrieveOptions) -> 
                 .iter()
                 .map(|(subject, evidence)| {
                     let decided = evidence.decide(&options);
-                    decision_outcome(subject, &decided)
+                    decision_outcome(subject, subjects, &decided)
                 })
                 .collect();
             let all: Vec<&QueryOutcome> = outcomes.iter().collect();
@@ -325,15 +330,17 @@ pub fn best_decision(queries: &[(String, Evidence)], base: &RetrieveOptions) -> 
     best
 }
 
-/// The recognition part of a query's outcome from a decision (ranks and scores left empty).
-fn decision_outcome(subject: &str, decided: &[ConceptScore]) -> QueryOutcome {
-    let others = decided.iter().filter(|c| c.name != subject).count();
+/// The recognition part of a query's outcome from a decision in a memory of `subjects`
+/// subjects (ranks and scores left empty; every other subject counts as a negative, whether it
+/// matched a region or not).
+fn decision_outcome(subject: &str, subjects: usize, decided: &[ConceptScore]) -> QueryOutcome {
+    let others = subjects.saturating_sub(1);
     QueryOutcome {
         subject: subject.to_string(),
         photo: String::new(),
         rank: None,
         positive_score: f32::NEG_INFINITY,
-        negative_scores: vec![f32::NEG_INFINITY; others.max(1)],
+        negative_scores: vec![f32::NEG_INFINITY; others],
         reported: decided.iter().any(|c| c.present && c.name == subject),
         false_alarms: decided
             .iter()
@@ -448,7 +455,7 @@ pub fn run(
                 .position(|n| *n == s)
                 .map_or(f32::NEG_INFINITY, |p| ranked[p].score)
         };
-        let recognition = decision_outcome(subject, &decided);
+        let recognition = decision_outcome(subject, subjects.len(), &decided);
         outcomes.push(QueryOutcome {
             subject: subject.clone(),
             photo: photo
@@ -522,7 +529,7 @@ pub fn run(
         totals: figures(&all),
         ms_per_query,
         best_threshold: best_threshold(&outcomes),
-        best_decision: best_decision(&evidence, &options),
+        best_decision: best_decision(&evidence, subjects.len(), &options),
         per_subject,
         outcomes,
         scenes,
