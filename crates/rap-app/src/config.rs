@@ -19,7 +19,9 @@
 //!
 //! [retrieval]
 //! top_k = 2
-//! threshold = 0.55
+//! threshold = 0.55                  # the decision's base floor (see rap_engine::retrieve)
+//! margin = 0.05                     # over the runner-up concept at the same region
+//! stability_weight = 0.0            # how much each concept's floor follows its stability
 //! # detector = "centernet"          # a detector whose boxes join the regions retrieval looks
 //! #                                 # at: "centernet" (rap models install centernet), or an
 //! #                                 # OWLv2 checkpoint (a name from `rap models add NAME --path
@@ -113,7 +115,12 @@ impl Default for GeneratorConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RetrievalConfig {
     pub top_k: usize,
+    /// The decision's base floor.
     pub threshold: f32,
+    /// The decision's margin over the runner-up concept.
+    pub margin: f32,
+    /// How much each concept's floor follows its stability (0: one floor for all).
+    pub stability_weight: f32,
     /// The detector whose boxes join retrieval's regions (`rap_detect::detector`):
     /// `centernet`, or an OWLv2 model name or folder. None by default (CenterNet did not
     /// help on dreambooth-dev).
@@ -132,6 +139,8 @@ impl Default for RetrievalConfig {
         RetrievalConfig {
             top_k: 2,
             threshold: rap_engine::DEFAULT_THRESHOLD,
+            margin: rap_engine::DEFAULT_MARGIN,
+            stability_weight: rap_engine::DEFAULT_STABILITY_WEIGHT,
             detector: None,
             detector_threshold: None,
             detector_max_boxes: None,
@@ -352,6 +361,19 @@ impl Config {
             return Err(Error::invalid(
                 "retrieval.threshold (or RAP_THRESHOLD) must be a number",
             ));
+        }
+        for (name, value) in [
+            ("retrieval.margin", self.retrieval.margin),
+            (
+                "retrieval.stability_weight",
+                self.retrieval.stability_weight,
+            ),
+        ] {
+            if !value.is_finite() {
+                return Err(Error::invalid(format!(
+                    "{name} must be a number, got {value}"
+                )));
+            }
         }
         if self.generator.kind == GeneratorKind::Openai {
             match &self.generator.openai {

@@ -228,6 +228,8 @@ pub fn retrieve_options(config: &Config) -> RetrieveOptions {
     RetrieveOptions {
         top_k: config.retrieval.top_k,
         threshold: config.retrieval.threshold,
+        margin: config.retrieval.margin,
+        stability_weight: config.retrieval.stability_weight,
         ..RetrieveOptions::default()
     }
 }

@@ -35,5 +35,5 @@ pub use engine::{EncoderLoader, Engine, EngineConfig};
 pub use rap_memory::{ApiKeyInfo, ConceptEdit, ImageInput};
 pub use retrieve::{
     ConceptScore, Evidence, Retrieval, RetrieveOptions, DEFAULT_MARGIN, DEFAULT_NEGATIVE_MARGIN,
-    DEFAULT_THRESHOLD,
+    DEFAULT_STABILITY_WEIGHT, DEFAULT_THRESHOLD,
 };

@@ -35,6 +35,8 @@ pub struct RetrievalEvalConfig {
     pub threshold: f32,
     /// The decision's margin over the runner-up concept.
     pub margin: f32,
+    /// How much each concept's floor follows its stability.
+    pub stability_weight: f32,
     pub window_scales: Vec<f32>,
     /// Only these subject folders make the memory and the queries (empty = all).
     pub subjects: Vec<String>,
@@ -59,6 +61,7 @@ impl RetrievalEvalConfig {
             refs,
             threshold: rap_engine::DEFAULT_THRESHOLD,
             margin: rap_engine::DEFAULT_MARGIN,
+            stability_weight: rap_engine::DEFAULT_STABILITY_WEIGHT,
             window_scales: RetrieveOptions::default().window_scales,
             subjects: Vec::new(),
             holdout: Vec::new(),
@@ -78,6 +81,7 @@ pub fn retrieve_options(config: &RetrievalEvalConfig, concepts: usize) -> Retrie
         top_k: concepts.max(1),
         threshold: config.threshold,
         margin: config.margin,
+        stability_weight: config.stability_weight,
         window_scales: config.window_scales.clone(),
         ..RetrieveOptions::default()
     }
@@ -124,9 +128,17 @@ pub struct RetrievalReport {
     /// The plain threshold on raw scores that maximises the weighted recognition accuracy on
     /// this data, and that accuracy (for comparison; not used for the figures above).
     pub best_threshold: (f32, f64),
-    /// The decision (floor, margin) that maximises the weighted accuracy on this data, and
-    /// that accuracy (for calibration; not used for the figures above).
-    pub best_decision: (f32, f32, f64),
+    /// The decision (floor, margin, stability weight) that maximises the weighted accuracy
+    /// on this data (for calibration; not used for the figures above).
+    pub best_decision: BestDecision,
+    /// The best (floor, margin) at each stability weight tried.
+    pub best_by_stability_weight: Vec<BestDecision>,
+    /// The mean stability of the memory's concepts (what
+    /// [`rap_engine::retrieve::REFERENCE_STABILITY`] is set from), over those measured.
+    pub mean_stability: Option<f32>,
+    /// The confidence, refitted on this data's reported hits, and how well the shipped one
+    /// and the refitted one are calibrated here.
+    pub confidence: ConfidenceFit,
     pub per_subject: BTreeMap<String, Figures>,
     #[serde(skip)]
     pub outcomes: Vec<QueryOutcome>,
@@ -296,38 +308,160 @@ fn recognition_figures(
     }
 }
 
-/// The decision (floor, margin) on a grid (floor 0.30..0.80 by 0.01, margin 0..0.15 by 0.005)
-/// that maximises the weighted recognition accuracy over `queries` (each query's subject and
-/// evidence) in a memory of `subjects` subjects, with that accuracy; ties go to the lower floor,
-/// then the lower margin.
+/// The decision that [`best_decision`] finds best on some data.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BestDecision {
+    pub floor: f32,
+    pub margin: f32,
+    pub stability_weight: f32,
+    /// The weighted recognition accuracy it reaches.
+    pub weighted: f64,
+}
+
+/// The stability weights [`best_decision`] tries.
+pub const STABILITY_WEIGHTS: [f32; 9] = [0.0, -2.0, -1.0, -0.5, -0.25, 0.25, 0.5, 1.0, 2.0];
+
+/// The decision (floor, margin, stability weight) on a grid (floor 0.30..0.80 by 0.01, margin
+/// 0..0.15 by 0.005, the [`STABILITY_WEIGHTS`]) that maximises the weighted recognition
+/// accuracy over `queries` (each query's subject and evidence) in a memory of `subjects`
+/// subjects; ties go to the weight listed first (0 first), then the lower floor, then the
+/// lower margin.
 pub fn best_decision(
     queries: &[(String, Evidence)],
     subjects: usize,
     base: &RetrieveOptions,
-) -> (f32, f32, f64) {
-    let mut best = (base.threshold, base.margin, f64::MIN);
-    for f in 30..=80 {
-        for m in 0..=30 {
-            let options = RetrieveOptions {
-                threshold: f as f32 / 100.0,
-                margin: m as f32 * 0.005,
-                ..base.clone()
-            };
-            let outcomes: Vec<QueryOutcome> = queries
-                .iter()
-                .map(|(subject, evidence)| {
-                    let decided = evidence.decide(&options);
-                    decision_outcome(subject, subjects, &decided)
-                })
-                .collect();
-            let all: Vec<&QueryOutcome> = outcomes.iter().collect();
-            let w = figures(&all).weighted;
-            if w > best.2 + 1e-12 {
-                best = (options.threshold, options.margin, w);
+) -> BestDecision {
+    best_of(&best_decisions(queries, subjects, base), base)
+}
+
+/// The best of [`best_decisions`]' answers (ties to the earlier, lower weight).
+pub fn best_of(by_weight: &[BestDecision], base: &RetrieveOptions) -> BestDecision {
+    by_weight
+        .iter()
+        .copied()
+        .fold(None::<BestDecision>, |best, d| match best {
+            Some(b) if b.weighted + 1e-12 >= d.weighted => Some(b),
+            _ => Some(d),
+        })
+        .unwrap_or(BestDecision {
+            floor: base.threshold,
+            margin: base.margin,
+            stability_weight: base.stability_weight,
+            weighted: f64::MIN,
+        })
+}
+
+/// For each of the [`STABILITY_WEIGHTS`], the (floor, margin) that [`best_decision`] would
+/// pick at that weight: what the weight is worth on this data.
+pub fn best_decisions(
+    queries: &[(String, Evidence)],
+    subjects: usize,
+    base: &RetrieveOptions,
+) -> Vec<BestDecision> {
+    let mut all = Vec::new();
+    for w in STABILITY_WEIGHTS {
+        let mut best = BestDecision {
+            floor: base.threshold,
+            margin: base.margin,
+            stability_weight: w,
+            weighted: f64::MIN,
+        };
+        for f in 30..=80 {
+            for m in 0..=30 {
+                let options = RetrieveOptions {
+                    threshold: f as f32 / 100.0,
+                    margin: m as f32 * 0.005,
+                    stability_weight: w,
+                    ..base.clone()
+                };
+                let outcomes: Vec<QueryOutcome> = queries
+                    .iter()
+                    .map(|(subject, evidence)| {
+                        let decided = evidence.decide(&options);
+                        decision_outcome(subject, subjects, &decided)
+                    })
+                    .collect();
+                let all: Vec<&QueryOutcome> = outcomes.iter().collect();
+                let weighted = figures(&all).weighted;
+                if weighted > best.weighted + 1e-12 {
+                    best = BestDecision {
+                        floor: options.threshold,
+                        margin: options.margin,
+                        stability_weight: w,
+                        weighted,
+                    };
+                }
             }
         }
+        all.push(best);
     }
-    best
+    all
+}
+
+/// The hit confidence ([`rap_engine::retrieve::confidence`]) against what happened: refitted
+/// on the reported hits of an evaluation, and the calibration of both.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConfidenceFit {
+    /// Reported hits it was fitted on (single-subject queries and scenes), and how many of
+    /// them were right.
+    pub samples: usize,
+    pub right: usize,
+    /// `[b0, b1, b2]` fitted here.
+    pub coefficients: [f32; 3],
+    /// Expected calibration error (10 equal-width bins) of the shipped coefficients and of
+    /// the refitted ones, on these hits.
+    pub ece_shipped: Option<f64>,
+    pub ece_refitted: Option<f64>,
+}
+
+impl ConfidenceFit {
+    /// Fits and judges on `samples` (features, whether the hit was right).
+    pub fn new(samples: &[([f32; 2], bool)]) -> Self {
+        let coefficients = rap_engine::retrieve::fit_logistic(samples);
+        let with = |b: [f32; 3]| {
+            let predicted: Vec<(f64, bool)> = samples
+                .iter()
+                .map(|(x, y)| {
+                    let z = b[0] + b[1] * x[0] + b[2] * x[1];
+                    (1.0 / (1.0 + (-z as f64).exp()), *y)
+                })
+                .collect();
+            expected_calibration_error(&predicted, 10)
+        };
+        ConfidenceFit {
+            samples: samples.len(),
+            right: samples.iter().filter(|(_, y)| *y).count(),
+            coefficients,
+            ece_shipped: with(rap_engine::retrieve::CONFIDENCE_COEFFICIENTS),
+            ece_refitted: with(coefficients),
+        }
+    }
+}
+
+/// The expected calibration error of `(predicted probability, outcome)` pairs over `bins`
+/// equal-width bins: the bins' mean |predicted - observed|, weighted by their share of the
+/// samples. `None` without samples.
+pub fn expected_calibration_error(predicted: &[(f64, bool)], bins: usize) -> Option<f64> {
+    if predicted.is_empty() || bins == 0 {
+        return None;
+    }
+    let mut sums = vec![(0.0f64, 0usize, 0usize); bins];
+    for &(p, y) in predicted {
+        let bin = ((p * bins as f64) as usize).min(bins - 1);
+        sums[bin].0 += p;
+        sums[bin].1 += 1;
+        sums[bin].2 += usize::from(y);
+    }
+    let n = predicted.len() as f64;
+    Some(
+        sums.iter()
+            .filter(|(_, count, _)| *count > 0)
+            .map(|&(p, count, right)| {
+                let c = count as f64;
+                (c / n) * (p / c - right as f64 / c).abs()
+            })
+            .sum(),
+    )
 }
 
 /// The recognition part of a query's outcome from a decision in a memory of `subjects`
@@ -512,6 +646,25 @@ pub fn run(
         let figures = negatives::run(&engine, &tenant, &options, photos, progress)?;
         holdout.insert(name.clone(), figures);
     }
+    let mut confidence_samples: Vec<([f32; 2], bool)> = evidence
+        .iter()
+        .flat_map(|(subject, seen)| {
+            seen.confidence_features(&options)
+                .into_iter()
+                .map(move |(name, x)| (x, &name == subject))
+        })
+        .collect();
+    if let Some(s) = &scenes {
+        confidence_samples.extend(s.confidence_samples.iter().copied());
+    }
+    let measured: Vec<f32> = engine
+        .stabilities(&tenant)?
+        .into_iter()
+        .filter_map(|(_, s)| s)
+        .collect();
+    let mean_stability =
+        (!measured.is_empty()).then(|| measured.iter().sum::<f32>() / measured.len() as f32);
+    let by_weight = best_decisions(&evidence, subjects.len(), &options);
     let all: Vec<&QueryOutcome> = outcomes.iter().collect();
     let per_subject = subjects
         .iter()
@@ -529,7 +682,10 @@ pub fn run(
         totals: figures(&all),
         ms_per_query,
         best_threshold: best_threshold(&outcomes),
-        best_decision: best_decision(&evidence, subjects.len(), &options),
+        best_decision: best_of(&by_weight, &options),
+        best_by_stability_weight: by_weight,
+        mean_stability,
+        confidence: ConfidenceFit::new(&confidence_samples),
         per_subject,
         outcomes,
         scenes,
@@ -541,6 +697,22 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calibration_error_by_hand() {
+        // Bin 0.8-0.9 predicts 0.8 and is right 3 times of 4 (0.05 off); bin 0.2-0.3
+        // predicts 0.2 and is right 0 times of 1 (0.2 off): (4 * 0.05 + 1 * 0.2) / 5.
+        let p = [
+            (0.8, true),
+            (0.8, true),
+            (0.8, true),
+            (0.8, false),
+            (0.2, false),
+        ];
+        let ece = expected_calibration_error(&p, 10).unwrap();
+        assert!((ece - 0.08).abs() < 1e-9, "{ece}");
+        assert_eq!(expected_calibration_error(&[], 10), None);
+    }
 
     fn outcome(rank: Option<usize>, pos: f32, neg: &[f32]) -> QueryOutcome {
         QueryOutcome {

@@ -132,6 +132,10 @@ pub struct ScenesReport {
     pub ms_per_scene: f64,
     #[serde(skip)]
     pub outcomes: Vec<SceneOutcome>,
+    /// Every reported hit's confidence features and whether it was pasted (see
+    /// [`rap_engine::Evidence::confidence_features`]).
+    #[serde(skip)]
+    pub confidence_samples: Vec<([f32; 2], bool)>,
 }
 
 /// Scores one scene: `pasted` (subject, box) against `reported` image hits. A concept reported
@@ -208,6 +212,7 @@ pub fn run(
     let mut outcomes = Vec::with_capacity(total);
     let mut per_size = BTreeMap::new();
     let mut retrieving = std::time::Duration::ZERO;
+    let mut confidence_samples = Vec::new();
     for &size in &sizes {
         let mut sum = Tally::default();
         for index in 0..config.count {
@@ -226,7 +231,26 @@ pub fn run(
                 std::fs::write(&path, &bytes).map_err(|e| Error::io(path, e))?;
             }
             let started = Instant::now();
-            let reported = image_hits(engine, tenant, &bytes, options)?;
+            // The decision over the scene's evidence: what `Engine::retrieve` reports as
+            // image hits (no top-k cut: room for every concept), plus what the confidence is
+            // fitted on.
+            let evidence = engine.evidence(
+                tenant,
+                &bytes,
+                &options.window_scales,
+                &mut Default::default(),
+                &mut Vec::new(),
+            )?;
+            let reported: Vec<Reported> = evidence
+                .decide(options)
+                .into_iter()
+                .filter(|c| c.present)
+                .map(|c| Reported {
+                    name: c.name,
+                    score: c.score,
+                    bbox: Some(c.bbox),
+                })
+                .collect();
             retrieving += started.elapsed();
             let pasted: Vec<(&str, BoundingBox)> = scene
                 .label
@@ -234,6 +258,10 @@ pub fn run(
                 .iter()
                 .map(|p| (p.subject.as_str(), p.bbox))
                 .collect();
+            for (name, features) in evidence.confidence_features(options) {
+                let right = pasted.iter().any(|(s, _)| *s == name);
+                confidence_samples.push((features, right));
+            }
             sum += tally(&pasted, &reported);
             outcomes.push(SceneOutcome {
                 file,
@@ -257,6 +285,7 @@ pub fn run(
         per_size,
         ms_per_scene: retrieving.as_secs_f64() * 1000.0 / total.max(1) as f64,
         outcomes,
+        confidence_samples,
     };
     if let Some(dir) = &config.save_dir {
         let labels = serde_json::json!({

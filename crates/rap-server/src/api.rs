@@ -427,12 +427,14 @@ pub async fn retrieve(
             })?;
     }
     if let Some(t) = form.text("threshold") {
-        options.threshold = t
+        let floor = t
             .trim()
             .parse()
             .ok()
             .filter(|t: &f32| t.is_finite())
             .ok_or_else(|| ApiError::bad_request(format!("threshold {t:?}: not a number")))?;
+        // One floor for every concept, as `rap retrieve --threshold`.
+        options = options.with_fixed_floor(floor);
     }
     if let Some(m) = form.text("margin") {
         options.margin = m

@@ -75,7 +75,7 @@ pub fn routes() -> Vec<(Op, MethodRouter<AppState>)> {
          get(api::get_image)),
         (op("post", "/v1/retrieve", Doc { summary: "Find the tenant's concepts in a photo and/or named in a text", tag: "retrieve",
             body: Some(Body::Multipart(&[("image", "the query photo"), ("text", "text to find names and aliases in"),
-                ("top_k", "at most this many concepts (default 2)"), ("threshold", "the decision's floor on image scores (default 0.55)"), ("margin", "the margin over the runner-up concept (default 0.05)")])),
+                ("top_k", "at most this many concepts (default 2)"), ("threshold", "one decision floor for every concept (default: each concept's calibrated floor)"), ("margin", "the margin over the runner-up concept (default 0.05)")])),
             responses: &[(200, "retrieved concepts, best first (as `rap retrieve --json`)", "Retrieval"),
                 (503, "busy (see Retry-After), or no image encoder installed", "")], auth: true }),
          post(api::retrieve)),

@@ -36,7 +36,8 @@ pub enum EvalCommand {
         /// in the image (its floor, margins and negatives; no language model)
         #[arg(long)]
         retriever_only: bool,
-        /// The decision's floor for --retriever-only [default: the config's retrieval threshold]
+        /// One decision floor for every concept, for --retriever-only [default: each concept's
+        /// floor, from the config's retrieval threshold and its stability]
         #[arg(long, requires = "retriever_only")]
         threshold: Option<f32>,
         /// Window scales for --retriever-only (comma-separated fractions; `none` = whole image)
@@ -66,6 +67,10 @@ pub enum EvalCommand {
         /// The decision's margin over the runner-up concept [default: the calibrated one]
         #[arg(long)]
         margin: Option<f32>,
+        /// How much each concept's floor follows its stability (0 = one floor for all)
+        /// [default: the calibrated one]
+        #[arg(long)]
+        stability_weight: Option<f32>,
         /// Window sizes for region proposals, as fractions of the shorter side
         /// (comma-separated; `none` = the whole image only) [default: as `rap retrieve`]
         #[arg(long, value_delimiter = ',')]
@@ -149,6 +154,7 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<()> {
             refs,
             threshold,
             margin,
+            stability_weight,
             scales,
             subjects,
             holdout,
@@ -182,6 +188,8 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<()> {
                     let config = RetrievalEvalConfig {
                         threshold: threshold.unwrap_or(rap_engine::DEFAULT_THRESHOLD),
                         margin: margin.unwrap_or(rap_engine::DEFAULT_MARGIN),
+                        stability_weight: stability_weight
+                            .unwrap_or(rap_engine::DEFAULT_STABILITY_WEIGHT),
                         window_scales,
                         subjects,
                         holdout,
@@ -258,13 +266,17 @@ fn run_retrieval(ctx: &Context, config: &RetrievalEvalConfig) -> Result<()> {
         return output::print_json(&report);
     }
     println!(
-        "{} subjects, {} queries, encoder {}, refs {}, decision: floor {:.3}, margin {:.3}",
+        "{} subjects, {} queries, encoder {}, refs {}, decision: floor {:.3}, margin {:.3}, stability weight {:.2} (mean stability {})",
         report.subjects,
         report.totals.queries,
         report.encoder,
         report.refs,
         report.threshold,
-        report.margin
+        report.margin,
+        config.stability_weight,
+        report
+            .mean_stability
+            .map_or("-".to_string(), |s| format!("{s:.4}"))
     );
     let mut t = output::table(&[
         "subject", "queries", "top-1", "recall@5", "mrr", "pos acc", "neg acc", "weighted",
@@ -287,13 +299,26 @@ fn run_retrieval(ctx: &Context, config: &RetrievalEvalConfig) -> Result<()> {
     t.add_row(row("TOTAL", &report.totals));
     println!("{t}");
     println!(
-        "{:.0} ms per query; best on this data: decision floor {:.3} margin {:.3} (weighted {:.3}), plain threshold {:.3} (weighted {:.3})",
+        "{:.0} ms per query; best on this data: decision floor {:.3} margin {:.3} stability weight {:.2} (weighted {:.3}), plain threshold {:.3} (weighted {:.3})",
         report.ms_per_query,
-        report.best_decision.0,
-        report.best_decision.1,
-        report.best_decision.2,
+        report.best_decision.floor,
+        report.best_decision.margin,
+        report.best_decision.stability_weight,
+        report.best_decision.weighted,
         report.best_threshold.0,
         report.best_threshold.1
+    );
+    let fit = &report.confidence;
+    let ece = |e: Option<f64>| e.map_or("-".to_string(), |e| format!("{e:.3}"));
+    println!(
+        "confidence on {} reported hits ({} right): calibration error {} as shipped, {} refitted here (b = [{:.3}, {:.3}, {:.3}])",
+        fit.samples,
+        fit.right,
+        ece(fit.ece_shipped),
+        ece(fit.ece_refitted),
+        fit.coefficients[0],
+        fit.coefficients[1],
+        fit.coefficients[2]
     );
     if let Some(scenes) = &report.scenes {
         print_scenes(scenes, config.save_scenes.as_deref());

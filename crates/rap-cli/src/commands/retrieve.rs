@@ -16,12 +16,12 @@ pub struct RetrieveArgs {
     /// At most this many concepts
     #[arg(long, default_value_t = 2)]
     pub top_k: usize,
-    /// The decision's floor: no image region supports a concept it matches less than this
-    /// [default: the calibrated one]
+    /// One decision floor for every concept: no image region supports a concept it matches
+    /// less than this [default: each concept's floor, from the config's `retrieval.threshold`]
     #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f32>,
     /// The decision's margin: a region supports its best concept only when it beats the
-    /// runner-up concept there by this much [default: the calibrated one]
+    /// runner-up concept there by this much [default: the config's, else the calibrated one]
     #[arg(long)]
     pub margin: Option<f32>,
     /// Search by words: embed --text with the memory's encoder (CLIP or SigLIP) and rank the
@@ -52,12 +52,16 @@ pub fn run(ctx: &Context, args: RetrieveArgs) -> Result<()> {
         Some(p) => Some(std::fs::read(p).with_context(|| p.display().to_string())?),
         None => None,
     };
-    let options = RetrieveOptions {
+    // The config's decision (`[retrieval]`), with what the command line overrides.
+    let configured = rap_app::generator::retrieve_options(&ctx.config()?);
+    let mut options = RetrieveOptions {
         top_k: args.top_k,
-        threshold: args.threshold.unwrap_or(rap_engine::DEFAULT_THRESHOLD),
-        margin: args.margin.unwrap_or(rap_engine::DEFAULT_MARGIN),
-        ..RetrieveOptions::default()
+        margin: args.margin.unwrap_or(configured.margin),
+        ..configured
     };
+    if let Some(floor) = args.threshold {
+        options = options.with_fixed_floor(floor);
+    }
     let retrieval = engine
         .retrieve(
             &ctx.tenant,

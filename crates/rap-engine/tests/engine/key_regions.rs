@@ -129,3 +129,105 @@ fn a_memory_keyed_whole_is_rekeyed_with_the_new_regions() {
     assert!(after > 0.999, "crop key matches: {after}");
     assert!(before < 0.95, "the whole image alone is purple: {before}");
 }
+
+/// The mean colour's embedding, as `MeanColour` makes it (a unit vector).
+fn unit(rgb: [f32; 3]) -> [f32; 3] {
+    let n = rgb.iter().map(|c| c * c).sum::<f32>().sqrt();
+    rgb.map(|c| c / n)
+}
+
+fn add(engine: &Engine, tenant: &Tenant, name: &str, photo: &image::RgbImage) {
+    let image = engine.image_from_bytes(png(photo)).unwrap();
+    let new = NewConcept {
+        name: name.into(),
+        ..Default::default()
+    };
+    engine.add_concept(tenant, &new, vec![image]).unwrap();
+}
+
+#[test]
+fn a_concepts_stability_is_how_alike_its_photo_stays_to_its_crops_and_sets_its_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::new("t").unwrap();
+    let enc = MeanColourWithCentre(MeanColour(info("mean+centre@1")));
+    let engine = open(dir.path(), Arc::new(enc));
+    let red = image::RgbImage::from_pixel(64, 64, image::Rgb([220, 20, 20]));
+    add(&engine, &tenant, "steady", &red);
+    // A green square on blue (not red: it must not compete with "steady" below).
+    let green_on_blue = image::RgbImage::from_fn(64, 64, |x, y| {
+        if (16..48).contains(&x) && (16..48).contains(&y) {
+            image::Rgb([20, 220, 20])
+        } else {
+            image::Rgb([20, 20, 220])
+        }
+    });
+    add(&engine, &tenant, "drifting", &green_on_blue);
+
+    let stability = |name: &str| {
+        engine
+            .stabilities(&tenant)
+            .unwrap()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, s)| s)
+    };
+    // A plain photo is the same under its crop; the green square on blue is blue-green whole
+    // and green in its centre (a quarter of the photo is green: mean (20, 70, 170)).
+    assert!((stability("steady").unwrap() - 1.0).abs() < 1e-5);
+    let (whole, centre) = (unit([20.0, 70.0, 170.0]), unit([20.0, 220.0, 20.0]));
+    let expected: f32 = whole.iter().zip(centre).map(|(a, b)| a * b).sum();
+    let drifting = stability("drifting").unwrap();
+    // (Within resampling: regions are resized before they are embedded.)
+    assert!(
+        (drifting - expected).abs() < 0.02,
+        "{drifting} vs {expected}"
+    );
+
+    // A concept added later is measured too, and the others are kept.
+    add(&engine, &tenant, "late", &green_on_blue);
+    assert!(stability("late").is_some() && stability("steady").is_some());
+
+    // The floor follows the stability: a red photo matches "steady" perfectly, but a floor
+    // raised above its score by the stability drops it; one floor for all keeps it.
+    let query = png(&image::RgbImage::from_pixel(
+        64,
+        64,
+        image::Rgb([200, 60, 20]),
+    ));
+    let decide = |options: &RetrieveOptions| {
+        let mut timings = Default::default();
+        engine
+            .recognize(&tenant, &query, options, &mut timings, &mut Vec::new())
+            .unwrap()
+            .into_iter()
+            .find(|c| c.name == "steady")
+            .unwrap()
+    };
+    let plain = RetrieveOptions {
+        window_scales: Vec::new(),
+        ..Default::default()
+    }
+    .with_fixed_floor(0.0);
+    let score = decide(&plain).score;
+    let base = score - 0.01;
+    let weight = 0.05 / (1.0 - rap_engine::retrieve::REFERENCE_STABILITY);
+    let per_concept = RetrieveOptions {
+        threshold: base,
+        stability_weight: weight,
+        margin: 0.0,
+        ..plain.clone()
+    };
+    let steady = decide(&per_concept);
+    assert!(
+        (steady.floor - (base + 0.05)).abs() < 1e-4,
+        "{}",
+        steady.floor
+    );
+    assert!(!steady.present, "{steady:?}");
+    let fixed = RetrieveOptions {
+        margin: 0.0,
+        ..plain
+    }
+    .with_fixed_floor(base);
+    assert!(decide(&fixed).present);
+}

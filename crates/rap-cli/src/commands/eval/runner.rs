@@ -203,9 +203,16 @@ fn answer_file(
     let mut journal = Journal::open(path, task)?;
     let pending: Vec<&EvalItem> = items.iter().filter(|i| !journal.contains(&i.key)).collect();
     let config = ctx.config()?;
-    let threshold = match mode {
-        Mode::Retriever { threshold, .. } => threshold.unwrap_or(config.retrieval.threshold),
-        Mode::Model => config.retrieval.threshold,
+    // The retriever's decision: the config's, with one floor for every concept where
+    // --threshold gives it.
+    let decision = {
+        let options = rap_app::generator::retrieve_options(&config);
+        match mode {
+            Mode::Retriever {
+                threshold: Some(t), ..
+            } => options.with_fixed_floor(*t),
+            _ => options,
+        }
     };
     // What produces the answers; rows already there must come from the same.
     let run = match mode {
@@ -220,7 +227,10 @@ fn answer_file(
             args.temperature
         ),
         Mode::Retriever { scales, .. } => {
-            format!("retriever; threshold {threshold}; scales {scales:?}")
+            format!(
+                "retriever; floor {} (stability weight {}); margin {}; scales {scales:?}",
+                decision.threshold, decision.stability_weight, decision.margin
+            )
         }
     };
     journal.check_run(&run)?;
@@ -236,7 +246,7 @@ fn answer_file(
         match mode {
             Mode::Model => ask_model(ctx, &config, args, &run, &root, &pending, &mut journal)?,
             Mode::Retriever { scales, .. } => {
-                retriever_answers(ctx, threshold, scales, &run, &root, &pending, &mut journal)?
+                retriever_answers(ctx, &decision, scales, &run, &root, &pending, &mut journal)?
             }
         }
     }
@@ -321,11 +331,11 @@ fn ask_model(
     Ok(())
 }
 
-/// Yes when the row's concept scores at least `threshold` in the image. Rows of one image are
+/// Yes when retrieval's `decision` finds the row's concept in the image. Rows of one image are
 /// scored once.
 fn retriever_answers(
     ctx: &Context,
-    threshold: f32,
+    decision: &rap_engine::RetrieveOptions,
     scales: &[f32],
     run: &str,
     root: &Path,
@@ -343,9 +353,8 @@ fn retriever_answers(
     // Yes when retrieval's decision (floor, margins, one concept per region) reports the
     // concept, as `rap retrieve` would.
     let options = rap_engine::RetrieveOptions {
-        threshold,
         window_scales: scales.to_vec(),
-        ..rap_app::generator::retrieve_options(&ctx.config()?)
+        ..decision.clone()
     };
     let mut cached: Option<(String, Vec<rap_engine::ConceptScore>)> = None;
     for item in pending {
