@@ -31,50 +31,94 @@ pub mod pointwise;
 
 use std::sync::OnceLock;
 
-/// The instruction set the hand-written kernels use on this CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The instruction set the hand-written kernels use on this CPU, from the least to the most
+/// capable (so `a <= b` when `b`'s CPUs run `a`'s code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
     /// Portable code (auto-vectorised for the target's baseline).
     Portable,
     /// x86-64 with AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
+    /// x86-64 with AVX-512 (foundation) as well as AVX2 and FMA: 16-lane vectors and masked
+    /// loads and stores.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
-/// The best [`Isa`] this CPU supports, detected once.
+impl Isa {
+    /// The name `RAP_KERNEL_ISA` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Isa> {
+        [
+            Isa::Portable,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512,
+        ]
+        .into_iter()
+        .find(|isa| isa.name() == name)
+    }
+}
+
+/// The [`Isa`] the kernels use, chosen once: the best this CPU supports, or a lesser one
+/// named by the environment variable `RAP_KERNEL_ISA` (`portable`, `avx2` or `avx512`; to
+/// time or test the other paths on one machine). A name this build does not know is ignored,
+/// and one the CPU cannot run gives the best it can.
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(isa_detected)
+    *ISA.get_or_init(|| {
+        let wanted = std::env::var("RAP_KERNEL_ISA")
+            .ok()
+            .and_then(|name| Isa::from_name(name.trim()));
+        match wanted {
+            Some(isa) => checked(isa),
+            None => isa_detected(),
+        }
+    })
 }
 
 fn isa_detected() -> Isa {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Isa::Avx512;
+        }
         return Isa::Avx2Fma;
     }
     Isa::Portable
 }
 
-/// `isa` if this CPU runs it, else the portable code: keeps a caller's [`Isa`] from reaching
-/// code the CPU cannot run.
+/// `isa` if this CPU runs it, else the best one below it that it does: keeps a caller's
+/// [`Isa`] from reaching code the CPU cannot run.
 pub(crate) fn checked(isa: Isa) -> Isa {
-    match isa {
-        Isa::Portable => Isa::Portable,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => isa_detected(),
-    }
+    isa.min(isa_detected())
 }
 
 /// Every [`Isa`] this CPU can run (the portable one first), for tests.
 #[cfg(test)]
 pub(crate) fn available_isas() -> Vec<Isa> {
-    #[allow(unused_mut)]
-    let mut v = vec![Isa::Portable];
-    #[cfg(target_arch = "x86_64")]
-    if isa_detected() == Isa::Avx2Fma {
-        v.push(Isa::Avx2Fma);
-    }
-    v
+    let best = isa_detected();
+    [
+        Isa::Portable,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512,
+    ]
+    .into_iter()
+    .filter(|isa| *isa <= best)
+    .collect()
 }
 
 /// Deterministic pseudo-random values in [-1, 1) for tests.
@@ -91,4 +135,21 @@ pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isa_names_round_trip_and_are_ordered() {
+        for isa in available_isas() {
+            assert_eq!(Isa::from_name(isa.name()), Some(isa));
+            assert_eq!(checked(isa), isa, "the CPU runs every available ISA");
+            assert!(isa <= isa_detected());
+        }
+        assert_eq!(Isa::from_name("sse9"), None);
+        assert_eq!(checked(Isa::Portable), Isa::Portable);
+        assert!(available_isas().contains(&isa()));
+    }
 }
