@@ -421,32 +421,34 @@ mod avx512 {
         };
         let mut ox = 0;
         while ox < ow {
+            // Interior pixels eight at a time (enough independent multiply-adds to hide their
+            // latency), then four, two, one; each tap's weights loaded once for all of them.
             let interior = ox >= ox_lo && ox < ox_hi;
-            // Interior pixels eight at a time, then four (enough independent multiply-adds
-            // to hide their latency), each tap's weights loaded once for all of them.
-            let group = if interior && ox + 8 <= ox_hi {
-                8
-            } else if interior && ox + 4 <= ox_hi {
-                4
+            let group = if interior {
+                [8, 4, 2, 1]
+                    .into_iter()
+                    .find(|g| ox + g <= ox_hi)
+                    .unwrap_or(1)
             } else {
-                1
+                0
             };
-            if group > 1 {
+            if group > 0 {
                 let ix0 = ox * stride - s.pad();
                 for cb in (0..c).step_by(16) {
                     // SAFETY: the CPU has AVX-512F (this function's contract); ox + group <=
                     // ox_hi, cb < c and ky_lo..ky_hi the row's valid taps, as `pixels` needs.
                     let at = (iy0, ky_lo, ky_hi, ix0, cb, mask(cb));
                     let o = op.add(ox * c + cb);
-                    if group == 8 {
-                        pixels::<K, 8>(xp, s, k, at, wp, bp, o);
-                    } else {
-                        pixels::<K, 4>(xp, s, k, at, wp, bp, o);
+                    match group {
+                        8 => pixels::<K, 8>(xp, s, k, at, wp, bp, o),
+                        4 => pixels::<K, 4>(xp, s, k, at, wp, bp, o),
+                        2 => pixels::<K, 2>(xp, s, k, at, wp, bp, o),
+                        _ => pixels::<K, 1>(xp, s, k, at, wp, bp, o),
                     }
                 }
                 ox += group;
             } else {
-                // A border pixel (or one of the last interior ones): only the valid taps,
+                // A border pixel: only the valid taps,
                 // 64 channels at a time (four independent chains of multiply-adds rather
                 // than one, which would wait on each one's latency), then 16 at a time.
                 let (ix0, kx_lo, kx_hi) = s.cols(ox);

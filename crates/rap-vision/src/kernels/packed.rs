@@ -400,9 +400,9 @@ mod avx512 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    /// Output rows per register tile: 12 x 2 accumulators, 2 weight vectors and a broadcast
+    /// Output rows per register tile: 8 x 2 accumulators, 2 weight vectors and a broadcast
     /// in the 32 registers.
-    pub(super) const MR: usize = 12;
+    pub(super) const MR: usize = 8;
 
     /// Rows `rows` x pairs of panels `pairs` of the output: for each pair (its weights stay
     /// in cache), every tile of [`MR`] rows, then the rows left over.

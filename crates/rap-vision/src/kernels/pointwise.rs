@@ -180,6 +180,19 @@ pub fn im2col_nchw(
                             continue;
                         }
                         let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                        // The patch's columns all inside the row (every pixel but those at
+                        // the borders): a plain copy.
+                        let ix0 = (ox * stride) as isize - pad as isize;
+                        if ix0 >= 0 && ix0 as usize + k <= w {
+                            let src = &src[ix0 as usize..ix0 as usize + k];
+                            if let ([d0, d1, d2], [s0, s1, s2]) = (&mut *dst, src) {
+                                // The stem's 3 x 3: three moves, not a call to memcpy.
+                                (*d0, *d1, *d2) = (*s0, *s1, *s2);
+                            } else {
+                                dst.copy_from_slice(src);
+                            }
+                            continue;
+                        }
                         for (kx, d) in dst.iter_mut().enumerate() {
                             let ix = (ox * stride + kx) as isize - pad as isize;
                             *d = if ix < 0 || ix >= w as isize {
