@@ -9,9 +9,9 @@
 //! row and the valid `kx` range per pixel, so there are no per-tap branches. Interior pixels
 //! (every `kx` valid) go several at a time, each tap's weight vector loaded once for all of
 //! them. With AVX2 + FMA, channels go eight at a time, four pixels at a time, the channels
-//! past the last multiple of eight through the portable code; with AVX-512, sixteen at a
-//! time, eight or four pixels at a time, the last partial group of channels through masked
-//! loads and stores.
+//! past the last multiple of eight through the portable code; with AVX-512, channels go
+//! sixteen at a time (the last partial group through masked loads and stores), interior
+//! pixels eight, four, two or one at a time.
 
 use super::{checked, Isa};
 use rayon::prelude::*;

@@ -3,23 +3,24 @@
 //!
 //! - [`depthwise`]: a k x k depthwise convolution (stride 1 or 2, padding k/2) with bias and
 //!   ReLU6 fused, vectorised over channels; the borders are handled by clipping the taps, so
-//!   the interior runs branch-free, four output pixels at a time.
+//!   the interior runs branch-free, several output pixels at a time.
 //! - [`pointwise`]: a 1x1 convolution as one matrix product (N*H*W, Cin) x (Cin, Cout) over
 //!   the whole batch (the `gemm` crate, the one candle itself uses), in row tiles that each
 //!   start from the bias (plus the residual) and end with ReLU6 while the tile is in cache;
 //!   [`pointwise::im2col_nchw`] turns a dense stem convolution into the same product. It is
 //!   the portable path of [`packed`].
-//! - [`packed`]: the same 1x1 convolution on our own AVX2/FMA micro-kernel, with the weight
-//!   packed once at load time and the bias, residual and ReLU6 applied in the tile's
-//!   registers before its one store (the network's path where the CPU has AVX2 and FMA).
+//! - [`packed`]: the same 1x1 convolution on our own AVX-512 or AVX2/FMA micro-kernels, with
+//!   the weight packed once at load time and the bias, residual and ReLU6 applied in the
+//!   tile's registers before its one store (the network's path where the CPU has them).
 //!
-//! SIMD is chosen at run time, once ([`isa`]): the one binary uses AVX2 and FMA where the CPU
-//! has them (no `-C target-cpu` needed) and a portable loop elsewhere, written so that the
+//! SIMD is chosen at run time, once ([`isa`]): the one binary uses AVX-512 where the CPU has
+//! it (16 lanes, masked loads and stores for the channels past the last multiple of 16),
+//! else AVX2 and FMA (no `-C target-cpu` needed), else a portable loop written so that the
 //! compiler vectorises it for the baseline (SSE2 on x86-64, NEON on aarch64); the portable
-//! 1x1 path is the `gemm` crate, which dispatches on its own (AVX2, AVX-512 or NEON). Our own
-//! intrinsics stop at AVX2: the AVX-512 intrinsics need a newer Rust (1.89) than the
-//! workspace's minimum. On a CPU with AVX-512, ONNX Runtime's kernels use twice our vector
-//! width; an AVX-512 micro-kernel for [`packed`] is the next step there.
+//! 1x1 path is the `gemm` crate, which dispatches on its own (AVX2, AVX-512 or NEON).
+//! `RAP_KERNEL_ISA=avx2` or `portable` picks a lesser path, to test or time it on a CPU
+//! that has more. (The AVX-512 intrinsics are stable since Rust 1.89, the workspace's
+//! minimum.)
 //!
 //! Every unsafe block states why it is sound; the tests compare each kernel with a
 //! straightforward scalar reference on odd widths, borders, stride 2 and channel counts that
