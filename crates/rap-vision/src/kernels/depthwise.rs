@@ -7,9 +7,11 @@
 //! Each output row is one task (rows are shared among the rayon threads). Within a row, the
 //! taps that fall outside the image are not visited at all: the valid `ky` range is fixed per
 //! row and the valid `kx` range per pixel, so there are no per-tap branches. Interior pixels
-//! (every `kx` valid) go four at a time, each tap's weight vector loaded once for the four;
-//! channels go eight at a time (AVX2 + FMA), the channels past the last multiple of eight
-//! through the portable code.
+//! (every `kx` valid) go several at a time, each tap's weight vector loaded once for all of
+//! them. With AVX2 + FMA, channels go eight at a time, four pixels at a time, the channels
+//! past the last multiple of eight through the portable code; with AVX-512, channels go
+//! sixteen at a time (the last partial group through masked loads and stores), interior
+//! pixels eight, four, two or one at a time.
 
 use super::{checked, Isa};
 use rayon::prelude::*;
@@ -140,6 +142,10 @@ pub(crate) fn depthwise_relu6_with(
                 // SAFETY: `checked` returned Avx2Fma, so this CPU has AVX2 and FMA; the
                 // slices' lengths were checked above (`row` checks them again).
                 Isa::Avx2Fma => unsafe { avx2::row(xi, &s, oy, weight, bias, o) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `checked` returned Avx512, so this CPU has AVX-512F, AVX2 and FMA;
+                // the slices' lengths were checked above (`row` checks them again).
+                Isa::Avx512 => unsafe { avx512::row(xi, &s, oy, weight, bias, o) },
             }
         });
 }
@@ -354,6 +360,203 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::DwShape;
+    use std::arch::x86_64::*;
+
+    /// One output row (`oy`) of one image with AVX-512.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA. (The slices' lengths are checked here.)
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn row(
+        x: &[f32],
+        s: &DwShape,
+        oy: usize,
+        weight: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
+        // The network's kernel sizes get their own copies, with the tap loops unrolled.
+        match s.k {
+            3 => row_k::<3>(x, s, oy, weight, bias, out),
+            5 => row_k::<5>(x, s, oy, weight, bias, out),
+            _ => row_k::<0>(x, s, oy, weight, bias, out),
+        }
+    }
+
+    /// [`row`] for kernel size `K` (0: any, read from `s`). Channels go 16 at a time, the
+    /// last (partial) group of 16 through masked loads and stores.
+    ///
+    /// # Safety
+    /// As [`row`]; `K` is 0 or `s.k`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn row_k<const K: usize>(
+        x: &[f32],
+        s: &DwShape,
+        oy: usize,
+        weight: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
+        assert!(K == 0 || K == s.k);
+        let k = if K > 0 { K } else { s.k };
+        let (w, c, stride) = (s.w, s.c, s.stride);
+        let ow = s.out_w();
+        assert!(x.len() >= s.h * w * c && weight.len() >= k * k * c && bias.len() >= c);
+        assert!(out.len() >= ow * c);
+        let (iy0, ky_lo, ky_hi) = s.rows(oy);
+        let (ox_lo, ox_hi) = s.interior();
+        let (xp, wp, bp, op) = (x.as_ptr(), weight.as_ptr(), bias.as_ptr(), out.as_mut_ptr());
+        let zero = _mm512_setzero_ps();
+        let six = _mm512_set1_ps(6.0);
+        // The channels of the group starting at `cb` that exist.
+        let mask = |cb: usize| -> __mmask16 {
+            if c - cb >= 16 {
+                u16::MAX
+            } else {
+                (1u16 << (c - cb)) - 1
+            }
+        };
+        let mut ox = 0;
+        while ox < ow {
+            // Interior pixels eight at a time (enough independent multiply-adds to hide their
+            // latency), then four, two, one; each tap's weights loaded once for all of them.
+            let interior = ox >= ox_lo && ox < ox_hi;
+            let group = if interior {
+                [8, 4, 2, 1]
+                    .into_iter()
+                    .find(|g| ox + g <= ox_hi)
+                    .unwrap_or(1)
+            } else {
+                0
+            };
+            if group > 0 {
+                let ix0 = ox * stride - s.pad();
+                for cb in (0..c).step_by(16) {
+                    // SAFETY: the CPU has AVX-512F (this function's contract); ox + group <=
+                    // ox_hi, cb < c and ky_lo..ky_hi the row's valid taps, as `pixels` needs.
+                    let at = (iy0, ky_lo, ky_hi, ix0, cb, mask(cb));
+                    let o = op.add(ox * c + cb);
+                    match group {
+                        8 => pixels::<K, 8>(xp, s, k, at, wp, bp, o),
+                        4 => pixels::<K, 4>(xp, s, k, at, wp, bp, o),
+                        2 => pixels::<K, 2>(xp, s, k, at, wp, bp, o),
+                        _ => pixels::<K, 1>(xp, s, k, at, wp, bp, o),
+                    }
+                }
+                ox += group;
+            } else {
+                // A border pixel: only the valid taps,
+                // 64 channels at a time (four independent chains of multiply-adds rather
+                // than one, which would wait on each one's latency), then 16 at a time.
+                let (ix0, kx_lo, kx_hi) = s.cols(ox);
+                let c64 = c - c % 64;
+                let mut cb = 0;
+                while cb < c {
+                    let lanes = if cb < c64 { 4 } else { 1 };
+                    let m = mask(cb);
+                    // SAFETY: iy is in 0..h (ky in the row's valid range) and ix in 0..w (kx
+                    // in kx_lo..kx_hi), so every load lies inside x[..h*w*c]; the unmasked
+                    // loads and stores touch 64 whole channels from cb (cb < c64), the
+                    // masked ones only channels below c; taps and outputs likewise inside
+                    // weight and out (checked above).
+                    let mut a = [zero; 4];
+                    if lanes == 4 {
+                        for (j, a) in a.iter_mut().enumerate() {
+                            *a = _mm512_loadu_ps(bp.add(cb + 16 * j));
+                        }
+                    } else {
+                        a[0] = _mm512_maskz_loadu_ps(m, bp.add(cb));
+                    }
+                    for ky in ky_lo..ky_hi {
+                        let iy = (iy0 + ky as isize) as usize;
+                        for kx in kx_lo..kx_hi {
+                            let ix = (ix0 + kx as isize) as usize;
+                            let xv = xp.add((iy * w + ix) * c + cb);
+                            let wv = wp.add((ky * k + kx) * c + cb);
+                            if lanes == 4 {
+                                for (j, a) in a.iter_mut().enumerate() {
+                                    let (xj, wj) = (xv.add(16 * j), wv.add(16 * j));
+                                    *a = _mm512_fmadd_ps(
+                                        _mm512_loadu_ps(xj),
+                                        _mm512_loadu_ps(wj),
+                                        *a,
+                                    );
+                                }
+                            } else {
+                                a[0] = _mm512_fmadd_ps(
+                                    _mm512_maskz_loadu_ps(m, xv),
+                                    _mm512_maskz_loadu_ps(m, wv),
+                                    a[0],
+                                );
+                            }
+                        }
+                    }
+                    let o = op.add(ox * c + cb);
+                    if lanes == 4 {
+                        for (j, a) in a.iter().enumerate() {
+                            let v = _mm512_min_ps(_mm512_max_ps(*a, zero), six);
+                            _mm512_storeu_ps(o.add(16 * j), v);
+                        }
+                        cb += 64;
+                    } else {
+                        let v = _mm512_min_ps(_mm512_max_ps(a[0], zero), six);
+                        _mm512_mask_storeu_ps(o, m, v);
+                        cb += 16;
+                    }
+                }
+                ox += 1;
+            }
+        }
+    }
+
+    /// `G` interior output pixels (every tap inside the image) in a row, starting at input
+    /// column `ix0` (so input row `iy0`, the valid tap rows `ky_lo..ky_hi`), channels
+    /// `cb..cb + 16` of which `m` exist: bias, taps and ReLU6, written from `o` (pixels `c`
+    /// apart). Each tap's weights are loaded once for the `G` pixels.
+    ///
+    /// # Safety
+    /// AVX-512F; `x` is the image's `h * w * c` input, `weight` the `k * k * c` taps, `bias`
+    /// `c` values, `o` the output of the first pixel at channel `cb`, with `G` pixels there;
+    /// every tap of the `G` pixels lies inside the image; `m` selects channels below `c`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn pixels<const K: usize, const G: usize>(
+        x: *const f32,
+        s: &DwShape,
+        k: usize,
+        (iy0, ky_lo, ky_hi, ix0, cb, m): (isize, usize, usize, usize, usize, __mmask16),
+        weight: *const f32,
+        bias: *const f32,
+        o: *mut f32,
+    ) {
+        let k = if K > 0 { K } else { k };
+        let (w, c) = (s.w, s.c);
+        let step = s.stride * c;
+        let mut a = [_mm512_maskz_loadu_ps(m, bias.add(cb)); G];
+        for ky in ky_lo..ky_hi {
+            let iy = (iy0 + ky as isize) as usize;
+            let xrow = x.add((iy * w + ix0) * c + cb);
+            let wrow = weight.add(ky * k * c + cb);
+            for kx in 0..k {
+                let wv = _mm512_maskz_loadu_ps(m, wrow.add(kx * c));
+                let xv = xrow.add(kx * c);
+                for (j, a) in a.iter_mut().enumerate() {
+                    let v = _mm512_maskz_loadu_ps(m, xv.add(j * step));
+                    *a = _mm512_fmadd_ps(v, wv, *a);
+                }
+            }
+        }
+        let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
+        for (j, a) in a.iter().enumerate() {
+            let v = _mm512_min_ps(_mm512_max_ps(*a, zero), six);
+            _mm512_mask_storeu_ps(o.add(j * c), m, v);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,11 +615,20 @@ mod tests {
     fn matches_the_reference_on_edges() {
         for k in [1, 3, 5] {
             for stride in [1, 2] {
-                for (h, w) in [(1, 1), (2, 3), (5, 5), (7, 9), (8, 13), (11, 4), (14, 14)] {
+                for (h, w) in [
+                    (1, 1),
+                    (2, 3),
+                    (5, 5),
+                    (7, 9),
+                    (8, 13),
+                    (11, 4),
+                    (14, 14),
+                    (3, 23),
+                ] {
                     if h + 2 * (k / 2) < k || w + 2 * (k / 2) < k {
                         continue;
                     }
-                    for c in [1, 3, 8, 13, 16, 24, 35, 64, 77] {
+                    for c in [1, 3, 8, 13, 16, 24, 35, 64, 77, 130] {
                         check(DwShape {
                             n: 2,
                             h,

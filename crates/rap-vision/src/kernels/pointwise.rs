@@ -165,21 +165,36 @@ pub fn im2col_nchw(
     if out.is_empty() {
         return (oh, ow);
     }
+    // The output columns whose patch lies inside the image's columns: there a patch row is a
+    // plain copy of `k` input values, with no per-tap checks.
+    let lo = pad.div_ceil(stride).min(ow);
+    let hi = if w + pad >= k {
+        ((w + pad - k) / stride + 1).min(ow)
+    } else {
+        0
+    }
+    .max(lo);
     out.par_chunks_mut(ow * cols)
         .enumerate()
         .for_each(|(r, row)| {
             let (img, oy) = (r / oh, r % oh);
-            for (ox, patch) in row.chunks_exact_mut(cols).enumerate() {
-                for ch in 0..c {
-                    let plane = &x[(img * c + ch) * h * w..(img * c + ch + 1) * h * w];
-                    for ky in 0..k {
-                        let iy = (oy * stride + ky) as isize - pad as isize;
-                        let dst = &mut patch[(ch * k + ky) * k..(ch * k + ky + 1) * k];
-                        if iy < 0 || iy >= h as isize {
-                            dst.fill(0.0);
+            for ch in 0..c {
+                let plane = &x[(img * c + ch) * h * w..(img * c + ch + 1) * h * w];
+                for ky in 0..k {
+                    let iy = (oy * stride + ky) as isize - pad as isize;
+                    let at = (ch * k + ky) * k;
+                    let patches = row.chunks_exact_mut(cols).map(|p| &mut p[at..at + k]);
+                    if iy < 0 || iy >= h as isize {
+                        patches.for_each(|d| d.fill(0.0));
+                        continue;
+                    }
+                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    for (ox, dst) in patches.enumerate() {
+                        if (lo..hi).contains(&ox) {
+                            let ix0 = ox * stride - pad;
+                            copy_taps(dst, &src[ix0..ix0 + k]);
                             continue;
                         }
-                        let src = &plane[iy as usize * w..(iy as usize + 1) * w];
                         for (kx, d) in dst.iter_mut().enumerate() {
                             let ix = (ox * stride + kx) as isize - pad as isize;
                             *d = if ix < 0 || ix >= w as isize {
@@ -193,6 +208,16 @@ pub fn im2col_nchw(
             }
         });
     (oh, ow)
+}
+
+/// `dst = src` for one patch row: three moves for the 3 x 3 stems (a slice copy of a length
+/// known only at run time would be a call to memcpy per row).
+#[inline]
+fn copy_taps(dst: &mut [f32], src: &[f32]) {
+    match (dst, src) {
+        ([d0, d1, d2], [s0, s1, s2]) => (*d0, *d1, *d2) = (*s0, *s1, *s2),
+        (dst, src) => dst.copy_from_slice(src),
+    }
 }
 
 #[cfg(test)]
@@ -259,9 +284,24 @@ mod tests {
         }
     }
 
+    /// The stem's 3 x 3 stride 2, and other kernels, strides and paddings (the interior
+    /// copies and the border taps), on odd sizes.
     #[test]
     fn im2col_then_product_is_the_convolution() {
-        let (n, c, h, w, k, stride, pad, cout) = (2, 3, 9, 8, 3, 2, 1, 5);
+        for (h, w, k, stride, pad) in [
+            (9, 8, 3, 2, 1),
+            (7, 11, 3, 1, 1),
+            (10, 13, 5, 2, 2),
+            (6, 9, 3, 2, 0),
+            (2, 3, 3, 1, 1),
+            (5, 4, 1, 1, 0),
+        ] {
+            im2col_matches(h, w, k, stride, pad);
+        }
+    }
+
+    fn im2col_matches(h: usize, w: usize, k: usize, stride: usize, pad: usize) {
+        let (n, c, cout) = (2, 3, 5);
         let x = test_values(n * c * h * w, 5);
         let wt = test_values(cout * c * k * k, 6);
         let (oh, ow) = (
@@ -312,7 +352,10 @@ mod tests {
                             }
                         }
                         let g = got[((img * oh + oy) * ow + ox) * cout + o];
-                        assert!((g - acc).abs() < 1e-4, "{g} vs {acc}");
+                        assert!(
+                            (g - acc).abs() < 1e-4,
+                            "{h}x{w} k{k} s{stride}: {g} vs {acc}"
+                        );
                     }
                 }
             }
