@@ -148,7 +148,17 @@ fn configured_limits_and_usage_errors_give_one_named_line() {
         "eleven byte",
     ]);
     assert!(err.contains("max_info_bytes = 10"), "{err}");
-    let big = rap.write("big.png", &png(1, 200, 200));
+    // Noise does not compress: well over 2000 bytes as a PNG.
+    let mut seed = 12345u32;
+    let noise = image::RgbImage::from_fn(64, 64, |_, _| {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        image::Rgb([(seed >> 24) as u8, (seed >> 16) as u8, (seed >> 8) as u8])
+    });
+    let mut noisy = Vec::new();
+    noise
+        .write_to(&mut std::io::Cursor::new(&mut noisy), image::ImageFormat::Png)
+        .unwrap();
+    let big = rap.write("big.png", &noisy);
     let err = rap.fails(&["concept", "add", "bo", "--image", s(&big)]);
     assert!(err.contains("max_image_bytes = 2000"), "{err}");
     let strip = rap.write("strip.png", &rap_image::testing::strip_png(1, 40_000));
@@ -179,6 +189,7 @@ fn configured_limits_and_usage_errors_give_one_named_line() {
 }
 
 fn http() -> reqwest::blocking::Client {
+    rap_llm::http::install_tls_provider();
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -190,7 +201,8 @@ fn http() -> reqwest::blocking::Client {
 /// request head is disconnected.
 #[test]
 fn the_server_refuses_hostile_bodies_and_drops_slow_headers() {
-    let rap = Rap::new();
+    // With an encoder, as in the issue (without one, retrieval answers 503 before decoding).
+    let rap = Rap::with_default_encoder();
     std::fs::create_dir_all(rap.data_dir()).unwrap();
     std::fs::write(
         rap.data_dir().join("config.toml"),
