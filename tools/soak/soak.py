@@ -130,6 +130,7 @@ def request(server, stats, method, path, body=None, ctype=None, timeout=60, stre
         return None, None
     except (ConnectionError, http.client.HTTPException, OSError):
         stats.count("connection lost (server killed)")
+        time.sleep(0.2)  # the server is restarting: do not spin
         return None, None
     finally:
         conn.close()

@@ -36,13 +36,22 @@ pub fn exit_on_usage_error(e: clap::Error) -> ! {
     ) {
         e.exit();
     }
+    // clap's message runs over several lines (the missing arguments each on its own line,
+    // tips, the usage): keep the message and its arguments, joined, up to the usage.
     let text = e.render().to_string();
     let line = text
         .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("error: invalid arguments");
-    let line = line.strip_prefix("error: ").unwrap_or(line);
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    let line = if line.is_empty() {
+        "invalid arguments"
+    } else {
+        line
+    };
     eprintln!("error: {line} (see rap --help)");
     std::process::exit(2);
 }

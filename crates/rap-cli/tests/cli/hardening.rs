@@ -156,7 +156,10 @@ fn configured_limits_and_usage_errors_give_one_named_line() {
     });
     let mut noisy = Vec::new();
     noise
-        .write_to(&mut std::io::Cursor::new(&mut noisy), image::ImageFormat::Png)
+        .write_to(
+            &mut std::io::Cursor::new(&mut noisy),
+            image::ImageFormat::Png,
+        )
         .unwrap();
     let big = rap.write("big.png", &noisy);
     let err = rap.fails(&["concept", "add", "bo", "--image", s(&big)]);
@@ -177,14 +180,16 @@ fn configured_limits_and_usage_errors_give_one_named_line() {
     let err = rap.fails(&["config", "show"]);
     assert!(err.contains("limits.max_pixels"), "{err}");
 
-    for args in [
-        &["concept", "add"][..],
-        &["--no-such-flag"],
-        &["concept", "frobnicate"],
+    // Each keeps what clap said was wrong (the missing argument on a line of its own there).
+    for (args, names) in [
+        (&["concept", "add"][..], "<NAME>"),
+        (&["--no-such-flag"], "--no-such-flag"),
+        (&["concept", "frobnicate"], "frobnicate"),
     ] {
         let out = rap.run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        one_line_error(&out);
+        let line = one_line_error(&out);
+        assert!(line.contains(names), "{args:?}: {line}");
     }
 }
 
