@@ -36,6 +36,20 @@
 //! queue = 32                        # requests that may wait for one (then 503)
 //! max_body_mb = 32
 //!
+//! [limits]                          # how big any input may be (README: "Limits")
+//! max_image_bytes = 67108864        # an image file (64 MiB)
+//! max_pixels = 100000000            # width x height (--max-pixels overrides it)
+//! max_aspect_ratio = 50             # long edge : short edge
+//! max_info_bytes = 65536            # a concept's info
+//! max_category_chars = 100
+//! max_aliases = 32                  # per concept
+//! max_images_per_concept = 64       # reference images (and, apart, negatives)
+//! max_concepts_per_import = 10000
+//! max_chat_text_bytes = 262144      # `rap serve`: text of one chat request
+//! max_chat_images = 8               # `rap serve`: images of one chat request
+//! header_read_timeout_secs = 10     # `rap serve`: a request head must arrive in this time
+//! model_timeout_secs = 300          # `rap serve`: model work of one request
+//!
 //! [memory]                          # where the memory is kept
 //! backend = "embedded"              # DATA_DIR/memory.sqlite; or "postgres": a PostgreSQL
 //!                                   # database with pgvector, shared by many processes
@@ -168,6 +182,76 @@ impl Default for ServerSection {
     }
 }
 
+/// `[limits]`: the input limits ([`rap_core::Limits`]) and the server's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    pub max_image_bytes: u64,
+    pub max_pixels: u64,
+    pub max_aspect_ratio: u32,
+    pub max_info_bytes: u64,
+    pub max_category_chars: u64,
+    pub max_aliases: u64,
+    pub max_images_per_concept: u64,
+    pub max_concepts_per_import: u64,
+    pub max_chat_text_bytes: u64,
+    pub max_chat_images: u64,
+    pub header_read_timeout_secs: u64,
+    pub model_timeout_secs: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let l = rap_core::Limits::default();
+        LimitsSection {
+            max_image_bytes: l.max_image_bytes,
+            max_pixels: l.max_pixels,
+            max_aspect_ratio: l.max_aspect_ratio,
+            max_info_bytes: l.max_info_bytes,
+            max_category_chars: l.max_category_chars,
+            max_aliases: l.max_aliases,
+            max_images_per_concept: l.max_images_per_concept,
+            max_concepts_per_import: l.max_concepts_per_import,
+            max_chat_text_bytes: 256 * 1024,
+            max_chat_images: 8,
+            header_read_timeout_secs: 10,
+            model_timeout_secs: 300,
+        }
+    }
+}
+
+impl LimitsSection {
+    /// The input limits every command checks.
+    pub fn input(&self) -> rap_core::Limits {
+        rap_core::Limits {
+            max_image_bytes: self.max_image_bytes,
+            max_pixels: self.max_pixels,
+            max_aspect_ratio: self.max_aspect_ratio,
+            max_info_bytes: self.max_info_bytes,
+            max_category_chars: self.max_category_chars,
+            max_aliases: self.max_aliases,
+            max_images_per_concept: self.max_images_per_concept,
+            max_concepts_per_import: self.max_concepts_per_import,
+        }
+    }
+
+    /// Every limit must be at least 1 (a zero would refuse everything).
+    fn check(&self) -> Result<()> {
+        self.input().validate()?;
+        for (name, v) in [
+            ("max_chat_text_bytes", self.max_chat_text_bytes),
+            ("max_chat_images", self.max_chat_images),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("model_timeout_secs", self.model_timeout_secs),
+        ] {
+            if v == 0 {
+                return Err(Error::invalid(format!("limits.{name} must be at least 1")));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MemoryKind {
@@ -206,6 +290,7 @@ pub struct Config {
     pub retrieval: RetrievalConfig,
     pub server: ServerSection,
     pub memory: MemorySection,
+    pub limits: LimitsSection,
 }
 
 impl Config {
@@ -339,6 +424,7 @@ impl Config {
     /// Checks every setting; the error names the setting at fault.
     pub fn check(&self) -> Result<()> {
         self.memory_backend()?;
+        self.limits.check()?;
         rap_llm::Template::builtin(&self.generator.template).map_err(|e| {
             Error::invalid(format!(
                 "generator.template (or RAP_TEMPLATE): {}",

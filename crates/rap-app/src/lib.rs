@@ -11,6 +11,8 @@
 //!
 //! May depend on every library crate; nothing but the surfaces depends on it.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod environment;
 pub mod generator;
@@ -29,7 +31,9 @@ use std::sync::{Arc, OnceLock};
 /// One data dir's application: its configuration (read once), models directory and tools.
 pub struct App {
     data_dir: PathBuf,
-    limits: Limits,
+    /// `--max-pixels`, over `[limits] max_pixels`.
+    max_pixels: Option<u64>,
+    limits: OnceLock<Limits>,
     models_dir: PathBuf,
     tools: Tools,
     /// `config.toml` with the environment overrides, unchecked (see [`Config::read`]).
@@ -37,15 +41,16 @@ pub struct App {
 }
 
 impl App {
-    /// The application over `data_dir`, accepting images within `limits`. Nothing is read
-    /// yet but the environment's paths and tools.
-    pub fn new(data_dir: impl Into<PathBuf>, limits: Limits) -> Self {
+    /// The application over `data_dir`; `max_pixels` (the command line's) overrides
+    /// `[limits] max_pixels`. Nothing is read yet but the environment's paths and tools.
+    pub fn new(data_dir: impl Into<PathBuf>, max_pixels: Option<u64>) -> Self {
         let data_dir = data_dir.into();
         App {
             models_dir: environment::models_dir(&data_dir),
             tools: environment::tools(),
             data_dir,
-            limits,
+            max_pixels,
+            limits: OnceLock::new(),
             settings: OnceLock::new(),
         }
     }
@@ -54,8 +59,20 @@ impl App {
         &self.data_dir
     }
 
+    /// The input limits: `[limits]` of config.toml (the defaults when it cannot be read: the
+    /// command that needs the configuration reports why), `--max-pixels` over its pixels.
     pub fn limits(&self) -> &Limits {
-        &self.limits
+        self.limits.get_or_init(|| {
+            let mut limits = match self.settings() {
+                Ok(c) => c.limits.input(),
+                // The command reports the unreadable file when it reads its settings.
+                Err(_) => Limits::default(),
+            };
+            if let Some(p) = self.max_pixels {
+                limits.max_pixels = p;
+            }
+            limits
+        })
     }
 
     /// Where models are installed: `$RAP_MODELS_DIR`, else `DATA_DIR/models`.
@@ -161,7 +178,7 @@ impl App {
             )?))
         });
         let mut config = EngineConfig::new(&self.data_dir);
-        config.limits = self.limits;
+        config.limits = *self.limits();
         let store = self.open_store()?;
         // An earlier version kept the tenants' encoder choices in DATA_DIR/encoders.json.
         rap_engine::migrate_encoders_file(&self.data_dir, store.as_ref())?;

@@ -19,6 +19,8 @@
 //! options, and a caller (the `rap` binary) shows the progress and prints the report.
 //! [`synthetic`] makes the deterministic keys the vector benchmarks share.
 
+#![forbid(unsafe_code)]
+
 pub mod generate;
 pub mod memory;
 mod progress;

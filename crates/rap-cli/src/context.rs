@@ -19,9 +19,9 @@ pub struct GlobalArgs {
     /// Machine-readable JSON output
     #[arg(long, global = true)]
     pub json: bool,
-    /// Largest image accepted, in pixels (width x height)
-    #[arg(long, global = true, env = "RAP_MAX_PIXELS", default_value_t = rap_image::DEFAULT_MAX_PIXELS)]
-    pub max_pixels: u64,
+    /// Largest image accepted, in pixels (width x height) [default: [limits] max_pixels, 100000000]
+    #[arg(long, global = true, env = "RAP_MAX_PIXELS")]
+    pub max_pixels: Option<u64>,
 }
 
 /// What every command gets.
@@ -48,13 +48,10 @@ impl Context {
             None => default_data_dir()?,
         };
         let tenant = Tenant::new(args.tenant)?;
-        let limits = rap_image::Limits {
-            max_pixels: args.max_pixels,
-        };
         Ok(Context {
             tenant,
             json: args.json,
-            app: App::new(&data_dir, limits),
+            app: App::new(&data_dir, args.max_pixels),
             data_dir,
             engine: std::sync::OnceLock::new(),
         })
@@ -65,7 +62,7 @@ impl Context {
         &self.app
     }
 
-    /// The image limits from `--max-pixels`.
+    /// The input limits (`[limits]`, `--max-pixels`).
     pub fn limits(&self) -> &rap_image::Limits {
         self.app.limits()
     }

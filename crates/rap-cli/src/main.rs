@@ -3,9 +3,13 @@
 //! Each subcommand lives in `commands/`; this file holds the global options, turns them into
 //! an [`rap_engine::Engine`], and prints any error as one line with a non-zero exit status.
 
+// Unsafe only where marked `#[allow(unsafe_code)]` (`pipe.rs`), with a `// SAFETY:` note.
+#![deny(unsafe_code)]
+
 mod commands;
 mod context;
 mod output;
+mod pipe;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -74,14 +78,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| pipe::exit_on_usage_error(e));
+    if !matches!(cli.command, Command::Serve(_)) {
+        pipe::die_quietly_on_closed_pipe();
+    }
     if matches!(cli.command, Command::Serve(_)) {
         output::init_logging_default("info");
     } else {
         output::init_logging();
     }
     let json = cli.global.json;
-    let max_pixels = cli.global.max_pixels;
     let result = context::Context::new(cli.global).and_then(|ctx| match cli.command {
         Command::Concept(cmd) => commands::concept::run(&ctx, cmd),
         Command::Import(args) => commands::transfer::import(&ctx, args),
@@ -101,7 +107,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(&ctx, args),
         Command::Keys(cmd) => commands::keys::run(&ctx, cmd),
         Command::Chat(args) => commands::chat::run(&ctx, args),
-        Command::Dataset(cmd) => commands::dataset::run(&ctx, max_pixels, cmd),
+        Command::Dataset(cmd) => commands::dataset::run(&ctx, cmd),
         Command::Migrate(args) => commands::migrate::run(&ctx, args),
         Command::Blobs(cmd) => commands::blobs::run(&ctx, cmd),
     });

@@ -45,6 +45,14 @@ pub enum Error {
     /// A model does not load, or failed to run.
     #[error("{0}")]
     Model(String),
+    /// The input is over one of the configured limits (a size, a length, a count). `limit` is
+    /// the limit's name as `[limits]` in config.toml spells it, `value` its value.
+    #[error("{message}, over the limit {limit} = {value}")]
+    LimitExceeded {
+        limit: &'static str,
+        value: u64,
+        message: String,
+    },
     /// The storage backend failed.
     #[error("storage: {message}")]
     Storage {
@@ -57,6 +65,15 @@ pub enum Error {
 impl Error {
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidInput(msg.into())
+    }
+
+    /// `message` says what was too big; the error names the limit and its value.
+    pub fn limit(limit: &'static str, value: u64, message: impl Into<String>) -> Self {
+        Error::LimitExceeded {
+            limit,
+            value,
+            message: message.into(),
+        }
     }
 
     pub fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
@@ -145,6 +162,15 @@ impl Error {
                 source,
             },
             e @ Error::Io { .. } => e,
+            Error::LimitExceeded {
+                limit,
+                value,
+                message,
+            } => Error::LimitExceeded {
+                limit,
+                value,
+                message: format!("{what}: {message}"),
+            },
             Error::Model(m) => Error::Model(format!("{what}: {m}")),
             Error::Storage { message, source } => Error::Storage {
                 message: format!("{what}: {message}"),

@@ -6,12 +6,16 @@
 //! This crate has no heavy dependencies on purpose: model code, storage and servers live in
 //! their own crates and meet here.
 
+#![forbid(unsafe_code)]
+
 mod concept;
 pub mod digest;
 mod embedding;
 mod encoder;
 pub mod error;
+pub mod fs;
 mod generate;
+pub mod limits;
 mod region;
 mod tenant;
 
@@ -25,6 +29,7 @@ pub use generate::{
     FinishReason, Generation, GenerationParams, Generator, GeneratorInfo, ImageData, Message, Part,
     Role, REPEAT_WINDOW,
 };
+pub use limits::Limits;
 pub use region::{BoundingBox, ProposalHints, Region, RegionProposer, RegionSource};
 pub use tenant::Tenant;
 

@@ -20,6 +20,8 @@
 //! The reference trainer reads `OUT/train.json` with `--image_folder OUT`; its data preparation
 //! turns each sample's `extra` into the RAP prompt layout (see `tests/dataset/trainer_layout.rs`).
 
+#![forbid(unsafe_code)]
+
 pub mod augment;
 pub mod build;
 pub mod format;

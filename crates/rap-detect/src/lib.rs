@@ -12,6 +12,8 @@
 //! Every loader takes a folder and a device; which folder a name means is decided by the
 //! models directory (`rap-models`) in the application.
 
+#![forbid(unsafe_code)]
+
 pub mod centernet;
 pub mod detector;
 pub mod owlv2;

@@ -89,6 +89,9 @@ pub struct Config {
 
 // ---- preprocessing ----
 
+/// Longest image edge preprocessed at full size (see [`Owlv2Preprocess::tensor_data`]).
+const MAX_PADDED_SIDE: u32 = 4096;
+
 /// `Owlv2ImageProcessor` of a `preprocessor_config.json`: rescale, pad to square, resize
 /// (Gaussian anti-aliasing + bilinear zoom), normalise.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,6 +199,15 @@ impl Owlv2Preprocess {
         let (w, h) = img.dimensions();
         if w == 0 || h == 0 {
             return Err(Error::invalid("the image is empty (0 pixels)"));
+        }
+        // The planes below are 12 bytes per pixel of the padded square: for a long thin image
+        // that square is huge (a 1 x 70000 strip: 59 GB). Shrink such an image first so its
+        // long edge is MAX_PADDED_SIDE; results differ from transformers' only for those.
+        let long = w.max(h);
+        if long > MAX_PADDED_SIDE {
+            let scaled = |e: u32| ((e as u64 * MAX_PADDED_SIDE as u64) / long as u64).max(1) as u32;
+            let shrunk = rap_image::resize(img, scaled(w), scaled(h), rap_image::Filter::Bilinear)?;
+            return self.tensor_data(&shrunk);
         }
         // Rescale: float64 product stored as float32 (transformers' `rescale`).
         let scale = self.rescale.unwrap_or(1.0);
@@ -929,6 +941,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("empty"), "{err}");
+    }
+
+    /// A long strip (issue 20) is padded from a shrunk copy: without that, a 60000 x 2 image
+    /// padded to 60000 x 60000 f32 planes would need 43 GB.
+    #[test]
+    fn long_strips_are_padded_in_bounded_memory() {
+        // The real checkpoint's input size (a tiny one would make the anti-aliasing Gaussian
+        // hundreds of taps wide, slow for reasons of its own).
+        let p = Owlv2Preprocess {
+            size: Some((960, 960)),
+            pad: true,
+            rescale: Some(1.0 / 255.0),
+            normalize: None,
+        };
+        let img = RgbImage::from_pixel(60_000, 2, image::Rgb([255, 255, 255]));
+        let start = std::time::Instant::now();
+        let (data, size) = p.tensor_data(&img).unwrap();
+        assert_eq!(size, (960, 960));
+        assert_eq!(data.len(), 3 * 960 * 960);
+        // The strip stays at the top, padded with zeros below.
+        assert!(data[0] > 0.5, "{}", data[0]);
+        assert_eq!(data[960 * 960 - 1], 0.0);
+        assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! `RAP_DTYPE` (`f32`, `f16`, `bf16`) overrides the weight type of models that choose one by
 //! device (LLaVA: f32 on the CPU, f16 on a GPU); the encoders and detectors always run in f32.
 
+#![forbid(unsafe_code)]
+
 use candle_core::{DType, Device};
 use rap_core::{Error, Result};
 use std::collections::HashMap;

@@ -41,6 +41,12 @@ impl EngineConfig {
     }
 }
 
+/// Keys computed before a write (see [`Engine::add_concept`]), stored after it.
+struct NewKeys {
+    encoder: Arc<dyn ImageEncoder>,
+    keys: HashMap<ImageId, Vec<(rap_core::Region, Embedding)>>,
+}
+
 /// The pipeline over one memory (all its tenants).
 pub struct Engine {
     config: EngineConfig,
@@ -164,37 +170,88 @@ impl Engine {
 
     // ---- Remember ----
 
-    /// Stores a new concept, then computes its keys if an encoder is installed (a failure
-    /// there leaves the concept stored; its keys are computed before the next search).
+    /// Stores a new concept and its keys. The keys are computed first (when an encoder is
+    /// installed), so an image the encoder cannot key is refused with nothing stored: a
+    /// stored image can never make the tenant's searches fail.
     pub fn add_concept(
         &self,
         tenant: &Tenant,
         new: &NewConcept,
         images: Vec<ImageInput>,
     ) -> Result<Concept> {
+        self.check_new(new, &images)?;
+        let keys = self.keys_before_commit(tenant, images.iter())?;
         let concept = self.store.add_concept(tenant, new, images)?;
-        self.index_new_images(tenant);
+        self.store_new_keys(tenant, keys);
         Ok(concept)
     }
 
-    /// Imports many concepts in one transaction.
+    /// Imports many concepts in one transaction (keys computed first, as
+    /// [`Engine::add_concept`] does), at most `limits.max_concepts_per_import` of them.
     pub fn add_concepts(
         &self,
         tenant: &Tenant,
         concepts: Vec<(NewConcept, Vec<ImageInput>)>,
     ) -> Result<Vec<Concept>> {
+        let limits = &self.config.limits;
+        let count = concepts.len() as u64;
+        Limits::check(
+            "max_concepts_per_import",
+            limits.max_concepts_per_import,
+            count,
+            || format!("the import holds {count} concepts"),
+        )?;
+        for (new, images) in &concepts {
+            self.check_new(new, images)?;
+        }
+        let keys = self.keys_before_commit(tenant, concepts.iter().flat_map(|(_, i)| i))?;
         let added = self.store.add_concepts(tenant, concepts)?;
-        self.index_new_images(tenant);
+        self.store_new_keys(tenant, keys);
         Ok(added)
     }
 
+    /// Edits a concept (keys of added images and negatives computed first, as
+    /// [`Engine::add_concept`] does). The result must stay within the limits.
     pub fn edit_concept(&self, tenant: &Tenant, name: &str, edit: ConceptEdit) -> Result<Concept> {
-        let adds_images = !edit.add_images.is_empty();
+        let before = self.store.concept(tenant, name)?;
+        let after = |n: usize, added: usize, removed: usize| (n + added).saturating_sub(removed);
+        self.config.limits.check_concept(
+            edit.rename.as_deref().unwrap_or(&before.name),
+            edit.info.as_deref().unwrap_or(&before.info),
+            edit.category.as_deref().unwrap_or(&before.category),
+            after(
+                before.aliases.len(),
+                edit.add_aliases.len(),
+                edit.remove_aliases.len(),
+            ),
+            after(
+                before.images.len(),
+                edit.add_images.len(),
+                edit.remove_images.len(),
+            ),
+            after(
+                before.negatives.len(),
+                edit.add_negatives.len(),
+                edit.remove_negatives.len(),
+            ),
+        )?;
+        let keys =
+            self.keys_before_commit(tenant, edit.add_images.iter().chain(&edit.add_negatives))?;
         let concept = self.store.edit_concept(tenant, name, edit)?;
-        if adds_images {
-            self.index_new_images(tenant);
-        }
+        self.store_new_keys(tenant, keys);
         Ok(concept)
+    }
+
+    /// A new concept's texts and counts against the limits.
+    fn check_new(&self, new: &NewConcept, images: &[ImageInput]) -> Result<()> {
+        self.config.limits.check_concept(
+            &new.name,
+            &new.info,
+            &new.category,
+            new.aliases.len(),
+            images.len(),
+            0,
+        )
     }
 
     pub fn remove_concept(&self, tenant: &Tenant, name: &str) -> Result<Concept> {
@@ -238,22 +295,86 @@ impl Engine {
 
     // ---- Keys ----
 
-    /// Best effort after a write: embed new images now so the first search is fast.
-    fn index_new_images(&self, tenant: &Tenant) {
+    /// The encoder that keys the tenant's new images now: its chosen one, else the installed
+    /// default. `None` (with a log line) when none is installed or it does not load: the
+    /// images are then keyed before the first search.
+    fn key_encoder(&self, tenant: &Tenant) -> Option<Arc<dyn ImageEncoder>> {
         let encoder = match self.tenant_encoders(tenant) {
             Ok(t) if t.active.is_some() => self.encoder_for(tenant).map(Some),
             _ => self.encoder(),
         };
         match encoder {
-            Ok(Some(encoder)) => {
-                if let Err(e) = self.compute_keys(tenant, encoder.as_ref(), &mut |_, _| {}) {
-                    tracing::warn!(
-                        "could not compute keys now (will retry before the next search): {e}"
-                    );
-                }
+            Ok(Some(encoder)) => Some(encoder),
+            Ok(None) => {
+                tracing::debug!("no encoder installed; keys will be computed once one is");
+                None
             }
-            Ok(None) => tracing::debug!("no encoder installed; keys will be computed once one is"),
-            Err(e) => tracing::warn!("encoder did not load: {e}"),
+            Err(e) => {
+                tracing::warn!("encoder did not load: {e}");
+                None
+            }
+        }
+    }
+
+    /// The keys of one stored or new image: decoded under the limits, each of the encoder's
+    /// key regions embedded (resized straight from the decoded image, in one batch).
+    fn image_keys(
+        &self,
+        encoder: &dyn ImageEncoder,
+        bytes: &[u8],
+    ) -> Result<Vec<(rap_core::Region, Embedding)>> {
+        let rgb = rap_image::decode(bytes, &self.config.limits)?;
+        // The encoder says which regions of a reference are keyed (the whole image, and
+        // crops for an encoder that keys them).
+        let regions = encoder.key_regions(rgb.width(), rgb.height());
+        let boxes: Vec<BoundingBox> = regions.iter().map(|r| r.bbox).collect();
+        let embeddings = encoder.embed_regions(&rgb, &boxes)?;
+        if embeddings.len() != regions.len() || regions.is_empty() {
+            return Err(Error::Model(format!(
+                "encoder returned {} embeddings for {} key regions",
+                embeddings.len(),
+                regions.len()
+            )));
+        }
+        Ok(regions.into_iter().zip(embeddings).collect())
+    }
+
+    /// Computes the keys of images about to be stored, before anything is written: an image
+    /// that cannot be keyed fails the write here. `None` when no encoder is available.
+    fn keys_before_commit<'a>(
+        &self,
+        tenant: &Tenant,
+        images: impl Iterator<Item = &'a ImageInput>,
+    ) -> Result<Option<NewKeys>> {
+        let mut images = images.peekable();
+        if images.peek().is_none() {
+            return Ok(None);
+        }
+        let Some(encoder) = self.key_encoder(tenant) else {
+            return Ok(None);
+        };
+        let mut keys = HashMap::new();
+        for image in images {
+            if !keys.contains_key(&image.id) {
+                let computed = self
+                    .image_keys(encoder.as_ref(), &image.bytes)
+                    .map_err(|e| e.context(format!("image {}", &image.id.0[..12])))?;
+                keys.insert(image.id.clone(), computed);
+            }
+        }
+        Ok(Some(NewKeys { encoder, keys }))
+    }
+
+    /// Best effort after a write: stores the keys computed before it (and computes any other
+    /// missing ones), so the first search is fast. A failure here is logged; the keys are
+    /// then computed before the next search.
+    fn store_new_keys(&self, tenant: &Tenant, keys: Option<NewKeys>) {
+        let Some(NewKeys { encoder, mut keys }) = keys else {
+            return;
+        };
+        if let Err(e) = self.compute_keys_with(tenant, encoder.as_ref(), &mut keys, &mut |_, _| {})
+        {
+            tracing::warn!("could not store keys now (will retry before the next search): {e}");
         }
     }
 
@@ -263,37 +384,56 @@ impl Engine {
     /// Returns the number of images embedded. An encoder whose key regions changed has another
     /// id, so a memory keyed the old way has no keys for it and is re-keyed here (by `rap
     /// reindex`, or before the first search).
+    ///
+    /// A stored image that cannot be keyed (one stored before its limits were checked, say)
+    /// is skipped with a warning, so it cannot make every search of the tenant fail.
     pub fn compute_keys(
         &self,
         tenant: &Tenant,
         encoder: &dyn ImageEncoder,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<usize> {
+        self.compute_keys_with(tenant, encoder, &mut HashMap::new(), progress)
+    }
+
+    /// [`Engine::compute_keys`], taking an image's keys from `computed` when they are there.
+    fn compute_keys_with(
+        &self,
+        tenant: &Tenant,
+        encoder: &dyn ImageEncoder,
+        computed: &mut HashMap<ImageId, Vec<(rap_core::Region, Embedding)>>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<usize> {
         let missing = self.store.images_without_keys(tenant, &encoder.info().id)?;
         let total = missing.len();
         for (done, image) in missing.iter().enumerate() {
-            let bytes = match self.store.image_bytes(tenant, image) {
-                Ok(b) => b,
-                Err(Error::NotFound { .. }) => continue, // removed meanwhile
-                Err(e) => return Err(e),
+            let keys = match computed.remove(image) {
+                Some(keys) => keys,
+                None => {
+                    let bytes = match self.store.image_bytes(tenant, image) {
+                        Ok(b) => b,
+                        Err(Error::NotFound { .. }) => continue, // removed meanwhile
+                        Err(e) => return Err(e),
+                    };
+                    match self.image_keys(encoder, &bytes) {
+                        Ok(keys) => keys,
+                        Err(e @ (Error::InvalidInput(_) | Error::LimitExceeded { .. })) => {
+                            tracing::warn!(
+                                "tenant {tenant}: image {} cannot be keyed, so it is never \
+                                 retrieved (remove it with `rap concept edit NAME \
+                                 --remove-image {}`): {e}",
+                                image.0,
+                                &image.0[..12]
+                            );
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             };
-            let rgb = rap_image::decode(&bytes, &self.config.limits)?;
-            // The encoder says which regions of a reference are keyed (the whole image, and
-            // crops for an encoder that keys them); all of one image in one transaction.
-            // Each is resized straight from the decoded image, in one batch.
-            let regions = encoder.key_regions(rgb.width(), rgb.height());
-            let boxes: Vec<BoundingBox> = regions.iter().map(|r| r.bbox).collect();
-            let embeddings = encoder.embed_regions(&rgb, &boxes)?;
-            if embeddings.len() != regions.len() || regions.is_empty() {
-                return Err(Error::Model(format!(
-                    "encoder returned {} embeddings for {} key regions",
-                    embeddings.len(),
-                    regions.len()
-                )));
-            }
-            let keys: Vec<_> = regions
+            // All of one image's keys in one transaction.
+            let keys: Vec<_> = keys
                 .into_iter()
-                .zip(embeddings)
                 .map(|(region, embedding)| (image.clone(), region, embedding))
                 .collect();
             self.store.put_keys(tenant, &encoder.info().id, &keys)?;

@@ -14,6 +14,8 @@
 //! - API keys ([`Engine::create_api_key`], [`Engine::authenticate`]): server API keys, each bound
 //!   to one tenant, stored only as hashes.
 
+#![forbid(unsafe_code)]
+
 pub mod answer;
 mod catalog;
 mod chat;

@@ -16,6 +16,8 @@
 //! Each module has pure scoring functions and a reader for its predictions file; reports are
 //! serde-serialisable (totals plus one entry per item) so a CLI can print a table or JSON.
 
+#![forbid(unsafe_code)]
+
 pub mod caption;
 mod io;
 pub mod journal;

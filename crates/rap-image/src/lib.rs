@@ -12,6 +12,8 @@
 //! [`preprocess`] turns an image into the normalised CHW tensor data an encoder takes;
 //! [`pillow`] is Pillow's own resize, bit for bit, for models whose golden outputs need it.
 
+#![forbid(unsafe_code)]
+
 pub mod pillow;
 pub mod preprocess;
 pub mod scaled;
@@ -31,22 +33,14 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use rap_core::{Error, Result};
 use std::io::Cursor;
 
-/// The default pixel limit: 100 megapixels.
-pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+/// The limits every image is checked against (the image ones: `max_image_bytes`, `max_pixels`,
+/// `max_aspect_ratio`); one struct for all of `[limits]`.
+pub use rap_core::limits::{Limits, DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_PIXELS};
 
-/// Limits applied to every image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest accepted width x height.
-    pub max_pixels: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_pixels: DEFAULT_MAX_PIXELS,
-        }
-    }
+/// Reads an image file for decoding: only a regular file (a FIFO or a device is refused before
+/// it is opened), at most `limits.max_image_bytes` bytes (the read stops there).
+pub fn read_file(path: &std::path::Path, limits: &Limits) -> Result<Vec<u8>> {
+    rap_core::fs::read_limited(path, limits.max_image_bytes, "max_image_bytes")
 }
 
 /// What the header says about an image.
@@ -85,6 +79,9 @@ fn reader(bytes: &[u8]) -> Result<(ImageReader<Cursor<&[u8]>>, ImageFormat)> {
     Ok((reader, format))
 }
 
+/// The header checks: some pixels, at most `max_pixels` of them, and a long edge at most
+/// `max_aspect_ratio` times the short one (so no accepted image has an edge longer than
+/// `sqrt(max_pixels * max_aspect_ratio)`, which bounds every resize's buffers).
 fn check_size(width: u32, height: u32, limits: &Limits) -> Result<()> {
     let pixels = width as u64 * height as u64;
     if width == 0 || height == 0 {
@@ -93,11 +90,25 @@ fn check_size(width: u32, height: u32, limits: &Limits) -> Result<()> {
         )));
     }
     if pixels > limits.max_pixels {
-        return Err(Error::invalid(format!(
-            "image is {width}x{height} = {:.1} megapixels, over the limit of {:.1} megapixels",
-            pixels as f64 / 1e6,
-            limits.max_pixels as f64 / 1e6
-        )));
+        return Err(Error::limit(
+            "max_pixels",
+            limits.max_pixels,
+            format!(
+                "image is {width}x{height} = {:.1} megapixels",
+                pixels as f64 / 1e6
+            ),
+        ));
+    }
+    let (long, short) = (width.max(height) as u64, width.min(height) as u64);
+    if long > short.saturating_mul(limits.max_aspect_ratio as u64) {
+        return Err(Error::limit(
+            "max_aspect_ratio",
+            limits.max_aspect_ratio as u64,
+            format!(
+                "image is {width}x{height}, an aspect ratio of {:.0}:1",
+                long as f64 / short as f64
+            ),
+        ));
     }
     Ok(())
 }
@@ -344,8 +355,41 @@ mod tests {
             &DynamicImage::ImageRgb8(two_tone(100, 100)),
             ImageFormat::Png,
         );
-        assert!(decode(&small, &Limits { max_pixels: 9_999 }).is_err());
-        assert!(decode(&small, &Limits { max_pixels: 10_000 }).is_ok());
+        let limit = |max_pixels| Limits {
+            max_pixels,
+            ..Limits::default()
+        };
+        assert!(decode(&small, &limit(9_999)).is_err());
+        assert!(decode(&small, &limit(10_000)).is_ok());
+    }
+
+    /// The issue-20 strips (1x40000, 1x100000, 100000x1) are refused from the header by the
+    /// default aspect limit, with an error naming the limit; `decode_for` too.
+    #[test]
+    fn strips_over_the_aspect_limit_are_refused_from_the_header() {
+        for (w, h) in [(1, 40_000), (1, 100_000), (100_000, 1)] {
+            let png = crate::testing::strip_png(w, h);
+            let err = decode(&png, &Limits::default()).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::LimitExceeded {
+                        limit: "max_aspect_ratio",
+                        value: 50,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(err.to_string().contains(&format!("{w}x{h}")), "{err}");
+            assert!(decode_for(&png, &Limits::default(), Some(224)).is_err());
+        }
+        let ok = crate::testing::strip_png(1, 50);
+        assert_eq!(
+            decode(&ok, &Limits::default()).unwrap().dimensions(),
+            (1, 50)
+        );
+        assert!(decode(&crate::testing::strip_png(1, 51), &Limits::default()).is_err());
     }
 
     #[test]

@@ -1,17 +1,39 @@
 //! Encoder preprocessing: from a decoded RGB image to the normalised CHW `f32` tensor data a
 //! vision model takes, as each model's reference processor does it.
+//!
+//! Memory is bounded for any shape: an image (or a box) longer than [`MAX_ASPECT`] times its
+//! width is first cut to its centred [`MAX_ASPECT`]:1 part (read in place), so a shortest-edge
+//! resize makes at most `size` x `size * MAX_ASPECT` pixels; a padded square larger than
+//! [`MAX_PAD_PIXELS`] is made from the image shrunk first. Ordinary images are unaffected.
 
 use crate::transform::{
-    box_window, center_crop, crop_box, pad_to_square, resize, resize_shortest_edge, resize_window,
-    shortest_edge_size, Filter,
+    box_window, center_crop, crop_box, pad_to_square, resize, resize_window, shortest_edge_size,
+    Filter,
 };
 use image::RgbImage;
 use rap_core::{BoundingBox, Result};
 
-/// Longest accepted long-edge : short-edge ratio before a centre crop (see [`Preprocess::square`]).
+/// Longest long-edge : short-edge ratio resized whole; a longer image's centred `MAX_ASPECT`:1
+/// part is used (the centre crop that follows keeps only a square of it anyway).
 pub const MAX_ASPECT: u32 = 8;
-/// Largest padded square made at full resolution (see [`Preprocess::square`]).
+/// Largest padded square made at full resolution; a larger one is made from the image shrunk
+/// first (results then differ slightly from the reference's, which pads at full size).
 pub const MAX_PAD_PIXELS: u64 = 40_000_000;
+
+/// The centred window of the `(x, y, w, h)` window at most [`MAX_ASPECT`]:1 (the window itself
+/// when it is not longer than that).
+fn bound_aspect(window: (u32, u32, u32, u32)) -> (u32, u32, u32, u32) {
+    let (x, y, w, h) = window;
+    if w as u64 > h as u64 * MAX_ASPECT as u64 {
+        let nw = h * MAX_ASPECT;
+        (x + (w - nw) / 2, y, nw, h)
+    } else if h as u64 > w as u64 * MAX_ASPECT as u64 {
+        let nh = w * MAX_ASPECT;
+        (x, y + (h - nh) / 2, w, nh)
+    } else {
+        window
+    }
+}
 
 /// How the image is brought to the model's square input size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,17 +63,47 @@ impl Preprocess {
     pub fn square(&self, img: &RgbImage) -> Result<RgbImage> {
         match self.fit {
             Fit::ShortestEdgeCenterCrop => {
-                let r = resize_shortest_edge(img, self.size, self.filter)?;
-                center_crop(&r, self.size, self.size)
+                self.shortest_edge_crop(img, (0, 0, img.width(), img.height()))
             }
-            Fit::PadToSquare(colour) => resize(
+            Fit::PadToSquare(colour) => self.pad_square(img, colour),
+            Fit::Stretch => resize(img, self.size, self.size, self.filter),
+        }
+    }
+
+    /// Shortest-edge resize of a window of `img` (its centred [`MAX_ASPECT`]:1 part when it is
+    /// longer), then the centred `size` x `size` square.
+    fn shortest_edge_crop(&self, img: &RgbImage, window: (u32, u32, u32, u32)) -> Result<RgbImage> {
+        let window = bound_aspect(window);
+        let (w, h) = shortest_edge_size(window.2, window.3, self.size);
+        let r = resize_window(img, window, w, h, self.filter)?;
+        if (w, h) == (self.size, self.size) {
+            Ok(r)
+        } else {
+            center_crop(&r, self.size, self.size)
+        }
+    }
+
+    /// Pads to a square, then resizes to `size`; a square over [`MAX_PAD_PIXELS`] is padded
+    /// from the image shrunk so that its long edge fits.
+    fn pad_square(&self, img: &RgbImage, colour: [u8; 3]) -> Result<RgbImage> {
+        let long = img.width().max(img.height());
+        let max_side = (MAX_PAD_PIXELS as f64).sqrt() as u32;
+        if long <= max_side {
+            return resize(
                 &pad_to_square(img, colour),
                 self.size,
                 self.size,
                 self.filter,
-            ),
-            Fit::Stretch => resize(img, self.size, self.size, self.filter),
+            );
         }
+        let scaled = |edge: u32| ((edge as u64 * max_side as u64) / long as u64).max(1) as u32;
+        let shrunk = resize(img, scaled(img.width()), scaled(img.height()), self.filter)?;
+        resize(
+            &pad_to_square(&shrunk, colour),
+            self.size,
+            self.size,
+            self.filter,
+        )
     }
 
     /// The whole preprocessing: CHW `f32` data of length `3 * size * size`.
@@ -65,15 +117,7 @@ impl Preprocess {
     pub fn square_in_box(&self, img: &RgbImage, bbox: &BoundingBox) -> Result<RgbImage> {
         let window = box_window(bbox, img.width(), img.height())?;
         match self.fit {
-            Fit::ShortestEdgeCenterCrop => {
-                let (w, h) = shortest_edge_size(window.2, window.3, self.size);
-                let r = resize_window(img, window, w, h, self.filter)?;
-                if (w, h) == (self.size, self.size) {
-                    Ok(r)
-                } else {
-                    center_crop(&r, self.size, self.size)
-                }
-            }
+            Fit::ShortestEdgeCenterCrop => self.shortest_edge_crop(img, window),
             Fit::Stretch => resize_window(img, window, self.size, self.size, self.filter),
             Fit::PadToSquare(_) => self.square(&crop_box(img, bbox)?),
         }
@@ -119,6 +163,59 @@ mod tests {
         for (a, b) in t.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{t:?}");
         }
+    }
+
+    /// The issue-20 inputs: valid PNGs of 1x40000, 1x100000 and 100000x1 pixels (a few hundred
+    /// bytes). Their shortest-edge resize to 224 was 224 x 22,400,000 pixels (an abort on a
+    /// 15 GB allocation); now every fit, whole or by a box, makes a bounded image, quickly.
+    /// (The header check refuses them by default; here the aspect limit is lifted to reach the
+    /// resize paths, which must be bounded on their own for boxes of any shape.)
+    #[test]
+    fn hostile_strips_are_resized_in_bounded_memory() {
+        let limits = crate::Limits {
+            max_aspect_ratio: u32::MAX,
+            ..crate::Limits::default()
+        };
+        for (w, h) in [(1, 40_000), (1, 100_000), (100_000, 1)] {
+            let png = crate::testing::strip_png(w, h);
+            assert!(png.len() < 2_000, "{} bytes", png.len());
+            let img = crate::decode(&png, &limits).unwrap();
+            for fit in [
+                Fit::ShortestEdgeCenterCrop,
+                Fit::PadToSquare([0, 0, 0]),
+                Fit::Stretch,
+            ] {
+                let p = Preprocess {
+                    size: 224,
+                    fit,
+                    filter: Filter::Bicubic,
+                    mean: [0.0; 3],
+                    std: [1.0; 3],
+                };
+                let start = std::time::Instant::now();
+                assert_eq!(p.square(&img).unwrap().dimensions(), (224, 224));
+                let thin_box = BoundingBox::new(0.0, 0.0, w as f32, h as f32);
+                assert_eq!(
+                    p.square_in_box(&img, &thin_box).unwrap().dimensions(),
+                    (224, 224)
+                );
+                assert!(start.elapsed().as_secs() < 5, "{w}x{h} {fit:?}");
+            }
+        }
+        // A box of extreme shape inside an ordinary image is bounded the same way.
+        let img = RgbImage::from_pixel(4000, 3000, image::Rgb([1, 2, 3]));
+        let p = Preprocess {
+            size: 224,
+            fit: Fit::ShortestEdgeCenterCrop,
+            filter: Filter::Bilinear,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        };
+        let sliver = BoundingBox::new(100.0, 0.0, 101.0, 3000.0);
+        assert_eq!(
+            p.square_in_box(&img, &sliver).unwrap().dimensions(),
+            (224, 224)
+        );
     }
 
     #[test]

@@ -299,6 +299,7 @@ mod tests {
         let bytes = jpeg(&picture());
         let small = Limits {
             max_pixels: 800 * 480 - 1,
+            ..Limits::default()
         };
         let err = decode_for(&bytes, &small, Some(60))
             .unwrap_err()

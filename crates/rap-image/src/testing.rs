@@ -44,6 +44,19 @@ pub fn png_bomb(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
+/// A valid, fully decodable grey PNG of `w` x `h` pixels: a few hundred bytes for a 1 x 100000
+/// strip, whose shortest-edge resize to 224 would be 224 x 22,400,000 pixels (15 GB).
+pub fn strip_png(w: u32, h: u32) -> Vec<u8> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::ImageEncoder as _;
+    let img = image::GrayImage::from_pixel(w, h, image::Luma([120]));
+    let mut out = Vec::new();
+    PngEncoder::new_with_quality(&mut out, CompressionType::Best, FilterType::NoFilter)
+        .write_image(img.as_raw(), w, h, image::ExtendedColorType::L8)
+        .expect("encoding a PNG in memory");
+    out
+}
+
 /// `jpeg` (a JPEG file) with an EXIF APP1 segment saying `orientation` (1-8; 6 = display
 /// rotated 90 degrees clockwise) inserted after its start marker.
 pub fn exif_orientation_jpeg(jpeg: &[u8], orientation: u8) -> Vec<u8> {

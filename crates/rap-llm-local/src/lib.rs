@@ -41,6 +41,9 @@
 //! # Ok::<(), rap_core::Error>(())
 //! ```
 
+// Unsafe only where marked `#[allow(unsafe_code)]`, each block with a `// SAFETY:` note.
+#![deny(unsafe_code)]
+
 mod generator;
 pub mod gguf;
 pub mod llava;

@@ -11,6 +11,8 @@
 //! - [`openai`] is a [`rap_core::Generator`] for any OpenAI-compatible chat server.
 //! - [`http`] sets up TLS for HTTP clients (rustls with the `ring` provider).
 
+#![forbid(unsafe_code)]
+
 pub mod fit;
 pub mod http;
 pub mod layout;

@@ -30,6 +30,8 @@
 //! same functions the embedded store calls: this crate reads what a rule needs and writes the
 //! plan.
 
+#![forbid(unsafe_code)]
+
 mod bulk;
 mod external;
 mod import;
@@ -524,7 +526,7 @@ fn attach_image(
 ) -> Result<()> {
     let t = tenant.as_str();
     // With a blob store the bytes are its object (written before this, see `external`).
-    let data = (bytes == ImageBytes::InRow).then_some(&image.bytes);
+    let data = (bytes == ImageBytes::InRow).then_some(&image.bytes[..]);
     tx.execute(
         "INSERT INTO blobs (tenant_id, sha256, data, size, format, width, height)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",

@@ -15,6 +15,8 @@
 //!
 //! The store is the source of truth; an index can always be rebuilt from it.
 
+#![forbid(unsafe_code)]
+
 pub mod api_keys;
 pub mod blobs;
 pub mod index;

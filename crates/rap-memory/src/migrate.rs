@@ -174,7 +174,7 @@ pub fn export_tenant(store: &dyn ConceptStore, tenant: &Tenant) -> Result<Tenant
             }
             let input = ImageInput {
                 id: image.id.clone(),
-                bytes,
+                bytes: bytes.into(),
                 meta: ImageMeta {
                     format: image.format.clone(),
                     width: image.width,

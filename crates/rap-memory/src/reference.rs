@@ -123,22 +123,23 @@ fn resolve_image(layout: &Layout, rel: &str) -> Result<PathBuf> {
 /// checked images, ready for one all-or-nothing write. Nothing is written here.
 pub fn read_reference(path: &Path, limits: &Limits) -> Result<Vec<(NewConcept, Vec<ImageInput>)>> {
     let layout = layout(path)?;
-    let size = std::fs::metadata(&layout.json)
-        .map_err(|e| Error::io(&layout.json, e))?
-        .len();
-    if size > MAX_JSON_BYTES {
-        return Err(Error::invalid(format!(
-            "{} is {size} bytes, over the {MAX_JSON_BYTES}-byte limit for a database file",
-            layout.json.display()
-        )));
-    }
-    let text = std::fs::read_to_string(&layout.json).map_err(|e| Error::io(&layout.json, e))?;
-    let db: Database = serde_json::from_str(&text).map_err(|e| {
+    // A regular file only (a FIFO named database.json would block the read forever).
+    let bytes =
+        rap_core::fs::read_limited(&layout.json, MAX_JSON_BYTES, "database.json bytes (fixed)")?;
+    let db: Database = serde_json::from_slice(&bytes).map_err(|e| {
         Error::invalid(format!(
             "{} is not a reference database.json: {e}",
             layout.json.display()
         ))
     })?;
+    drop(bytes);
+    let count = db.concept_dict.len() as u64;
+    Limits::check(
+        "max_concepts_per_import",
+        limits.max_concepts_per_import,
+        count,
+        || format!("{} holds {count} concepts", layout.json.display()),
+    )?;
 
     // Extra images the reference's index builder would find through `path_to_concept`.
     let mut extra: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -147,12 +148,13 @@ pub fn read_reference(path: &Path, limits: &Limits) -> Result<Vec<(NewConcept, V
     }
 
     let mut out = Vec::with_capacity(db.concept_dict.len());
+    let mut read_files: std::collections::HashMap<PathBuf, ImageInput> = Default::default();
     for (key, entry) in &db.concept_dict {
         let name = entry
             .name
             .clone()
             .unwrap_or_else(|| strip_brackets(key).to_owned());
-        let context = |e: Error| Error::invalid(format!("concept {key}: {e}"));
+        let context = |e: Error| e.context(format!("concept {key}"));
         let mut paths: Vec<&str> = match &entry.image {
             ImageField::One(p) => vec![p.as_str()],
             ImageField::Many(ps) => ps.iter().map(String::as_str).collect(),
@@ -166,7 +168,15 @@ pub fn read_reference(path: &Path, limits: &Limits) -> Result<Vec<(NewConcept, V
             if !seen_files.insert(file.clone()) {
                 continue;
             }
-            let image = ImageInput::from_path(&file, limits).map_err(context)?;
+            // Each file is read and checked once; concepts sharing it share its bytes.
+            let image = match read_files.get(&file) {
+                Some(image) => image.clone(),
+                None => {
+                    let image = ImageInput::from_path(&file, limits).map_err(context)?;
+                    read_files.insert(file, image.clone());
+                    image
+                }
+            };
             if !images.iter().any(|i| i.id == image.id) {
                 images.push(image);
             }
@@ -204,9 +214,11 @@ fn file_stem(name: &str) -> String {
 }
 
 /// Writes `dir/database.json` and the images in the reference's format. `image_bytes`
-/// returns the stored bytes of an image. Refuses to overwrite an existing `database.json`
-/// unless `overwrite`. The JSON is written last, through a temporary file and a rename, so a
-/// failed export never leaves a database that points at missing images.
+/// returns the stored bytes of an image. Without `overwrite`, refuses (before writing anything)
+/// when any file it would write already exists: a non-empty folder may hold files that are
+/// not ours. Every file is written through a temporary file and a rename, so a symbolic link
+/// named like an export file is replaced, never followed out of `dir`. The JSON is written
+/// last, so a failed export never leaves a database that points at missing images.
 pub fn write_reference(
     dir: &Path,
     concepts: &[Concept],
@@ -216,12 +228,7 @@ pub fn write_reference(
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
     let json_path = dir.join("database.json");
-    if json_path.exists() && !overwrite {
-        return Err(Error::Conflict(format!(
-            "{} already exists (use --force to overwrite)",
-            json_path.display()
-        )));
-    }
+    check_target(&json_path, overwrite)?;
     let folder = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -231,6 +238,8 @@ pub fn write_reference(
         path_to_concept: BTreeMap::new(),
     };
     let mut used_stems = std::collections::HashSet::new();
+    // Every file is planned and checked before any is written: a refusal writes nothing.
+    let mut targets = Vec::new();
     for concept in concepts {
         let key = format!("<{}>", concept.name);
         let mut stem = file_stem(&concept.name);
@@ -251,9 +260,9 @@ pub fn write_reference(
             } else {
                 format!("{stem}-{}.{ext}", i + 1)
             };
-            let bytes = image_bytes(concept, i)?;
             let path = dir.join(&file);
-            std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+            check_target(&path, overwrite)?;
+            targets.push((path, concept, i));
             let rel = format!("{folder}/{file}");
             db.path_to_concept.insert(rel.clone(), key.clone());
             rel_paths.push(rel);
@@ -278,9 +287,62 @@ pub fn write_reference(
             },
         );
     }
+    for (path, concept, i) in targets {
+        write_replacing(&path, &image_bytes(concept, i)?)?;
+    }
     let text = serde_json::to_string_pretty(&db).map_err(|e| Error::storage(e.to_string()))?;
-    let tmp = dir.join(".database.json.tmp");
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &json_path).map_err(|e| Error::io(&json_path, e))?;
+    write_replacing(&json_path, text.as_bytes())?;
     Ok(json_path)
+}
+
+/// May the export write `path`? Nothing there is fine. Something there is refused without
+/// `overwrite` (it may not be ours), and with it only a regular file or a symbolic link (which
+/// [`write_replacing`] replaces, never follows) may be replaced.
+fn check_target(path: &Path, overwrite: bool) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let kind = if meta.file_type().is_symlink() {
+        "a symbolic link"
+    } else if meta.is_file() {
+        "a file"
+    } else {
+        return Err(Error::Conflict(format!(
+            "{} already exists and is not a file; refusing to export over it",
+            path.display()
+        )));
+    };
+    if !overwrite {
+        return Err(Error::Conflict(format!(
+            "{} already exists ({kind}); export into an empty folder, or use --force to \
+             replace it",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a new temporary file in the same folder, renamed over
+/// `path`: a symbolic link at `path` is replaced, never followed, and a reader never sees a
+/// half-written file. The temporary file is created exclusively (never through a link).
+fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.as_deref().unwrap_or("export"),
+        std::process::id()
+    ));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
 }

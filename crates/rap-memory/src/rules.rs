@@ -454,7 +454,7 @@ mod tests {
     fn image(n: u8) -> ImageInput {
         ImageInput {
             id: ImageId(format!("{n:02x}").repeat(32)),
-            bytes: vec![n],
+            bytes: vec![n].into(),
             meta: ImageMeta {
                 format: "png".into(),
                 width: 1,

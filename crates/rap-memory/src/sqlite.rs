@@ -419,7 +419,7 @@ fn attach_image(
         params![
             tenant.as_str(),
             image.id.0,
-            image.bytes,
+            &image.bytes[..],
             image.meta.format,
             image.meta.width,
             image.meta.height

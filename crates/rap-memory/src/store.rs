@@ -1,16 +1,17 @@
 //! The store seam: what any backend of the concept memory (embedded SQLite now, PostgreSQL
 //! later) must do, and the value types it speaks.
 
-use rap_core::{Concept, ConceptId, Embedding, Error, ImageId, NewConcept, Region, Result, Tenant};
+use rap_core::{Concept, ConceptId, Embedding, ImageId, NewConcept, Region, Result, Tenant};
 use rap_image::{ImageMeta, Limits};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// An image handed to the store: bytes already checked to decode, with their header facts.
+/// The bytes are shared: an import where many concepts use one file holds it once.
 #[derive(Debug, Clone)]
 pub struct ImageInput {
     pub id: ImageId,
-    pub bytes: Vec<u8>,
+    pub bytes: std::sync::Arc<[u8]>,
     pub meta: ImageMeta,
 }
 
@@ -21,14 +22,18 @@ impl ImageInput {
         let meta = rap_image::inspect(&bytes, limits)?;
         rap_image::decode(&bytes, limits)?;
         let id = ImageId(hex::encode(Sha256::digest(&bytes)));
-        Ok(ImageInput { id, bytes, meta })
+        Ok(ImageInput {
+            id,
+            bytes: bytes.into(),
+            meta,
+        })
     }
 
-    /// Reads and checks an image file; errors name the file.
+    /// Reads and checks an image file (a regular file of at most `limits.max_image_bytes`);
+    /// errors name the file.
     pub fn from_path(path: &std::path::Path, limits: &Limits) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::from_bytes(bytes, limits)
-            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+        let bytes = rap_image::read_file(path, limits)?;
+        Self::from_bytes(bytes, limits).map_err(|e| e.context(path.display()))
     }
 }
 

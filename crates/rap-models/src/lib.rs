@@ -18,6 +18,8 @@
 //! Settings (which Python and npm to run, the Hub's address) come in as [`Tools`]; this crate
 //! never reads the environment.
 
+#![forbid(unsafe_code)]
+
 pub mod catalogue;
 pub mod hub;
 pub mod manifest;

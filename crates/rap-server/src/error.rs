@@ -77,6 +77,11 @@ impl From<Error> for ApiError {
         let message = e.report();
         match e {
             Error::InvalidInput(_) => ApiError::bad_request(message),
+            // Over a configured limit (its name and value are in the message): the request,
+            // or a part of it, is too large.
+            Error::LimitExceeded { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", message)
+            }
             Error::NotFound { .. } => ApiError::not_found(message),
             Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict_error", message),
             Error::NotInstalled { .. } | Error::Unavailable { .. } => ApiError::new(

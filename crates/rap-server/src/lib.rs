@@ -16,6 +16,7 @@
 //!
 //! The server never reaches past [`rap_engine::Engine`] into storage.
 
+#![forbid(unsafe_code)]
 // The OpenAPI schemas are one large `json!` literal.
 #![recursion_limit = "256"]
 

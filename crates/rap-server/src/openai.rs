@@ -143,6 +143,31 @@ pub fn decode_data_url(url: &str) -> Result<Vec<u8>, ApiError> {
     Ok(bytes)
 }
 
+/// The chat limits, checked before anything else reads the messages: at most `max_text`
+/// bytes of text and `max_images` images in all.
+fn check_limits(req: &ChatRequest, max_text: usize, max_images: usize) -> Result<(), ApiError> {
+    let (mut text, mut images) = (0usize, 0usize);
+    for m in &req.messages {
+        match &m.content {
+            None => {}
+            Some(Content::Text(t)) => text += t.len(),
+            Some(Content::Parts(parts)) => {
+                for p in parts {
+                    text += p.text.as_ref().map_or(0, String::len);
+                    images += usize::from(p.kind == "image_url");
+                }
+            }
+        }
+    }
+    rap_core::Limits::check("max_chat_text_bytes", max_text as u64, text as u64, || {
+        format!("the messages hold {text} bytes of text")
+    })?;
+    rap_core::Limits::check("max_chat_images", max_images as u64, images as u64, || {
+        format!("the messages hold {images} images")
+    })?;
+    Ok(())
+}
+
 fn parse(req: &ChatRequest, allow_urls: bool) -> Result<Parsed, ApiError> {
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("messages: give at least one message"));
@@ -334,6 +359,11 @@ pub async fn chat_completions(
     body: Result<Json<ChatRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
+    check_limits(
+        &req,
+        state.config().max_chat_text_bytes,
+        state.config().max_chat_images,
+    )?;
     let generator = state
         .generator()
         .map_err(|why| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", why))?

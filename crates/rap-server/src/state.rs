@@ -48,6 +48,13 @@ pub struct ServerConfig {
     pub retrieve: RetrieveOptions,
     /// Largest answer when a request asks for none.
     pub default_max_tokens: usize,
+    /// A connection that has not sent a whole request head in this time is closed (a
+    /// slow-header client cannot hold a connection open).
+    pub header_read_timeout: Duration,
+    /// Most bytes of text in one chat request, all messages together.
+    pub max_chat_text_bytes: usize,
+    /// Most images in one chat request.
+    pub max_chat_images: usize,
 }
 
 impl ServerConfig {
@@ -64,6 +71,9 @@ impl ServerConfig {
             allow_image_urls: false,
             retrieve: RetrieveOptions::default(),
             default_max_tokens: 512,
+            header_read_timeout: Duration::from_secs(10),
+            max_chat_text_bytes: 256 * 1024,
+            max_chat_images: 8,
         }
     }
 }

@@ -22,9 +22,14 @@
 //! dependencies only, so a dev build runs the encoder about 5x slower than an optimised one;
 //! `[profile.dev.package.rap-vision] opt-level = 3` (and the same for `rap-image`) fixes that.
 
+// Unsafe only where marked `#[allow(unsafe_code)]`, each block with a `// SAFETY:` note.
+#![deny(unsafe_code)]
+
 pub mod efficientnet_lite;
 pub mod encoder;
 pub mod hf;
+// SIMD intrinsics and raw pointers into the tiles; each block has its `// SAFETY:` note.
+#[allow(unsafe_code)]
 pub mod kernels;
 pub use hf::{clip, dinov2, siglip};
 pub mod reference;

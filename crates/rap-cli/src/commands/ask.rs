@@ -8,7 +8,7 @@
 //! local LLaVA-1.5 folder named by `[generator] path` (prompted with `[generator] template`).
 
 use crate::context::Context;
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 pub(crate) use rap_app::generator::retrieve_options;
 use rap_core::Message;
 use rap_engine::Question;
@@ -90,7 +90,7 @@ pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
     let config = ctx.config()?;
     let loaded = ctx.app().generator(&config, args.model.as_deref())?;
     let image = match &args.image {
-        Some(p) => Some(std::fs::read(p).with_context(|| p.display().to_string())?),
+        Some(p) => Some(rap_image::read_file(p, ctx.limits())?),
         None => None,
     };
     let question = Question {

@@ -42,7 +42,7 @@ const HELP: &str = "Ask a question, or: /image PATH (look at this image), /conce
 /// Reads an image the way every command does: checked against the pixel limit, errors naming
 /// the file.
 fn read_image(ctx: &Context, path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let bytes = rap_image::read_file(path, ctx.limits())?;
     rap_image::inspect(&bytes, ctx.limits()).with_context(|| format!("{}", path.display()))?;
     Ok(bytes)
 }

@@ -155,7 +155,7 @@ pub fn run(ctx: &Context, cmd: ConceptCommand) -> Result<()> {
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    let bytes = std::fs::read(p).map_err(|e| rap_core::Error::io(p, e))?;
+                    let bytes = rap_image::read_file(p, ctx.limits())?;
                     engine.negative_example(bytes, boxes.get(i))
                 })
                 .collect::<rap_core::Result<Vec<_>>>()?;

@@ -108,9 +108,8 @@ pub struct StatsArgs {
     pub svg: Option<PathBuf>,
 }
 
-/// `max_pixels` is the global `--max-pixels`.
-pub fn run(ctx: &Context, max_pixels: u64, cmd: DatasetCommand) -> Result<()> {
-    let limits = rap_image::Limits { max_pixels };
+pub fn run(ctx: &Context, cmd: DatasetCommand) -> Result<()> {
+    let limits = *ctx.limits();
     match cmd {
         DatasetCommand::Build(args) => build(ctx, limits, args),
         DatasetCommand::Validate(args) => validate(ctx, limits, args),

@@ -38,7 +38,7 @@ pub fn run(ctx: &Context, args: DetectArgs) -> Result<()> {
             args.min_score
         );
     }
-    let bytes = std::fs::read(&args.image).with_context(|| args.image.display().to_string())?;
+    let bytes = rap_image::read_file(&args.image, ctx.limits())?;
     let limits = *ctx.engine()?.limits();
     let img =
         rap_image::decode(&bytes, &limits).with_context(|| args.image.display().to_string())?;

@@ -27,7 +27,7 @@ pub fn run(ctx: &Context, args: EmbedArgs) -> Result<()> {
     let limits = *ctx.engine()?.limits();
     let mut images = Vec::with_capacity(args.images.len());
     for p in &args.images {
-        let bytes = std::fs::read(p).with_context(|| p.display().to_string())?;
+        let bytes = rap_image::read_file(p, ctx.limits())?;
         images.push(rap_image::decode(&bytes, &limits).with_context(|| p.display().to_string())?);
     }
     let mut embeddings = encoder.embed(&images)?;

@@ -7,7 +7,7 @@
 //! export` writes it out as a file).
 
 use crate::context::Context;
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use rap_engine::{PromptImage, Question, RetrieveOptions, Target};
 use rap_llm::Template;
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ pub fn run(ctx: &Context, args: PromptArgs) -> Result<()> {
         .unwrap_or_else(|| config.generator.template.clone());
     let template = Template::builtin(&template_name)?;
     let image = match &args.image {
-        Some(p) => Some(std::fs::read(p).with_context(|| p.display().to_string())?),
+        Some(p) => Some(rap_image::read_file(p, ctx.limits())?),
         None => None,
     };
     let question = Question {

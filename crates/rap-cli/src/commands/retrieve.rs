@@ -49,7 +49,7 @@ pub fn run(ctx: &Context, args: RetrieveArgs) -> Result<()> {
         return Ok(());
     }
     let bytes = match &args.image {
-        Some(p) => Some(std::fs::read(p).with_context(|| p.display().to_string())?),
+        Some(p) => Some(rap_image::read_file(p, ctx.limits())?),
         None => None,
     };
     // The config's decision (`[retrieval]`), with what the command line overrides.

@@ -87,7 +87,10 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
     server.allow_image_urls = config.server.allow_image_urls;
     server.retrieve.top_k = config.retrieval.top_k;
     server.retrieve.threshold = config.retrieval.threshold;
-    server.model_timeout = Duration::from_secs(300);
+    server.model_timeout = Duration::from_secs(config.limits.model_timeout_secs);
+    server.header_read_timeout = Duration::from_secs(config.limits.header_read_timeout_secs);
+    server.max_chat_text_bytes = config.limits.max_chat_text_bytes as usize;
+    server.max_chat_images = config.limits.max_chat_images as usize;
 
     let state = AppState::new(engine, generator, server.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -9,6 +9,7 @@ mod detect;
 mod device;
 mod eval;
 mod generate;
+mod hardening;
 mod llava;
 mod model_zoo;
 mod postgres;

@@ -4,6 +4,7 @@ mod chat;
 mod common;
 mod decision;
 mod encoders;
+mod hardening;
 mod key_regions;
 mod postgres;
 mod region_proposer;

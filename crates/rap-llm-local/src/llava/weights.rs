@@ -116,6 +116,7 @@ impl Checkpoint {
     pub fn open_files(dir: &Path, files: &[PathBuf]) -> Result<Self> {
         // SAFETY: the files are mapped read-only; like every safetensors reader we rely on them
         // not being truncated while the model is loaded.
+        #[allow(unsafe_code)]
         let st = unsafe { MmapedSafetensors::multi(files) }.map_err(|e| {
             Error::Model(format!(
                 "{}: unreadable safetensors weights: {e}",

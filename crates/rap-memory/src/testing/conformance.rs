@@ -170,7 +170,7 @@ pub fn add_then_find_by_name_alias_any_case_and_brackets(store: &dyn ConceptStor
     assert!(added.created_at > 0 && added.created_at == added.updated_at);
     assert_eq!(
         store.image_bytes(&t("a"), &added.images[1].id).unwrap(),
-        input(2).bytes
+        *input(2).bytes
     );
     store
         .add_concept(&t("a"), &concept("ace"), vec![input(3)])
@@ -431,7 +431,7 @@ pub fn images_are_stored_once_and_collected_with_their_last_user(store: &dyn Con
     put(store, &a, &input(1).id, axis(1));
 
     store.remove_concept(&a, "bo").unwrap();
-    assert_eq!(store.image_bytes(&a, &shared.id).unwrap(), shared.bytes);
+    assert_eq!(store.image_bytes(&a, &shared.id).unwrap(), *shared.bytes);
     assert!(matches!(
         store.image_bytes(&a, &input(1).id),
         Err(Error::NotFound { .. })
@@ -482,7 +482,7 @@ pub fn tenants_never_see_each_other(store: &dyn ConceptStore) {
         vec![img.id.clone()],
         "a keeps its own"
     );
-    assert_eq!(store.image_bytes(&a, &img.id).unwrap(), img.bytes);
+    assert_eq!(store.image_bytes(&a, &img.id).unwrap(), *img.bytes);
     assert!(matches!(
         store.image_bytes(&b, &img.id),
         Err(Error::NotFound { .. })
@@ -1078,7 +1078,7 @@ pub fn import_keeps_ids_and_times_and_refuses_a_held_tenant(store: &dyn ConceptS
     store.import_tenant(&a, &dump, false).unwrap();
     assert_eq!(store.concepts(&a).unwrap(), original);
     assert_eq!(store.concept(&a, "bobo").unwrap().name, "bo");
-    assert_eq!(store.image_bytes(&a, &shared.id).unwrap(), shared.bytes);
+    assert_eq!(store.image_bytes(&a, &shared.id).unwrap(), *shared.bytes);
     assert_eq!(crate::migrate::summarize(store, &a).unwrap(), summary);
     assert_eq!(
         Searcher::new(&a).images(store, &axis(1), 1),
@@ -1420,7 +1420,10 @@ pub fn negatives_are_kept_apart_from_references_and_move_with_the_memory(store: 
     assert_eq!(ids(&edited.negatives), vec![input(2).id, input(3).id]);
     assert_eq!(store.concept(&a, "bo").unwrap(), edited);
     // A negative is stored like an image (bytes, keys to compute) but is not the concept's.
-    assert_eq!(store.image_bytes(&a, &input(2).id).unwrap(), input(2).bytes);
+    assert_eq!(
+        store.image_bytes(&a, &input(2).id).unwrap(),
+        *input(2).bytes
+    );
     assert!(store
         .concepts_with_image(&a, &input(2).id)
         .unwrap()

@@ -32,7 +32,7 @@ fn imports_all_ten_example_concepts_with_every_field() {
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].meta.format, "png");
     let original = std::fs::read(example_db().join("bo.png")).unwrap();
-    assert_eq!(images[0].bytes, original);
+    assert_eq!(*images[0].bytes, original);
     // The JSON file itself works as well as its folder.
     assert_eq!(
         read_reference(&example_db().join("database.json"), &Limits::default())
@@ -178,4 +178,129 @@ fn malformed_files_get_clear_errors() {
         "{err}"
     );
     assert!(read_reference(&root.path().join("missing"), &Limits::default()).is_err());
+}
+
+fn export_one(out: &Path, force: bool) -> rap_core::Result<PathBuf> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("m.sqlite")).unwrap();
+    let tenant = Tenant::default();
+    let image = rap_memory::ImageInput::from_bytes(png_bytes(5), &Limits::default()).unwrap();
+    let new = rap_core::NewConcept {
+        name: "bo".into(),
+        ..Default::default()
+    };
+    let added = store.add_concept(&tenant, &new, vec![image]).unwrap();
+    write_reference(out, &[added], force, |c, i| {
+        store.image_bytes(&tenant, &c.images[i].id)
+    })
+}
+
+/// Issue 20: `rap export DIR` overwrote files that were not its own in a non-empty folder, and
+/// followed `DIR/bo.png -> ../v.txt` out of the folder, overwriting `v.txt`.
+#[test]
+fn export_never_overwrites_foreign_files_or_follows_links() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // A file of the user's, named like one the export writes: refused, untouched.
+    std::fs::write(out.join("bo.png"), b"mine").unwrap();
+    let err = export_one(&out, false).unwrap_err();
+    assert!(matches!(err, rap_core::Error::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("bo.png") && err.to_string().contains("--force"));
+    assert_eq!(std::fs::read(out.join("bo.png")).unwrap(), b"mine");
+    assert!(
+        !out.join("database.json").exists(),
+        "a refusal writes nothing"
+    );
+
+    // A link named like an export file, pointing out of the folder.
+    let victim = root.path().join("v.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    std::fs::remove_file(out.join("bo.png")).unwrap();
+    std::os::unix::fs::symlink("../v.txt", out.join("bo.png")).unwrap();
+    let err = export_one(&out, false).unwrap_err().to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    // With --force the link itself is replaced by the image, never followed.
+    export_one(&out, true).unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    let meta = std::fs::symlink_metadata(out.join("bo.png")).unwrap();
+    assert!(meta.is_file(), "the link was replaced by a file");
+    assert_eq!(std::fs::read(out.join("bo.png")).unwrap(), png_bytes(5));
+    // Unrelated files in the folder are fine, and no temporary file is left.
+    std::fs::write(out.join("notes.txt"), b"x").unwrap();
+    let again = root.path().join("again");
+    std::fs::create_dir_all(&again).unwrap();
+    std::fs::write(again.join("notes.txt"), b"x").unwrap();
+    export_one(&again, false).unwrap();
+    let names: Vec<String> = std::fs::read_dir(&again)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+}
+
+/// Issue 20: `mkfifo db/database.json; rap import db` blocked forever.
+#[test]
+fn a_fifo_database_is_refused_without_blocking() {
+    let root = tempfile::tempdir().unwrap();
+    let db = root.path().join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    let fifo = db.join("database.json");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(read_reference(&db, &Limits::default()).map(|c| c.len()));
+    });
+    let result = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("reading a FIFO must not block");
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("not a regular file (a FIFO)"), "{err}");
+}
+
+/// Issue 20: 5000 concepts sharing one image took 2.7 GB to import; the file is now read once
+/// and shared. The concept count is limited (`max_concepts_per_import`).
+#[test]
+fn concepts_sharing_an_image_share_its_bytes_and_the_count_is_limited() {
+    let root = tempfile::tempdir().unwrap();
+    let db = root.path().join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    std::fs::write(db.join("one.png"), png_bytes(9)).unwrap();
+    let dict: serde_json::Map<String, serde_json::Value> = (0..5000)
+        .map(|i| {
+            (
+                format!("<c{i}>"),
+                serde_json::json!({"name": format!("c{i}"), "image": "db/one.png"}),
+            )
+        })
+        .collect();
+    let json = serde_json::json!({"concept_dict": dict});
+    std::fs::write(db.join("database.json"), json.to_string()).unwrap();
+    let concepts = read_reference(&db, &Limits::default()).unwrap();
+    assert_eq!(concepts.len(), 5000);
+    let first = &concepts[0].1[0].bytes;
+    assert!(concepts
+        .iter()
+        .all(|(_, images)| std::sync::Arc::ptr_eq(&images[0].bytes, first)));
+    let small = Limits {
+        max_concepts_per_import: 4999,
+        ..Limits::default()
+    };
+    let err = read_reference(&db, &small).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            rap_core::Error::LimitExceeded {
+                limit: "max_concepts_per_import",
+                value: 4999,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

@@ -225,7 +225,7 @@ fn images_are_stored_once_and_collected_with_their_last_user() {
         .unwrap();
 
     store.remove_concept(&a, "bo").unwrap();
-    assert_eq!(store.image_bytes(&a, &shared.id).unwrap(), shared.bytes);
+    assert_eq!(store.image_bytes(&a, &shared.id).unwrap(), *shared.bytes);
     assert_eq!(
         store.stats(&a).unwrap(),
         StoreStats {
@@ -256,7 +256,7 @@ fn tenants_never_see_each_other() {
         .unwrap();
     assert_ne!(ca.id, cb.id);
     store.remove_concept(&b, "bo").unwrap();
-    assert_eq!(store.image_bytes(&a, &img.id).unwrap(), img.bytes);
+    assert_eq!(store.image_bytes(&a, &img.id).unwrap(), *img.bytes);
     assert!(matches!(
         store.image_bytes(&b, &img.id),
         Err(Error::NotFound { .. })

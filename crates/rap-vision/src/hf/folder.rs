@@ -134,7 +134,9 @@ impl HfFolder {
         let device = self.device()?;
         // SAFETY: the file is mapped read-only; like every safetensors reader we rely on it not
         // being truncated or rewritten while the model is in use (installed models never are).
-        unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &device) }.map_err(|e| {
+        #[allow(unsafe_code)]
+        let weights = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &device) };
+        weights.map_err(|e| {
             Error::Model(format!(
                 "{}: not a readable safetensors file: {e}",
                 path.display()
