@@ -256,21 +256,26 @@ impl Engine {
         }
         if let Some(bytes) = image {
             let scored = self.recognize(tenant, bytes, options, &mut timings, &mut detections)?;
-            let room = options.top_k.saturating_sub(hits.len());
-            let image_hits: Vec<_> = scored
-                .into_iter()
-                .filter(|c| c.present && !hits.iter().any(|h| h.id == c.id))
-                .take(room)
-                .collect();
-            for c in image_hits {
-                hits.push(Hit {
-                    id: c.id,
-                    name: c.name,
-                    score: c.score,
-                    via: Via::Image,
-                    bbox: Some(c.bbox),
-                    confidence: Some(c.confidence),
-                });
+            let mut room = options.top_k.saturating_sub(hits.len());
+            for c in scored.into_iter().filter(|c| c.present) {
+                // A concept named in the text and seen in the image is one hit with both
+                // facts: where it is and how well it matched (it keeps the text's place).
+                if let Some(named) = hits.iter_mut().find(|h| h.id == c.id) {
+                    named.via = Via::TextAndImage;
+                    named.score = c.score;
+                    named.bbox = Some(c.bbox);
+                    named.confidence = Some(c.confidence);
+                } else if room > 0 {
+                    room -= 1;
+                    hits.push(Hit {
+                        id: c.id,
+                        name: c.name,
+                        score: c.score,
+                        via: Via::Image,
+                        bbox: Some(c.bbox),
+                        confidence: Some(c.confidence),
+                    });
+                }
             }
         }
         Ok(Retrieval {

@@ -5,5 +5,6 @@ mod common;
 mod decision;
 mod encoders;
 mod key_regions;
+mod named_and_seen;
 mod postgres;
 mod region_proposer;
