@@ -479,8 +479,14 @@ fn score(
         Task::Qa => {
             let r = score_qa(&read_qa_predictions(path)?);
             if !ctx.json {
+                // A circular run's rows are answers, one per rotation of each question.
+                let rows = if r.circular.is_some() {
+                    "answers"
+                } else {
+                    "questions"
+                };
                 println!(
-                    "{} questions, {} correct: accuracy {}",
+                    "{} {rows}, {} correct: accuracy {}",
                     r.total,
                     r.correct,
                     pct(r.accuracy)
