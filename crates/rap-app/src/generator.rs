@@ -59,6 +59,9 @@ pub fn load_local(dir: &Path, name: &str) -> Result<(GgufGenerator, Vec<String>)
     )?;
     let stop = template.stop_strings();
     generator.set_renderer(Box::new(move |m: &[Message]| template.render(m, true)));
+    // Its id everywhere (answers, /v1/models) is the catalogue name, even when asked for by
+    // an alias.
+    generator.set_model_id(entry.name);
     Ok((generator, stop))
 }
 

@@ -34,7 +34,8 @@ pub struct App {
     /// `--max-pixels`, over `[limits] max_pixels`.
     max_pixels: Option<u64>,
     limits: OnceLock<Limits>,
-    models_dir: PathBuf,
+    /// Resolved on first use (it depends on the configuration).
+    models_dir: OnceLock<PathBuf>,
     tools: Tools,
     /// `config.toml` with the environment overrides, unchecked (see [`Config::read`]).
     settings: OnceLock<Config>,
@@ -46,7 +47,7 @@ impl App {
     pub fn new(data_dir: impl Into<PathBuf>, max_pixels: Option<u64>) -> Self {
         let data_dir = data_dir.into();
         App {
-            models_dir: environment::models_dir(&data_dir),
+            models_dir: OnceLock::new(),
             tools: environment::tools(),
             data_dir,
             max_pixels,
@@ -75,9 +76,19 @@ impl App {
         })
     }
 
-    /// Where models are installed: `$RAP_MODELS_DIR`, else `DATA_DIR/models`.
-    pub fn models_dir(&self) -> &Path {
-        &self.models_dir
+    /// Where models are installed: `$RAP_MODELS_DIR`, else `[models] dir` in config.toml, else
+    /// the user's cache ([`environment::default_models_dir`]).
+    pub fn models_dir(&self) -> Result<&Path> {
+        if let Some(d) = self.models_dir.get() {
+            return Ok(d);
+        }
+        let settings = self.settings()?;
+        let dir = match &settings.models.dir {
+            Some(d) if d.is_relative() => self.data_dir.join(d),
+            Some(d) => d.clone(),
+            None => environment::default_models_dir(&self.data_dir),
+        };
+        Ok(self.models_dir.get_or_init(|| dir))
     }
 
     /// The programs and addresses model installs use.
@@ -149,7 +160,7 @@ impl App {
             self.data_dir.join(spec).display().to_string()
         };
         let device = environment::device()?;
-        models::resolve_detector(&self.models_dir, &spec, settings, &device)
+        models::resolve_detector(self.models_dir()?, &spec, settings, &device)
             .map(Some)
             .map_err(|e| e.context("retrieval.detector (or RAP_DETECTOR)"))
     }
@@ -158,7 +169,7 @@ impl App {
     /// only when a command needs it; other encoders load by name; its region proposer is the
     /// configured detector, if any.
     pub fn open_engine(&self) -> Result<Engine> {
-        let models_dir = self.models_dir.clone();
+        let models_dir = self.models_dir()?.to_path_buf();
         let loader: EncoderLoader = Box::new(move || {
             if !models::default_encoder_installed(&models_dir) {
                 return Ok(None);
@@ -168,7 +179,7 @@ impl App {
                 Arc::from(models::load_default_encoder(&models_dir, &device)?);
             Ok(Some(encoder))
         });
-        let models_dir = self.models_dir.clone();
+        let models_dir = self.models_dir()?.to_path_buf();
         let resolver: EncoderResolver = Box::new(move |name| {
             let device = environment::device()?;
             Ok(Arc::from(models::resolve_encoder(
@@ -196,6 +207,6 @@ impl App {
         config: &Config,
         model: Option<&str>,
     ) -> Result<generator::LoadedGenerator> {
-        generator::LoadedGenerator::load(&self.models_dir, config, model)
+        generator::LoadedGenerator::load(self.models_dir()?, config, model)
     }
 }

@@ -67,14 +67,15 @@ impl Context {
         self.app.limits()
     }
 
-    /// Where models are installed: `$RAP_MODELS_DIR`, else `DATA_DIR/models`.
-    pub fn models_dir(&self) -> PathBuf {
-        self.app.models_dir().to_path_buf()
+    /// Where models are installed: `$RAP_MODELS_DIR`, else `[models] dir` in config.toml, else
+    /// the user's cache dir (`~/.cache/rap/models`).
+    pub fn models_dir(&self) -> Result<PathBuf> {
+        Ok(self.app.models_dir()?.to_path_buf())
     }
 
     /// The models directory as a path.
-    pub fn models_path(&self) -> &Path {
-        self.app.models_dir()
+    pub fn models_path(&self) -> Result<&Path> {
+        Ok(self.app.models_dir()?)
     }
 
     /// The whole configuration, checked (for commands that generate).
@@ -90,6 +91,19 @@ impl Context {
         }
         let engine = self.open_engine()?;
         Ok(self.engine.get_or_init(|| engine))
+    }
+
+    /// The generator `config` selects (or the local model `model`), loaded with a spinner on
+    /// the terminal: a local model takes seconds to load.
+    pub fn generator(
+        &self,
+        config: &Config,
+        model: Option<&str>,
+    ) -> Result<rap_app::generator::LoadedGenerator> {
+        let spinner = crate::output::spinner(self.json, "loading the model");
+        let loaded = self.app.generator(config, model);
+        spinner.finish_and_clear();
+        Ok(loaded?)
     }
 
     /// A new engine of its own (for a long-running owner such as the server).

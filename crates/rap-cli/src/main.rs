@@ -8,15 +8,32 @@
 
 mod commands;
 mod context;
+mod demo_photos;
 mod output;
 mod pipe;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// Worked examples and where things live, after the options in `rap --help`.
+const AFTER_HELP: &str = "\
+Examples:
+  rap demo                                    remember four built-in subjects, find them, ask
+  rap concept add Bo --image bo1.jpg --info \"<Bo> is a Shiba Inu.\" --category dog
+  rap retrieve photo.jpg                      which of your concepts are in the photo, where
+  rap ask --image photo.jpg \"What is <Bo> doing?\"
+  rap chat --image photo.jpg                  a conversation; Ctrl-C stops an answer
+  rap models install qwen2.5-coder-1.5b-instruct && rap ask --model qwen2.5-coder-1.5b-instruct \"Who is <Bo>?\"
+  rap serve                                   the web page and the HTTP API on 127.0.0.1:8080
+
+Where things live:
+  memory    --data-dir, else $RAP_DATA_DIR, else ~/.local/share/rap (config.toml is there too)
+  models    $RAP_MODELS_DIR, else [models] dir in config.toml, else ~/.cache/rap/models
+            ($XDG_CACHE_HOME/rap/models): one copy per user, shared by every data dir";
+
 /// A personalized multimodal assistant that remembers your concepts.
 #[derive(Parser)]
-#[command(name = "rap", version, about, long_about = None)]
+#[command(name = "rap", version, about, long_about = None, after_help = AFTER_HELP)]
 struct Cli {
     #[command(flatten)]
     global: context::GlobalArgs,
@@ -117,5 +134,35 @@ fn main() -> ExitCode {
             output::print_error(&e, json);
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument and command has help text, and clap finds the definitions consistent.
+    #[test]
+    fn every_argument_has_help() {
+        fn check(cmd: &clap::Command, path: &str) -> Vec<String> {
+            let mut missing: Vec<String> = cmd
+                .get_arguments()
+                .filter(|a| !a.is_hide_set() && a.get_help().is_none())
+                .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
+                .map(|a| format!("{path} {}", a.get_id()))
+                .collect();
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                missing.extend(check(sub, &format!("{path} {}", sub.get_name())));
+            }
+            missing
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let missing = check(&cmd, "rap");
+        assert!(missing.is_empty(), "without help: {missing:#?}");
     }
 }

@@ -2,9 +2,12 @@
 //! act on, and a surface picks its answer (exit message, HTTP status) from the kind alone.
 //!
 //! Messages name the thing at fault, so `to_string()` is complete on its own; an underlying
-//! error (SQLite's, PostgreSQL's, the OS's) is also kept as the [`std::error::Error::source`],
-//! for callers that inspect it. A printer that walks the source chain should skip a source
-//! whose text the message already ends with ([`Error::report`] does).
+//! error (SQLite's, PostgreSQL's) is also kept as the [`std::error::Error::source`], for
+//! callers that inspect it. A printer that walks the source chain should skip a source whose
+//! text the message already ends with ([`Error::report`] does). An I/O error is the exception:
+//! its message already says everything the OS error does, so it is kept in the variant
+//! ([`Error::io_error`]) and not returned as a source - a printer that shows every cause
+//! (anyhow's `{:#}`, say) would otherwise write the OS text twice.
 
 use std::path::PathBuf;
 
@@ -35,12 +38,12 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
-    /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    /// A file could not be read or written: the path, then the OS's reason. The OS error is
+    /// not a [`std::error::Error::source`] (its text is the message's end already).
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A model does not load, or failed to run.
     #[error("{0}")]
@@ -83,10 +86,18 @@ impl Error {
         }
     }
 
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error,
+        }
+    }
+
+    /// The OS error of an I/O failure (its kind says whether the file was missing, say).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            Error::Io { error, .. } => Some(error),
+            _ => None,
         }
     }
 
@@ -244,5 +255,25 @@ mod tests {
             std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
         );
         assert_eq!(io.report(), "x.jpg: gone");
+    }
+
+    #[test]
+    fn an_io_error_names_the_os_reason_once_however_it_is_printed() {
+        let e = Error::io(
+            "x.jpg",
+            std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory"),
+        );
+        let expected = "x.jpg: No such file or directory";
+        assert_eq!(e.to_string(), expected);
+        assert_eq!(e.report(), expected);
+        // Printers that show every cause: anyhow's alternate form and its chain.
+        let any = anyhow::Error::new(e);
+        assert_eq!(format!("{any:#}"), expected);
+        assert_eq!(any.chain().count(), 1);
+        let e = any.downcast::<Error>().unwrap();
+        assert_eq!(
+            e.io_error().map(std::io::Error::kind),
+            Some(std::io::ErrorKind::NotFound)
+        );
     }
 }

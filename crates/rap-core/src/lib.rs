@@ -41,6 +41,21 @@ pub enum Via {
     Text,
     /// One of its reference images matched a region of the query image.
     Image,
+    /// Both: named in the text and seen in the image (the hit has the image's score and box).
+    #[serde(rename = "text+image")]
+    TextAndImage,
+}
+
+impl Via {
+    /// Whether the concept was seen in the image (its hit has a box and a confidence).
+    pub fn seen(self) -> bool {
+        matches!(self, Via::Image | Via::TextAndImage)
+    }
+
+    /// Whether the concept was named in the text.
+    pub fn named(self) -> bool {
+        matches!(self, Via::Text | Via::TextAndImage)
+    }
 }
 
 /// One retrieved concept.
@@ -48,7 +63,8 @@ pub enum Via {
 pub struct Hit {
     pub id: ConceptId,
     pub name: String,
-    /// Cosine similarity of the best (region, reference image) pair; 1.0 for text mentions.
+    /// Cosine similarity of the best (region, reference image) pair; 1.0 for a concept only
+    /// named in the text.
     pub score: f32,
     pub via: Via,
     /// The query-image region that matched, in pixels of the (orientation-corrected) query.

@@ -58,6 +58,10 @@ pub enum ConceptVia {
     Text,
     /// Matched a region of the query image.
     Image,
+    /// Named in the question and matched a region of the query image (score and box are the
+    /// image's).
+    #[serde(rename = "text+image")]
+    TextAndImage,
     /// Given by the caller (retrieval skipped).
     Explicit,
 }
@@ -242,6 +246,7 @@ impl Engine {
                         via: match hit.via {
                             Via::Text => ConceptVia::Text,
                             Via::Image => ConceptVia::Image,
+                            Via::TextAndImage => ConceptVia::TextAndImage,
                         },
                         bbox: hit.bbox,
                         image: None,
@@ -318,7 +323,15 @@ impl Engine {
         let mut warnings = Vec::new();
         let mut dropped_idx = Vec::new();
         if let Some(context) = target.context_length {
-            let scores: Vec<f32> = chosen.iter().map(|c| c.used.score).collect();
+            // A concept the question names goes last (as its text-mention score of 1.0 did),
+            // even when its score is the image's.
+            let scores: Vec<f32> = chosen
+                .iter()
+                .map(|c| match c.used.via {
+                    ConceptVia::TextAndImage => 1.0,
+                    _ => c.used.score,
+                })
+                .collect();
             let count = |k: &[usize]| -> Result<usize> {
                 let messages = build(k);
                 match target.count_tokens {
@@ -435,7 +448,8 @@ fn text_only_turn(has_image: bool, concepts: &[&Chosen], question: &str) -> Stri
     for c in concepts {
         let name = name_of(c);
         match (c.used.via, c.used.bbox) {
-            (ConceptVia::Image, Some(b)) => shown.push(format!(
+            // Named in the question and seen: the question names it, the image says where.
+            (ConceptVia::Image | ConceptVia::TextAndImage, Some(b)) => shown.push(format!(
                 "<{name}> (similarity {:.2}, region [{}, {}, {}, {}])",
                 c.used.score,
                 round2(b.x1),
@@ -443,7 +457,7 @@ fn text_only_turn(has_image: bool, concepts: &[&Chosen], question: &str) -> Stri
                 round2(b.x2),
                 round2(b.y2)
             )),
-            (ConceptVia::Image, None) => {
+            (ConceptVia::Image | ConceptVia::TextAndImage, None) => {
                 shown.push(format!("<{name}> (similarity {:.2})", c.used.score))
             }
             (ConceptVia::Explicit, _) if has_image => shown.push(format!("<{name}>")),

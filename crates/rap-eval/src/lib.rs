@@ -32,7 +32,7 @@ pub mod tasks;
 pub use caption::{
     read_caption_predictions, score_captions, CaptionItem, CaptionReport, Vocabulary,
 };
-pub use qa::{read_qa_predictions, score_qa, QaReport, QaRow};
+pub use qa::{read_qa_predictions, score_qa, CircularReport, QaReport, QaRow};
 pub use recognition::{
     parse_yes_no, read_recognition_predictions, score_recognition, RecognitionReport,
     RecognitionRow,

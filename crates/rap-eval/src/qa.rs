@@ -13,6 +13,12 @@
 //!    ASCII punctuation, replace the words `a`, `an`, `the` with a space, collapse white space -
 //!    and compared for equality. When both normalise to nothing (`"A"` vs `"the"`), the
 //!    lower-cased trimmed strings are compared instead.
+//!
+//! Rows from a circular run (`rotation` set: [`crate::tasks::circular_qa_items`]) are also
+//! scored the CircularEval way ([`CircularReport`]). Beside the accuracy every report gives
+//! the majority-letter baseline: the accuracy of always
+//! answering the letter most often correct (in a file whose answers are mostly `A`, a model
+//! that always says `A` looks good; the baseline shows it).
 
 use crate::io::{kind, read_json_array};
 use crate::ratio;
@@ -31,6 +37,10 @@ pub struct QaRow {
     pub options: BTreeMap<String, String>,
     pub question: Option<String>,
     pub concept: Option<String>,
+    /// The question's id in the eval file (`id`), when the row gives it.
+    pub id: Option<String>,
+    /// Which rotation of the options this row asked (a circular run); none otherwise.
+    pub rotation: Option<u64>,
 }
 
 /// Lower-case, remove ASCII punctuation, drop the articles a/an/the, collapse white space.
@@ -107,7 +117,45 @@ pub struct QaReport {
     pub total: usize,
     pub correct: usize,
     pub accuracy: Option<f64>,
+    /// The option letter most often correct (ties: the earliest letter); none when no row's
+    /// correct answer is a letter.
+    pub majority_letter: Option<char>,
+    /// The accuracy of always answering [`QaReport::majority_letter`]: the score to beat.
+    pub majority_baseline: Option<f64>,
+    /// When the rows come from a circular run: the questions right in every rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circular: Option<CircularReport>,
     pub per_item: Vec<QaItem>,
+}
+
+/// CircularEval's score: a question counts only when it was answered right in every rotation of
+/// its options (so a model that always says `A` scores nothing on two-option questions).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CircularReport {
+    pub questions: usize,
+    pub correct: usize,
+    pub accuracy: Option<f64>,
+}
+
+/// Groups rows by question (concept, id, else question text) when any has a rotation.
+fn circular(rows: &[QaRow], per_item: &[QaItem]) -> Option<CircularReport> {
+    if rows.iter().all(|r| r.rotation.is_none()) {
+        return None;
+    }
+    // A question is its concept and id (the eval file's key), else its concept and text.
+    let mut by_question: BTreeMap<(Option<&str>, Option<&str>), bool> = BTreeMap::new();
+    for (r, item) in rows.iter().zip(per_item) {
+        let question = r.id.as_deref().or(r.question.as_deref());
+        *by_question
+            .entry((r.concept.as_deref(), question))
+            .or_insert(true) &= item.correct;
+    }
+    let correct = by_question.values().filter(|ok| **ok).count();
+    Some(CircularReport {
+        questions: by_question.len(),
+        correct,
+        accuracy: ratio(correct, by_question.len()),
+    })
 }
 
 /// Judges one answer (see the module docs).
@@ -158,11 +206,31 @@ pub fn score_qa(rows: &[QaRow]) -> QaReport {
         })
         .collect();
     let correct = per_item.iter().filter(|i| i.correct).count();
+    let (majority_letter, majority_baseline) = majority_letter(rows);
+    let circular = circular(rows, &per_item);
     QaReport {
         total: rows.len(),
         correct,
         accuracy: ratio(correct, rows.len()),
+        majority_letter,
+        majority_baseline,
+        circular,
         per_item,
+    }
+}
+
+/// The letter most often correct and the accuracy of always answering it (over every row).
+fn majority_letter(rows: &[QaRow]) -> (Option<char>, Option<f64>) {
+    let mut counts: BTreeMap<char, usize> = BTreeMap::new();
+    for r in rows {
+        if let Some(l) = option_letter(&r.correct_answer) {
+            *counts.entry(l).or_default() += 1;
+        }
+    }
+    // max_by_key keeps the last of equals: walk the letters backwards so ties go to the earliest.
+    match counts.iter().rev().max_by_key(|(_, n)| **n) {
+        Some((l, n)) => (Some(*l), ratio(*n, rows.len())),
+        None => (None, None),
     }
 }
 
@@ -233,6 +301,8 @@ fn parse_rows(rows: &[Value], source: &str) -> Result<Vec<QaRow>> {
                     .get("concept")
                     .and_then(Value::as_str)
                     .map(str::to_string),
+                id: obj.get("id").and_then(Value::as_str).map(str::to_string),
+                rotation: obj.get("rotation").and_then(Value::as_u64),
             })
         })
         .collect()
@@ -241,6 +311,28 @@ fn parse_rows(rows: &[Value], source: &str) -> Result<Vec<QaRow>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_majority_letter_baseline_is_always_answering_the_commonest_letter() {
+        let row = |answer: &str, correct: &str| QaRow {
+            answer: answer.into(),
+            correct_answer: correct.into(),
+            ..Default::default()
+        };
+        let rows = [
+            row("A", "A"),
+            row("A", "B"),
+            row("B", "B"),
+            row("x", "free text"),
+        ];
+        let r = score_qa(&rows);
+        // B is correct twice, A once: always answering B gets 2 of the 4 rows.
+        assert_eq!(r.majority_letter, Some('B'));
+        assert_eq!(r.majority_baseline, Some(0.5));
+        let tie = score_qa(&[row("A", "B"), row("A", "A")]);
+        assert_eq!(tie.majority_letter, Some('A'));
+        assert_eq!(score_qa(&[row("x", "dog")]).majority_baseline, None);
+    }
 
     fn row(answer: &str, correct: &str) -> QaRow {
         QaRow {

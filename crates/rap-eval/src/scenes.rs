@@ -3,13 +3,13 @@
 //! For each scene size (2, 3 and 4 subjects, as far as the memory has subjects), `N` scenes
 //! from [`rap_dataset::scenes`] paste that many distinct subjects, cut from their *query*
 //! photos, on a background. Each scene (as JPEG, quality 90) goes through [`Engine::retrieve`]
-//! and is judged by what it reports as image hits ([`Via::Image`]): a reported concept that is
+//! and is judged by what it reports as image hits ([`rap_core::Via::seen`]): a reported concept that is
 //! not pasted is a false positive, a pasted one not reported a false negative. Precision,
 //! recall and F1 are micro-averaged over the scenes of a size. A true positive's box is a hit
 //! when its intersection over union with the pasted box is at least [`BOX_IOU`].
 
 use crate::ratio;
-use rap_core::{BoundingBox, Error, Result, Tenant, Via};
+use rap_core::{BoundingBox, Error, Result, Tenant};
 use rap_dataset::scenes::{self, SceneLabel, SceneOptions};
 use rap_engine::{Engine, RetrieveOptions};
 use std::collections::BTreeMap;
@@ -173,7 +173,7 @@ pub(crate) fn image_hits(
         .retrieve(tenant, Some(bytes), None, options)?
         .hits
         .into_iter()
-        .filter(|h| h.via == Via::Image)
+        .filter(|h| h.via.seen())
         .map(|h| Reported {
             name: h.name,
             score: h.score,

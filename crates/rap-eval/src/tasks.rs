@@ -309,12 +309,76 @@ pub fn row_key(task: Task, row: &Value) -> Option<String> {
             row.get("image")?.as_str()?,
             row.get("concept")?.as_str()?
         )),
-        Task::Qa => Some(format!(
-            "{}|{}",
-            row.get("concept")?.as_str()?,
-            row.get("id")?.as_str()?
-        )),
+        Task::Qa => {
+            let key = format!(
+                "{}|{}",
+                row.get("concept")?.as_str()?,
+                row.get("id")?.as_str()?
+            );
+            // A circular run asks each question once per rotation of its options.
+            Some(match row.get("rotation").and_then(Value::as_u64) {
+                Some(r) => format!("{key}|rotation {r}"),
+                None => key,
+            })
+        }
     }
+}
+
+/// MMBench's CircularEval for multiple-choice QA items: each question once per rotation of its
+/// options. With options `A: x, B: y` the question is asked as it is (rotation 0) and as
+/// `A: y, B: x` (rotation 1), the correct letter following its text; with N options, N times.
+/// Each row records its `rotation`; [`crate::qa::score_qa`] counts a question right only when
+/// every rotation is. Items without options (or with one) are kept as they are.
+pub fn circular_qa_items(items: Vec<EvalItem>) -> Vec<EvalItem> {
+    let mut out = Vec::new();
+    for item in items {
+        let options = item.row.get("options").and_then(Value::as_object).cloned();
+        let question = item
+            .row
+            .get("question")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let correct = item
+            .row
+            .get("correct_answer")
+            .and_then(Value::as_str)
+            .and_then(crate::qa::option_letter);
+        let (Some(options), Some(question)) = (options, question) else {
+            out.push(item);
+            continue;
+        };
+        let letters: Vec<&String> = options.keys().collect();
+        let texts: Vec<&Value> = options.values().collect();
+        let n = letters.len();
+        let correct_at = correct.and_then(|c| {
+            letters
+                .iter()
+                .position(|l| crate::qa::option_letter(l) == Some(c))
+        });
+        let (Some(correct_at), true) = (correct_at, n > 1) else {
+            out.push(item);
+            continue;
+        };
+        let name = item.concepts.first().cloned().unwrap_or_default();
+        for r in 0..n {
+            // Rotation r: the option at letter i is the text that was at letter i + r.
+            let rotated: Map<String, Value> = (0..n)
+                .map(|i| (letters[i].clone(), texts[(i + r) % n].clone()))
+                .collect();
+            let mut row = item.row.clone();
+            row["options"] = Value::Object(rotated.clone());
+            row["correct_answer"] = json!(letters[(correct_at + n - r) % n]);
+            row["rotation"] = json!(r);
+            out.push(EvalItem {
+                key: row_key(Task::Qa, &row).unwrap_or_default(),
+                image: item.image.clone(),
+                prompt: qa_prompt(&question, &rotated, &name),
+                concepts: item.concepts.clone(),
+                row,
+            });
+        }
+    }
+    out
 }
 
 /// The prediction row for `item` answered with `answer`: a caption row gets the caption as its
@@ -382,6 +446,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("row 0") && e.contains("correct_answer"), "{e}");
+    }
+
+    #[test]
+    fn circular_items_rotate_the_options_and_follow_the_answer() {
+        let file = json!({"<bo>": {"q1": {"question": "What colour is sks?",
+            "option": {"A": "red", "B": "blue"}, "correct_answer": "A"}}});
+        let (items, _) = qa_items(&file, "t.json").unwrap();
+        let rotated = circular_qa_items(items);
+        assert_eq!(rotated.len(), 2);
+        assert_eq!(rotated[0].row["options"], json!({"A": "red", "B": "blue"}));
+        assert_eq!(rotated[0].row["correct_answer"], "A");
+        assert_eq!(rotated[1].row["options"], json!({"A": "blue", "B": "red"}));
+        assert_eq!(rotated[1].row["correct_answer"], "B");
+        assert!(
+            rotated[1].prompt.contains("A. blue\nB. red\n"),
+            "{}",
+            rotated[1].prompt
+        );
+        assert_ne!(rotated[0].key, rotated[1].key);
+        assert_eq!(rotated[1].key, "<bo>|q1|rotation 1");
+        // Answering A both times: right once, so the question is wrong circularly.
+        let rows: Vec<Value> = rotated
+            .iter()
+            .map(|i| prediction(i, "A", &[], "run"))
+            .collect();
+        let rows = crate::qa::parse_qa_predictions(&Value::Array(rows).to_string(), "p").unwrap();
+        let r = crate::score_qa(&rows);
+        assert_eq!(r.correct, 1);
+        let c = r.circular.unwrap();
+        assert_eq!((c.questions, c.correct), (1, 0));
     }
 
     #[test]

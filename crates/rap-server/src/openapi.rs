@@ -69,15 +69,16 @@ fn schemas() -> Value {
             "remove_aliases": {"type": "array", "items": {"type": "string"}}}},
         "Hit": {"type": "object", "properties": {
             "id": {"type": "string"}, "name": {"type": "string"},
-            "score": {"type": "number", "description": "cosine similarity; 1.0 for text mentions"},
-            "via": {"type": "string", "enum": ["image", "text"]},
+            "score": {"type": "number", "description": "cosine similarity; 1.0 for a concept only named in the text"},
+            "via": {"type": "string", "enum": ["image", "text", "text+image"],
+                "description": "text+image: named in the text and seen in the image (score, box and confidence are the image's)"},
             "box": {"oneOf": [bbox.clone(), {"type": "null"}]},
             "confidence": {"type": "number", "description": "image hits: how sure the decision is, 0..1"}}},
         "Retrieval": {"type": "object", "properties": {"hits": {"type": "array",
             "items": {"$ref": "#/components/schemas/Hit"}}}},
         "UsedConcept": {"type": "object", "properties": {
             "name": {"type": "string"}, "score": {"type": "number"},
-            "via": {"type": "string", "enum": ["image", "text", "explicit"]},
+            "via": {"type": "string", "enum": ["image", "text", "text+image", "explicit"]},
             "box": bbox, "image": {"type": "string"}}},
         "Rap": {"type": "object", "description": "what rap added: the concepts in the prompt",
             "properties": {

@@ -304,7 +304,7 @@ function showRetrieved(rap) {
         el("span", { class: "swatch", style: "background:" + COLORS[i % COLORS.length] }),
         c.name + " · " + c.score.toFixed(2) + " · " + c.via);
       // Found in the photo by mistake? Teach the memory: this (box of the) photo is not it.
-      if (c.via === "image" && chatFile) {
+      if ((c.via === "image" || c.via === "text+image") && chatFile) {
         li.append(" ", el("button", { type: "button", class: "link", "data-testid": "not-concept",
           title: "This is not " + c.name + ": remember it as a negative example",
           onclick: (e) => notConcept(e.currentTarget, c) }, "not " + c.name));

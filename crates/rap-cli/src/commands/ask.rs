@@ -73,14 +73,22 @@ pub(crate) fn concept_list(concepts: &[rap_engine::UsedConcept]) -> String {
         .join(", ")
 }
 
+/// One concept of an answer as JSON: how it was found, its score and, when it was seen in the
+/// image, where (`box`, pixels of the query image).
+pub(crate) fn used_json(c: &rap_engine::UsedConcept) -> serde_json::Value {
+    let mut v = serde_json::json!({ "name": c.name, "score": c.score, "via": c.via });
+    if let Some(b) = c.bbox {
+        v["box"] = serde_json::json!([b.x1, b.y1, b.x2, b.y2]);
+    }
+    v
+}
+
 /// The `--json` form of an answer.
 pub(crate) fn answer_json(answer: &rap_engine::Answer) -> serde_json::Value {
     serde_json::json!({
         "answer": answer.text.trim(),
         "mode": answer.mode.as_str(),
-        "concepts": answer.concepts.iter().map(|c| serde_json::json!({
-            "name": c.name, "score": c.score, "via": c.via,
-        })).collect::<Vec<_>>(),
+        "concepts": answer.concepts.iter().map(used_json).collect::<Vec<_>>(),
         "model": answer.model,
         "finish_reason": answer.finish_reason,
     })
@@ -88,7 +96,7 @@ pub(crate) fn answer_json(answer: &rap_engine::Answer) -> serde_json::Value {
 
 pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
     let config = ctx.config()?;
-    let loaded = ctx.app().generator(&config, args.model.as_deref())?;
+    let loaded = ctx.generator(&config, args.model.as_deref())?;
     let image = match &args.image {
         Some(p) => Some(rap_image::read_file(p, ctx.limits())?),
         None => None,

@@ -5,14 +5,20 @@
 //! `/quit` (or end of input). Answers stream to the terminal; with `--json` each answer and
 //! each command's result is one JSON object per line. A failed turn prints its error and the
 //! conversation goes on as it was.
+//!
+//! Ctrl-C while an answer streams stops that answer (what was said so far stays in the
+//! conversation) and the chat goes on; Ctrl-C at the prompt says how to leave, and a second
+//! one in a row ends the chat ([`Interrupts`]).
 
-use super::ask::{answer_json, concept_list, retrieve_options, stream_to_stdout};
+use super::ask::{answer_json, concept_list, retrieve_options, stream_to_stdout, used_json};
 use crate::context::Context;
 use anyhow::{Context as _, Result};
 use rap_core::Message;
 use rap_engine::ChatSession;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
@@ -47,9 +53,86 @@ fn read_image(ctx: &Context, path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// What Ctrl-C does in a chat: stop the answer in progress, else (at the prompt) warn once and
+/// end the chat the second time in a row. A thread waits for the signal (tokio's handler, which
+/// rap already builds for `rap serve`), so the work done on it is ordinary code, not a signal
+/// handler's.
+struct Interrupts {
+    state: AtomicU8,
+    /// Set by Ctrl-C during an answer; the answer's token callback stops it.
+    stop: AtomicBool,
+}
+
+const AT_PROMPT: u8 = 0;
+/// At the prompt, after one Ctrl-C: the next one ends the chat.
+const WARNED: u8 = 1;
+const ANSWERING: u8 = 2;
+
+impl Interrupts {
+    /// Starts handling Ctrl-C for the rest of the process (it no longer kills it at once).
+    fn install(interactive: bool) -> Result<Arc<Interrupts>> {
+        let shared = Arc::new(Interrupts {
+            state: AtomicU8::new(AT_PROMPT),
+            stop: AtomicBool::new(false),
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .context("starting the Ctrl-C handler")?;
+        // Registered here, before the first prompt, so no Ctrl-C falls between.
+        let mut signals = runtime
+            .block_on(async {
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            })
+            .context("handling Ctrl-C")?;
+        let handler = shared.clone();
+        std::thread::spawn(move || {
+            runtime.block_on(async move {
+                while signals.recv().await.is_some() {
+                    handler.on_interrupt(interactive);
+                }
+            })
+        });
+        Ok(shared)
+    }
+
+    fn on_interrupt(&self, interactive: bool) {
+        match self.state.load(Ordering::SeqCst) {
+            ANSWERING => self.stop.store(true, Ordering::SeqCst),
+            WARNED => {
+                eprintln!();
+                std::process::exit(0);
+            }
+            _ => {
+                self.state.store(WARNED, Ordering::SeqCst);
+                eprintln!("\n(Ctrl-C again, /quit or Ctrl-D to leave the chat)");
+                if interactive {
+                    print!("you> ");
+                    let _ = std::io::stdout().flush();
+                }
+            }
+        }
+    }
+
+    /// An answer starts: Ctrl-C now stops it.
+    fn answering(&self) {
+        self.stop.store(false, Ordering::SeqCst);
+        self.state.store(ANSWERING, Ordering::SeqCst);
+    }
+
+    /// Back at the prompt (a line was read, or an answer ended): the count starts again.
+    fn at_prompt(&self) {
+        self.state.store(AT_PROMPT, Ordering::SeqCst);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
 pub fn run(ctx: &Context, args: ChatArgs) -> Result<()> {
     let config = ctx.config()?;
-    let loaded = ctx.app().generator(&config, args.model.as_deref())?;
+    let loaded = ctx.generator(&config, args.model.as_deref())?;
     let engine = ctx.engine()?;
     let image = args
         .image
@@ -74,6 +157,7 @@ pub fn run(ctx: &Context, args: ChatArgs) -> Result<()> {
         println!("{HELP}");
     }
 
+    let interrupts = Interrupts::install(interactive)?;
     let mut turn = 0;
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
@@ -83,6 +167,7 @@ pub fn run(ctx: &Context, args: ChatArgs) -> Result<()> {
             std::io::stdout().flush()?;
         }
         let Some(line) = lines.next() else { break };
+        interrupts.at_prompt();
         let line = line.context("reading standard input")?;
         let line = line.trim();
         if line.is_empty() {
@@ -104,9 +189,7 @@ pub fn run(ctx: &Context, args: ChatArgs) -> Result<()> {
             "/concepts" => {
                 if json {
                     emit(
-                        serde_json::json!({ "concepts": session.concepts().iter().map(|c| serde_json::json!({
-                        "name": c.name, "score": c.score, "via": c.via,
-                    })).collect::<Vec<_>>() }),
+                        serde_json::json!({ "concepts": session.concepts().iter().map(used_json).collect::<Vec<_>>() }),
                     );
                 } else if session.concepts().is_empty() {
                     println!("(no concept retrieved yet)");
@@ -128,14 +211,20 @@ pub fn run(ctx: &Context, args: ChatArgs) -> Result<()> {
             },
             c if c.starts_with('/') => eprintln!("error: unknown command {c}; {HELP}"),
             _ => {
+                let mut stream = stream_to_stdout(json);
+                interrupts.answering();
                 let answer = session.ask(
                     engine,
                     line,
                     loaded.generator(),
                     Some(&count),
                     &params,
-                    &mut stream_to_stdout(json),
+                    &mut |t: &str| !interrupts.stopped() && stream(t),
                 );
+                interrupts.at_prompt();
+                if interrupts.stopped() && !json {
+                    print!(" (stopped)");
+                }
                 match answer {
                     Ok(answer) => {
                         turn += 1;

@@ -30,14 +30,21 @@ pub enum ConceptCommand {
     /// List the concepts.
     List,
     /// Show one concept (by name or alias).
-    Show { name: String },
+    Show {
+        /// Its name or an alias (any case; <NAME> works too)
+        name: String,
+    },
     /// Change a concept; everything given is applied at once.
     Edit {
+        /// The concept to change: its name or an alias (any case; <NAME> works too)
         name: String,
-        #[arg(long)]
+        /// Its new name
+        #[arg(long, value_name = "NEW_NAME")]
         rename: Option<String>,
+        /// What the assistant should know about it (replaces the old text; "" clears it)
         #[arg(long)]
         info: Option<String>,
+        /// What kind of thing it is (dog, mug, person...; "" clears it)
         #[arg(long)]
         category: Option<String>,
         /// Add a reference image (repeatable)
@@ -65,7 +72,10 @@ pub enum ConceptCommand {
         remove_negatives: Vec<String>,
     },
     /// Forget a concept, its keys and the images nothing else uses.
-    Rm { name: String },
+    Rm {
+        /// Its name or an alias
+        name: String,
+    },
 }
 
 pub fn run(ctx: &Context, cmd: ConceptCommand) -> Result<()> {
@@ -159,6 +169,25 @@ pub fn run(ctx: &Context, cmd: ConceptCommand) -> Result<()> {
                     engine.negative_example(bytes, boxes.get(i))
                 })
                 .collect::<rap_core::Result<Vec<_>>>()?;
+            let nothing_given = rename.is_none()
+                && info.is_none()
+                && category.is_none()
+                && add_images.is_empty()
+                && remove_images.is_empty()
+                && aliases.is_empty()
+                && remove_aliases.is_empty()
+                && add_negatives.is_empty()
+                && remove_negatives.is_empty();
+            let before = engine.concept(tenant, &name)?;
+            if nothing_given {
+                if !ctx.json {
+                    println!(
+                        "nothing to change for <{}>: give --rename, --info, --category, --alias, --add-image... (rap concept edit --help)",
+                        before.name
+                    );
+                }
+                return print_concept(ctx, &before, "");
+            }
             let edit = ConceptEdit {
                 rename,
                 info,
@@ -171,13 +200,30 @@ pub fn run(ctx: &Context, cmd: ConceptCommand) -> Result<()> {
                 remove_negatives,
             };
             let concept = engine.edit_concept(tenant, &name, edit)?;
-            print_concept(ctx, &concept, "updated")
+            let verb = if same_content(&before, &concept) {
+                "no change to"
+            } else {
+                "updated"
+            };
+            print_concept(ctx, &concept, verb)
         }
         ConceptCommand::Rm { name } => {
             let concept = engine.remove_concept(tenant, &name)?;
             print_concept(ctx, &concept, "removed")
         }
     }
+}
+
+/// Whether an edit left the concept as it was (every field but its modification time).
+fn same_content(a: &Concept, b: &Concept) -> bool {
+    let fields = |c: &Concept| {
+        let mut v = serde_json::to_value(c).unwrap_or_default();
+        if let Some(map) = v.as_object_mut() {
+            map.remove("updated_at");
+        }
+        v
+    };
+    fields(a) == fields(b)
 }
 
 fn truncate(s: &str, max: usize) -> String {

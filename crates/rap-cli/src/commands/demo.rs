@@ -1,36 +1,99 @@
 //! `rap demo`: the main job end to end on the embedded default - install the default models,
 //! remember a few concepts from one photo each, find them in photos it has not seen, and ask
-//! the configured generator (the local text model by default) about one of those photos.
+//! the configured generator (the local text model by default) about one of those photos. The
+//! photos are the ones built into the binary ([`crate::demo_photos`]) unless `--photos` names
+//! a folder.
 
 use super::ask::{answer_json, concept_list, stream_to_stdout};
 use crate::context::Context;
 use crate::output;
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use rap_app::config::GeneratorKind;
 use rap_core::{NewConcept, Tenant};
 use rap_engine::{Question, RetrieveOptions};
 use rap_models::pip::{self, Progress};
 use std::path::PathBuf;
 
+/// One demo photo: built in, or a file of `--photos`.
+enum DemoPhoto {
+    BuiltIn(&'static crate::demo_photos::Photo),
+    File(PathBuf),
+}
+
+impl DemoPhoto {
+    /// How the photo is named in the output.
+    fn label(&self) -> String {
+        match self {
+            DemoPhoto::BuiltIn(p) => format!("built-in {}", p.label),
+            DemoPhoto::File(path) => path.display().to_string(),
+        }
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>> {
+        match self {
+            DemoPhoto::BuiltIn(p) => Ok(p.bytes.to_vec()),
+            DemoPhoto::File(path) => {
+                Ok(std::fs::read(path).map_err(|e| rap_core::Error::io(path, e))?)
+            }
+        }
+    }
+}
+
+/// The subjects to remember, each with its reference photo then its query photo.
+fn demo_subjects(photos: Option<&PathBuf>, count: usize) -> Result<Vec<(String, [DemoPhoto; 2])>> {
+    let Some(dir) = photos else {
+        return Ok(crate::demo_photos::SUBJECTS
+            .iter()
+            .take(count)
+            .map(|s| {
+                let [first, second] = &s.photos;
+                (
+                    s.name.to_string(),
+                    [DemoPhoto::BuiltIn(first), DemoPhoto::BuiltIn(second)],
+                )
+            })
+            .collect());
+    };
+    if !dir.is_dir() {
+        bail!(
+            "no photos at {}: pass --photos DIR, a folder with one folder of photos per subject (or leave it out for the built-in photos)",
+            dir.display()
+        );
+    }
+    Ok(rap_eval::retrieval::subjects(dir)?
+        .into_iter()
+        .filter_map(|(name, photos)| match photos.as_slice() {
+            [first, second, ..] => Some((
+                name,
+                [
+                    DemoPhoto::File(first.clone()),
+                    DemoPhoto::File(second.clone()),
+                ],
+            )),
+            _ => None,
+        })
+        .take(count)
+        .collect())
+}
+
 /// The tenant the demo writes to; it is emptied first, so the demo can run again.
 const DEMO_TENANT: &str = "demo";
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
-    /// A folder with one folder of photos per subject
-    #[arg(long, default_value = "../shared/datasets/dreambooth-dev")]
-    pub photos: PathBuf,
-    /// How many subjects to remember
+    /// A folder with one folder of photos per subject (at least two photos each: the first is
+    /// remembered, the second searched) [default: the built-in photos of four subjects]
+    #[arg(long, value_name = "DIR")]
+    pub photos: Option<PathBuf>,
+    /// How many subjects to remember at most
     #[arg(long, default_value_t = 6)]
     pub subjects: usize,
 }
 
 pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
-    if !args.photos.is_dir() {
-        bail!(
-            "no demo photos at {}: pass --photos DIR, a folder with one folder of photos per subject",
-            args.photos.display()
-        );
+    let subjects = demo_subjects(args.photos.as_ref(), args.subjects)?;
+    if subjects.is_empty() {
+        bail!("no subject with at least two photos to remember and search");
     }
     let say = |line: String| {
         if !ctx.json {
@@ -50,7 +113,7 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
         let bar = output::progress(0, ctx.json, "installing");
         pip::install(
             name,
-            ctx.models_path(),
+            ctx.models_path()?,
             ctx.app().tools(),
             false,
             &mut |p| {
@@ -68,24 +131,19 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
     for old in engine.concepts(&tenant)? {
         engine.remove_concept(&tenant, &old.name)?;
     }
-    let subjects: Vec<_> = rap_eval::retrieval::subjects(&args.photos)?
-        .into_iter()
-        .filter(|(_, photos)| photos.len() >= 2)
-        .take(args.subjects)
-        .collect();
     say(format!(
         "2. Remembering {} concepts, one photo each (tenant `{DEMO_TENANT}`):",
         subjects.len()
     ));
     for (name, photos) in &subjects {
-        let image = engine.read_image(&photos[0])?;
+        let image = engine.image_from_bytes(photos[0].bytes()?)?;
         let new = NewConcept {
             name: name.clone(),
             info: format!("<{name}> is the user's {}.", name.replace('_', " ")),
             ..Default::default()
         };
         engine.add_concept(&tenant, &new, vec![image])?;
-        say(format!("   <{name}>  from {}", photos[0].display()));
+        say(format!("   <{name}>  from {}", photos[0].label()));
     }
 
     say("3. Finding them in photos rap has not seen:".into());
@@ -96,7 +154,7 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
     let mut results = Vec::new();
     for (name, photos) in &subjects {
         let query = &photos[1];
-        let bytes = std::fs::read(query).with_context(|| query.display().to_string())?;
+        let bytes = query.bytes()?;
         let retrieval = engine.retrieve(&tenant, Some(&bytes), None, &options)?;
         let found = retrieval.hits.first().map(|h| (h.name.clone(), h.score));
         let verdict = match &found {
@@ -106,14 +164,14 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
         };
         say(format!(
             "   {} -> {}  ({verdict})",
-            query.display(),
+            query.label(),
             found
                 .as_ref()
                 .map(|(n, s)| format!("<{n}> {s:.2}"))
                 .unwrap_or_else(|| "-".into())
         ));
         results.push(serde_json::json!({
-            "query": query, "expected": name,
+            "query": query.label(), "expected": name,
             "found": found.as_ref().map(|f| &f.0), "score": found.as_ref().map(|f| f.1),
         }));
     }
@@ -121,9 +179,9 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
     // Ask about the first query photo: retrieval, the RAP prompt, the generator's answer.
     let asked = &subjects[0].1[1];
     let question = "Who is in this photo, and what do you know about them?";
-    say(format!("4. Asking about {}: {question}", asked.display()));
-    let generator = ctx.app().generator(&config, None)?;
-    let bytes = std::fs::read(asked).with_context(|| asked.display().to_string())?;
+    say(format!("4. Asking about {}: {question}", asked.label()));
+    let generator = ctx.generator(&config, None)?;
+    let bytes = asked.bytes()?;
     // Greedy, short, with the model's default repetition penalty (the small default model
     // loops without one).
     let params = generator.params(&config, 96, Some(0.0), None);
@@ -148,7 +206,7 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
         return output::print_json(&serde_json::json!({
             "tenant": DEMO_TENANT,
             "results": results,
-            "asked": { "photo": asked, "question": question, "answer": answer_json(&answer) },
+            "asked": { "photo": asked.label(), "question": question, "answer": answer_json(&answer) },
         }));
     }
     println!();

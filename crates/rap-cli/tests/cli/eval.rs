@@ -387,6 +387,52 @@ fn model_runners_write_reference_predictions_and_resume() {
         assert_eq!(r["concepts"][0], r["concept"], "{r}");
     }
 
+    // The majority-letter baseline beside the accuracy: "A" is right for 2 of the 3.
+    assert_eq!(v["scores"]["majority_letter"], "A");
+    let baseline = v["scores"]["majority_baseline"].as_f64().unwrap();
+    assert!((baseline - 2.0 / 3.0).abs() < 1e-9, "{v}");
+
+    // Circular: each question once per rotation of its two options (its own predictions file),
+    // right only when right both times.
+    let circular_out = rap.dir.path().join("qa-circular.json");
+    let v = rap.json(&[
+        "eval",
+        "qa",
+        "--file",
+        s(&qa),
+        "--predictions",
+        s(&circular_out),
+        "--max-tokens",
+        "6",
+        "--circular",
+    ]);
+    assert_eq!(v["run"]["items"], 6, "{v}");
+    let rows = read_json(&circular_out);
+    let rows = rows.as_array().unwrap();
+    let rotated = rows
+        .iter()
+        .find(|r| r["concept"] == "cat" && r["rotation"] == 1)
+        .unwrap();
+    assert_eq!(rotated["options"], json!({"A": "Cat", "B": "Dog"}));
+    assert_eq!(rotated["correct_answer"], "A");
+    let c = &v["scores"]["circular"];
+    assert_eq!(c["questions"], 3, "{v}");
+    // A question is right circularly only if both of its rows are.
+    let both_right = ["dog|0", "dog|1", "cat|0"]
+        .iter()
+        .filter(|q| {
+            let (concept, id) = q.split_once('|').unwrap();
+            v["scores"]["per_item"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(rows)
+                .filter(|(_, r)| r["concept"] == concept && r["id"] == id)
+                .all(|(item, _)| item["correct"] == true)
+        })
+        .count();
+    assert_eq!(c["correct"], both_right, "{v}");
+
     // Another model's answers are not mixed in.
     let e = rap.fails(&[
         "eval",

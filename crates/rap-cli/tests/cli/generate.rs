@@ -162,7 +162,8 @@ fn ask_json_with_the_local_model_is_text_only() {
     assert!(!v["answer"].as_str().unwrap().trim().is_empty(), "{v}");
     assert_eq!(v["concepts"][0]["name"], "bo");
     assert_eq!(v["concepts"][0]["via"], "text");
-    assert!(v["model"].as_str().is_some());
+    // The catalogue name, not the GGUF's general.name.
+    assert_eq!(v["model"], "smollm2-135m-instruct");
 }
 
 /// `rap chat` with the real SmolLM2: turns, `/concepts`, a bad `/image` that does not end the
@@ -208,4 +209,114 @@ fn chat_keeps_turns_and_survives_bad_commands() {
     assert_eq!(lines[4]["turn"], 1);
     assert!(stderr.contains("missing.png"), "{stderr}");
     assert!(stderr.contains("unknown command /fly"), "{stderr}");
+}
+
+/// `rap demo` from a folder with nothing beside it: the built-in photos, each subject found in
+/// the photo it has not seen, an answer from the local model under its catalogue name.
+#[test]
+fn demo_runs_from_any_folder_on_its_built_in_photos() {
+    let models = smollm2();
+    let rap = Rap::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = rap
+        .command()
+        .current_dir(elsewhere.path())
+        .env("RAP_MODELS_DIR", models)
+        .args(["demo", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4, "{v}");
+    for r in results {
+        assert!(r["query"].as_str().unwrap().starts_with("built-in "), "{r}");
+        assert_eq!(r["found"], r["expected"], "{v}");
+    }
+    assert_eq!(v["asked"]["answer"]["model"], "smollm2-135m-instruct");
+    assert!(!v["asked"]["answer"]["answer"]
+        .as_str()
+        .unwrap()
+        .trim()
+        .is_empty());
+}
+
+/// Ctrl-C during an answer stops that answer and the chat goes on; Ctrl-C twice at the prompt
+/// ends it. Each step waits for the chat to show the last one took effect (signals sent close
+/// together on a busy machine may arrive as one).
+#[test]
+fn ctrl_c_stops_the_answer_not_the_chat() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let models = smollm2();
+    let rap = memory();
+    let mut child = rap
+        .command()
+        .env("RAP_MODELS_DIR", models)
+        .args(["chat", "--temperature", "0", "--max-tokens", "400"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Everything the chat writes, as it comes.
+    let collect = |mut from: Box<dyn Read + Send>| {
+        let seen = Arc::new(Mutex::new(String::new()));
+        let into = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                into.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        seen
+    };
+    let stdout = collect(Box::new(child.stdout.take().unwrap()));
+    let stderr = collect(Box::new(child.stderr.take().unwrap()));
+    let wait_for = |seen: &Arc<Mutex<String>>, needle: &str| {
+        let start = Instant::now();
+        while !seen.lock().unwrap().contains(needle) {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "no {needle:?} in {:?}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let pid = child.id() as i32;
+    let interrupt = || unsafe {
+        libc::kill(pid, libc::SIGINT);
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"Write a long story about <bo>, with many chapters.\n")
+        .unwrap();
+    // The answer streams; Ctrl-C stops it, and the chat answers the next line.
+    let start = Instant::now();
+    while stdout.lock().unwrap().len() < 16 {
+        assert!(start.elapsed() < Duration::from_secs(120), "no answer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    interrupt();
+    wait_for(&stdout, "(stopped)");
+    stdin.write_all(b"/concepts\n").unwrap();
+    stdin.flush().unwrap();
+    wait_for(&stdout, "<bo> 1.000 (text)");
+    // At the prompt: the first Ctrl-C says how to leave, the second ends the chat.
+    interrupt();
+    wait_for(&stderr, "Ctrl-C again");
+    interrupt();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?} {}", stderr.lock().unwrap());
 }

@@ -8,6 +8,7 @@ mod dataset;
 mod detect;
 mod device;
 mod eval;
+mod everyday;
 mod generate;
 mod hardening;
 mod llava;

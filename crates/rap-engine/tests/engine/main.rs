@@ -6,5 +6,6 @@ mod decision;
 mod encoders;
 mod hardening;
 mod key_regions;
+mod named_and_seen;
 mod postgres;
 mod region_proposer;

@@ -89,7 +89,7 @@ fn objects_live_exactly_while_a_concept_uses_their_image() {
         ])
     );
     assert_eq!(rows_with_bytes(&db), 0);
-    assert_eq!(store.image_bytes(&a, &own.id).unwrap(), own.bytes);
+    assert_eq!(store.image_bytes(&a, &own.id).unwrap(), own.bytes.to_vec());
     // The objects are where the layout says, under the prefix, byte for byte.
     let raw = S3BlobStore::connect(bucket.config("memories")).unwrap();
     let nested: BTreeSet<String> = raw
@@ -102,7 +102,7 @@ fn objects_live_exactly_while_a_concept_uses_their_image() {
         nested.is_empty(),
         "one level deeper, nothing has the layout: {nested:?}"
     );
-    assert_eq!(blobs.get(&a, &shared.id.0).unwrap(), shared.bytes);
+    assert_eq!(blobs.get(&a, &shared.id.0).unwrap(), shared.bytes.to_vec());
 
     // The shared image stays while another concept of the tenant uses it.
     store.remove_concept(&a, "bo").unwrap();
@@ -110,7 +110,10 @@ fn objects_live_exactly_while_a_concept_uses_their_image() {
         objects(blobs.as_ref()),
         BTreeSet::from([key("alice", &shared), key("bob", &shared)])
     );
-    assert_eq!(store.image_bytes(&a, &shared.id).unwrap(), shared.bytes);
+    assert_eq!(
+        store.image_bytes(&a, &shared.id).unwrap(),
+        shared.bytes.to_vec()
+    );
     assert!(matches!(
         store.image_bytes(&a, &own.id),
         Err(Error::NotFound { .. })
@@ -166,7 +169,7 @@ fn rows_written_without_a_blob_store_keep_being_read_from_the_database() {
         .unwrap();
     let blobs = bucket.blob_store("p");
     let store = db.store().with_blob_store(blobs.clone());
-    assert_eq!(store.image_bytes(&a, &old.id).unwrap(), old.bytes);
+    assert_eq!(store.image_bytes(&a, &old.id).unwrap(), old.bytes.to_vec());
     let new = image(5);
     store
         .add_concept(&a, &concept("dug"), vec![new.clone(), old.clone()])
@@ -296,13 +299,19 @@ fn gc_deletes_orphans_only() {
     );
     assert!(report.missing.is_empty());
     assert_eq!(objects(blobs.as_ref()), BTreeSet::from([key("a", &kept)]));
-    assert_eq!(store.image_bytes(&a, &kept.id).unwrap(), kept.bytes);
+    assert_eq!(
+        store.image_bytes(&a, &kept.id).unwrap(),
+        kept.bytes.to_vec()
+    );
     assert_eq!(
         objects(other.as_ref()).len(),
         1,
         "another prefix is not swept"
     );
-    assert_eq!(foreign.get(&a, &orphan.id.0).unwrap(), orphan.bytes);
+    assert_eq!(
+        foreign.get(&a, &orphan.id.0).unwrap(),
+        orphan.bytes.to_vec()
+    );
     // A row whose object vanished is reported.
     blobs.delete(&a, &kept.id.0).unwrap();
     let report = store.collect_orphan_blobs().unwrap();

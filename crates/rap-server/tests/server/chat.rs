@@ -33,6 +33,10 @@ fn with_bo(s: &Server) {
 }
 
 fn ask(image: &[u8], stream: bool) -> serde_json::Value {
+    ask_about(image, stream, "Who is this?")
+}
+
+fn ask_about(image: &[u8], stream: bool, question: &str) -> serde_json::Value {
     serde_json::json!({
         "model": "anything",
         "stream": stream,
@@ -40,11 +44,40 @@ fn ask(image: &[u8], stream: bool) -> serde_json::Value {
         "messages": [
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": [
-                {"type": "text", "text": "Who is this?"},
+                {"type": "text", "text": question},
                 {"type": "image_url", "image_url": {"url": data_url(image)}}
             ]}
         ]
     })
+}
+
+/// A concept the question names and the photo shows is one concept with both facts: the model
+/// is told where it is in the photo, not that nothing was recognised.
+#[test]
+fn a_concept_named_and_seen_keeps_its_place_in_the_photo() {
+    let s = Server::start();
+    with_bo(&s);
+    let query = photo(RED, 110, 100, 7);
+    let v = json(
+        client()
+            .post(s.url("/v1/chat/completions"))
+            .json(&ask_about(&query, false, "What is <bo> doing?"))
+            .send()
+            .unwrap(),
+        200,
+    );
+    let answer = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(
+        answer.starts_with("The image shows <bo> (similarity "),
+        "{answer}"
+    );
+    assert!(answer.contains(", region ["), "{answer}");
+    assert!(!answer.contains("none of their saved concepts"), "{answer}");
+    let concepts = v["rap"]["concepts"].as_array().unwrap();
+    assert_eq!(concepts.len(), 1, "{v}");
+    assert_eq!(concepts[0]["via"], "text+image");
+    assert!(concepts[0]["score"].as_f64().unwrap() < 1.0, "{v}");
+    assert_eq!(concepts[0]["box"].as_array().unwrap().len(), 4);
 }
 
 #[test]

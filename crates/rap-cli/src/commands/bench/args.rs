@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct MemoryArgs {
+    /// Concepts in the store (one key each)
     #[arg(long, default_value_t = MemoryOptions::default().concepts)]
     concepts: usize,
     /// Key dimension (1280 = the default encoder)
@@ -39,9 +40,10 @@ impl From<MemoryArgs> for MemoryOptions {
 #[derive(clap::Args)]
 pub struct RetrievalArgs {
     /// A folder with one folder of photos per subject: the first photo of each is remembered,
-    /// the others are the queries
-    #[arg(long, default_value = "../shared/datasets/dreambooth-dev")]
-    dataset: PathBuf,
+    /// the others are the queries (full-size photos such as dreambooth-dev give the figures
+    /// the README quotes) [default: the built-in demo photos, 480x480]
+    #[arg(long, value_name = "DIR")]
+    dataset: Option<PathBuf>,
     /// Window sizes for region proposals, as fractions of the shorter side
     /// (comma-separated; `none` = the whole image only) [default: as `rap retrieve`]
     #[arg(long, value_delimiter = ',')]
@@ -52,12 +54,22 @@ pub struct RetrievalArgs {
 }
 
 impl RetrievalArgs {
-    /// The options, with the installed default encoder (loaded when the benchmark starts).
-    pub fn options(self, ctx: &Context) -> Result<RetrievalOptions> {
+    /// The options, with the installed default encoder (loaded when the benchmark starts), and
+    /// the temporary folder holding the built-in photos when no `--dataset` is given (it must
+    /// outlive the benchmark).
+    pub fn options(self, ctx: &Context) -> Result<(RetrievalOptions, Option<tempfile::TempDir>)> {
         let window_scales = super::super::window_scales(self.scales)?;
-        let models_dir = ctx.models_path().to_path_buf();
-        Ok(RetrievalOptions {
-            dataset: self.dataset,
+        let models_dir = ctx.models_path()?.to_path_buf();
+        let (dataset, built_in) = match self.dataset {
+            Some(dir) => (dir, None),
+            None => {
+                let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+                crate::demo_photos::write_folders(dir.path())?;
+                (dir.path().to_path_buf(), Some(dir))
+            }
+        };
+        let options = RetrievalOptions {
+            dataset,
             window_scales,
             queries: self.queries,
             encoder: Box::new(move || -> rap_core::Result<Arc<dyn ImageEncoder>> {
@@ -69,7 +81,8 @@ impl RetrievalArgs {
             }),
             preprocess: rap_vision::EFFICIENTNET_LITE0_PREPROCESS,
             limits: *ctx.limits(),
-        })
+        };
+        Ok((options, built_in))
     }
 }
 
@@ -105,7 +118,7 @@ impl GenerateArgs {
                 let name = self
                     .model
                     .unwrap_or_else(|| "smollm2-135m-instruct".to_owned());
-                let dir = ctx.models_dir();
+                let dir = ctx.models_dir()?;
                 Box::new(move || {
                     let entry = rap_models::pip::find(&name).ok_or_else(|| {
                         Error::invalid(format!(

@@ -48,7 +48,8 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
         None => return suite::run(ctx, args.suite),
         Some(BenchCommand::Memory(args)) => rap_bench::memory::run(&args.into(), &bars)?,
         Some(BenchCommand::Retrieval(args)) => {
-            rap_bench::retrieval::run(args.options(ctx)?, &bars)?
+            let (options, _built_in_photos) = args.options(ctx)?;
+            rap_bench::retrieval::run(options, &bars)?
         }
         Some(BenchCommand::Generate(args)) => rap_bench::generate::run(args.options(ctx)?, &bars)?,
         Some(BenchCommand::Vectors(args)) => rap_bench::vectors::run(&args.into(), &bars)?,
@@ -96,12 +97,12 @@ impl rap_bench::Progress for Bars {
     }
 }
 
-/// Prints a report: JSON with `--json`, pretty JSON otherwise (every figure carries its unit
-/// in its name).
+/// Prints a report: JSON with `--json`, else the same figures as indented `key: value` lines
+/// (every figure carries its unit in its name).
 fn print(json: bool, report: &serde_json::Value) -> Result<()> {
     if json {
         return output::print_json(report);
     }
-    println!("{}", serde_json::to_string_pretty(report)?);
+    output::print_report(report);
     Ok(())
 }

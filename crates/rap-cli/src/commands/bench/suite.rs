@@ -30,9 +30,10 @@ pub struct SuiteArgs {
     /// Concepts in the store for the store-open figure
     #[arg(long, default_value_t = 10_000)]
     memory_concepts: usize,
-    /// Photos for the retrieve figures (one folder per subject)
-    #[arg(long, default_value = "../shared/datasets/dreambooth-dev")]
-    dataset: PathBuf,
+    /// Photos for the retrieve figures (one folder per subject) [default: the built-in demo
+    /// photos, as `rap bench retrieval`]
+    #[arg(long, value_name = "DIR")]
+    dataset: Option<PathBuf>,
     /// Retrieve queries to time at most (0 = every photo that is not a reference)
     #[arg(long, default_value_t = 0)]
     queries: usize,
@@ -225,13 +226,14 @@ pub fn run(ctx: &Context, args: SuiteArgs) -> Result<()> {
             eprintln!("rap bench: running {name}...");
         }
         let sub_args: Vec<String> = match *name {
-            "retrieval" => vec![
-                "retrieval".into(),
-                "--dataset".into(),
-                args.dataset.display().to_string(),
-                "--queries".into(),
-                args.queries.to_string(),
-            ],
+            "retrieval" => {
+                let mut a = vec!["retrieval".into()];
+                if let Some(dataset) = &args.dataset {
+                    a.extend(["--dataset".into(), dataset.display().to_string()]);
+                }
+                a.extend(["--queries".into(), args.queries.to_string()]);
+                a
+            }
             "vectors" => vec!["vectors".into(), "--sizes".into(), sizes.clone()],
             "memory" => vec![
                 "memory".into(),

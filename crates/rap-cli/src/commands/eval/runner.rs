@@ -50,6 +50,10 @@ pub struct TaskArgs {
     /// Answer only the first N items of the file
     #[arg(long, requires = "file")]
     limit: Option<usize>,
+    /// QA: ask every multiple-choice question once per rotation of its options and count it
+    /// right only if every rotation is (MMBench's CircularEval)
+    #[arg(long, requires = "file")]
+    circular: bool,
     /// Most tokens per answer (the reference's evaluation uses 128)
     #[arg(long, default_value_t = 128)]
     max_tokens: usize,
@@ -97,7 +101,7 @@ pub fn run(
             let path = args
                 .predictions
                 .clone()
-                .unwrap_or_else(|| default_predictions(file, task, &mode));
+                .unwrap_or_else(|| default_predictions(file, task, &mode, args.circular));
             let summary = answer_file(ctx, task, &args, file, &path, &mode)?;
             (path, Some(summary))
         }
@@ -112,7 +116,7 @@ pub fn run(
     score(ctx, task, &path, summary, targets_only)
 }
 
-fn default_predictions(file: &Path, task: Task, mode: &Mode) -> PathBuf {
+fn default_predictions(file: &Path, task: Task, mode: &Mode, circular: bool) -> PathBuf {
     let stem = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -121,7 +125,11 @@ fn default_predictions(file: &Path, task: Task, mode: &Mode) -> PathBuf {
         Mode::Model => "",
         Mode::Retriever { .. } => "-retriever",
     };
-    PathBuf::from(format!("{stem}.{}{how}.predictions.json", task.as_str()))
+    let circular = if circular { "-circular" } else { "" };
+    PathBuf::from(format!(
+        "{stem}.{}{how}{circular}.predictions.json",
+        task.as_str()
+    ))
 }
 
 /// Checks the file's images and concepts before anything is asked.
@@ -188,6 +196,12 @@ fn answer_file(
     let (mut items, qa_kind) = tasks::read_eval_file(task, file)?;
     if let Some(n) = args.limit {
         items.truncate(n);
+    }
+    if args.circular {
+        if task != Task::Qa {
+            bail!("--circular is for multiple-choice QA (rap eval qa)");
+        }
+        items = tasks::circular_qa_items(items);
     }
     if items.is_empty() {
         bail!("{}: no items to answer", file.display());
@@ -291,7 +305,7 @@ fn ask_model(
     pending: &[&EvalItem],
     journal: &mut Journal,
 ) -> Result<()> {
-    let loaded = ctx.app().generator(config, args.model.as_deref())?;
+    let loaded = ctx.generator(config, args.model.as_deref())?;
     let params = loaded.params(config, args.max_tokens, Some(args.temperature), args.seed);
     let mut retrieve = retrieve_options(config);
     if let Some(k) = args.top_k {
@@ -474,12 +488,33 @@ fn score(
         Task::Qa => {
             let r = score_qa(&read_qa_predictions(path)?);
             if !ctx.json {
+                // A circular run's rows are answers, one per rotation of each question.
+                let rows = if r.circular.is_some() {
+                    "answers"
+                } else {
+                    "questions"
+                };
                 println!(
-                    "{} questions, {} correct: accuracy {}",
+                    "{} {rows}, {} correct: accuracy {}",
                     r.total,
                     r.correct,
                     pct(r.accuracy)
                 );
+                if let Some(c) = &r.circular {
+                    println!(
+                        "circular: {} of {} questions right in every rotation of their options: \
+                         accuracy {}",
+                        c.correct,
+                        c.questions,
+                        pct(c.accuracy)
+                    );
+                }
+                if let Some(letter) = r.majority_letter {
+                    println!(
+                        "majority-letter baseline (always answering {letter}): {}",
+                        pct(r.majority_baseline)
+                    );
+                }
             }
             serde_json::to_value(&r)?
         }
