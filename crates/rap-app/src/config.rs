@@ -20,6 +20,7 @@
 //! [retrieval]
 //! top_k = 2
 //! threshold = 0.55
+//! cascade = true                    # the smallest windows only when the others do not decide
 //! # detector = "centernet"          # a detector whose boxes join the regions retrieval looks
 //! #                                 # at: "centernet" (rap models install centernet), or an
 //! #                                 # OWLv2 checkpoint (a name from `rap models add NAME --path
@@ -114,6 +115,9 @@ impl Default for GeneratorConfig {
 pub struct RetrievalConfig {
     pub top_k: usize,
     pub threshold: f32,
+    /// Whether queries run the cascade (`rap_engine::cascade`): the smallest windows are
+    /// encoded only when the whole image and the larger windows do not already decide.
+    pub cascade: bool,
     /// The detector whose boxes join retrieval's regions (`rap_detect::detector`):
     /// `centernet`, or an OWLv2 model name or folder. None by default (CenterNet did not
     /// help on dreambooth-dev).
@@ -132,6 +136,7 @@ impl Default for RetrievalConfig {
         RetrievalConfig {
             top_k: 2,
             threshold: rap_engine::DEFAULT_THRESHOLD,
+            cascade: true,
             detector: None,
             detector_threshold: None,
             detector_max_boxes: None,

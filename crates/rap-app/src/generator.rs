@@ -228,6 +228,11 @@ pub fn retrieve_options(config: &Config) -> RetrieveOptions {
     RetrieveOptions {
         top_k: config.retrieval.top_k,
         threshold: config.retrieval.threshold,
+        cascade: if config.retrieval.cascade {
+            RetrieveOptions::default().cascade
+        } else {
+            None
+        },
         ..RetrieveOptions::default()
     }
 }

@@ -48,6 +48,9 @@ pub struct Engine {
     loader: EncoderLoader,
     encoder: OnceLock<Option<Arc<dyn ImageEncoder>>>,
     indexes: Mutex<HashMap<(Tenant, String), KeyIndex>>,
+    /// (tenant, encoder id) -> the tenant's memory version at which every image of the tenant
+    /// had keys of that encoder (see [`Engine::ensure_keys`]).
+    keyed: Mutex<HashMap<(Tenant, String), u64>>,
     /// Each tenant's concepts as queries need them (see [`crate::catalog`]).
     pub(crate) catalogs: Mutex<HashMap<Tenant, Arc<crate::catalog::Catalog>>>,
     /// Loads encoders other than the default by name (see [`crate::encoders`]).
@@ -79,6 +82,7 @@ impl Engine {
             loader,
             encoder: OnceLock::new(),
             indexes: Mutex::new(HashMap::new()),
+            keyed: Mutex::new(HashMap::new()),
             catalogs: Mutex::new(HashMap::new()),
             resolver: None,
             named: Mutex::new(HashMap::new()),
@@ -246,7 +250,7 @@ impl Engine {
         };
         match encoder {
             Ok(Some(encoder)) => {
-                if let Err(e) = self.compute_keys(tenant, encoder.as_ref(), &mut |_, _| {}) {
+                if let Err(e) = self.ensure_keys(tenant, encoder.as_ref()) {
                     tracing::warn!(
                         "could not compute keys now (will retry before the next search): {e}"
                     );
@@ -302,6 +306,34 @@ impl Engine {
         Ok(total)
     }
 
+    /// Makes sure every image of the tenant has keys of `encoder`, cheaply when nothing
+    /// changed: the store is asked for images without keys ([`Engine::compute_keys`]) only
+    /// when the tenant's memory version ([`ConceptStore::memory_version`], raised by every
+    /// change of its concepts and so by every image added, by any process on the store) moved
+    /// since this process last found every image keyed. The version is read *before* the
+    /// keys are computed, so an image added meanwhile moves it again and is keyed at the next
+    /// call. Keys lost some other way (not by a change of concepts) are not noticed until the
+    /// version moves; `rap reindex` computes them at once.
+    pub fn ensure_keys(&self, tenant: &Tenant, encoder: &dyn ImageEncoder) -> Result<()> {
+        let key = (tenant.clone(), encoder.info().id.clone());
+        let version = self.store.memory_version(tenant)?;
+        let keyed = |map: &HashMap<(Tenant, String), u64>| map.get(&key) == Some(&version);
+        if keyed(
+            &*self
+                .keyed
+                .lock()
+                .map_err(|_| Error::storage("keys lock poisoned"))?,
+        ) {
+            return Ok(());
+        }
+        self.compute_keys(tenant, encoder, &mut |_, _| {})?;
+        self.keyed
+            .lock()
+            .map_err(|_| Error::storage("keys lock poisoned"))?
+            .insert(key, version);
+        Ok(())
+    }
+
     /// Makes sure every image has keys from the memory's encoder (see [`Engine::encoder_for`]).
     /// Errors clearly when no encoder is installed.
     pub fn reindex(
@@ -331,7 +363,7 @@ impl Engine {
         f: impl FnOnce(&KeyIndex) -> Result<T>,
     ) -> Result<T> {
         let encoder = self.encoder_for(tenant)?;
-        self.compute_keys(tenant, encoder.as_ref(), &mut |_, _| {})?;
+        self.ensure_keys(tenant, encoder.as_ref())?;
         let info = encoder.info();
         self.current_index(tenant, &info.id, info.dim, f)
     }
@@ -347,7 +379,20 @@ impl Engine {
         k: usize,
     ) -> Result<Vec<Vec<(f32, ImageId)>>> {
         let encoder = self.encoder_for(tenant)?;
-        self.compute_keys(tenant, encoder.as_ref(), &mut |_, _| {})?;
+        self.ensure_keys(tenant, encoder.as_ref())?;
+        self.search_nearest(tenant, encoder.as_ref(), queries, k)
+    }
+
+    /// [`Engine::nearest_images`] with the memory's encoder already resolved and its keys
+    /// already computed ([`Engine::ensure_keys`]): the search alone, for a query that
+    /// searches more than once.
+    pub(crate) fn search_nearest(
+        &self,
+        tenant: &Tenant,
+        encoder: &dyn ImageEncoder,
+        queries: &[Embedding],
+        k: usize,
+    ) -> Result<Vec<Vec<(f32, ImageId)>>> {
         let info = encoder.info();
         if let Some(found) = self.store.search_keys(tenant, &info.id, queries, k)? {
             return Ok(found

@@ -9,6 +9,7 @@
 //! when its intersection over union with the pasted box is at least [`BOX_IOU`].
 
 use crate::ratio;
+use crate::retrieval::{RegionFigures, RegionTally};
 use rap_core::{BoundingBox, Error, Result, Tenant, Via};
 use rap_dataset::scenes::{self, SceneLabel, SceneOptions};
 use rap_engine::{Engine, RetrieveOptions};
@@ -130,6 +131,8 @@ pub struct ScenesReport {
     /// Figures per scene size (number of pasted subjects).
     pub per_size: BTreeMap<usize, SceneFigures>,
     pub ms_per_scene: f64,
+    /// Regions encoded per scene, and the share of scenes the cascade stopped at stage 1.
+    pub regions: RegionFigures,
     #[serde(skip)]
     pub outcomes: Vec<SceneOutcome>,
 }
@@ -164,9 +167,11 @@ pub(crate) fn image_hits(
     tenant: &Tenant,
     bytes: &[u8],
     options: &RetrieveOptions,
+    regions: &mut RegionTally,
 ) -> Result<Vec<Reported>> {
-    Ok(engine
-        .retrieve(tenant, Some(bytes), None, options)?
+    let retrieval = engine.retrieve(tenant, Some(bytes), None, options)?;
+    regions.add(&retrieval.timings);
+    Ok(retrieval
         .hits
         .into_iter()
         .filter(|h| h.via == Via::Image)
@@ -208,6 +213,7 @@ pub fn run(
     let mut outcomes = Vec::with_capacity(total);
     let mut per_size = BTreeMap::new();
     let mut retrieving = std::time::Duration::ZERO;
+    let mut regions = RegionTally::default();
     for &size in &sizes {
         let mut sum = Tally::default();
         for index in 0..config.count {
@@ -226,7 +232,7 @@ pub fn run(
                 std::fs::write(&path, &bytes).map_err(|e| Error::io(path, e))?;
             }
             let started = Instant::now();
-            let reported = image_hits(engine, tenant, &bytes, options)?;
+            let reported = image_hits(engine, tenant, &bytes, options, &mut regions)?;
             retrieving += started.elapsed();
             let pasted: Vec<(&str, BoundingBox)> = scene
                 .label
@@ -256,6 +262,7 @@ pub fn run(
         box_rule: format!("IoU >= {BOX_IOU} with the pasted box"),
         per_size,
         ms_per_scene: retrieving.as_secs_f64() * 1000.0 / total.max(1) as f64,
+        regions: regions.figures(),
         outcomes,
     };
     if let Some(dir) = &config.save_dir {
