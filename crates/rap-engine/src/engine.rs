@@ -1,7 +1,9 @@
 //! [`Engine`]: opens the memory, loads the encoder lazily, and runs Remember and indexing.
 
+use image::RgbImage;
 use rap_core::{
-    BoundingBox, Concept, Embedding, Error, ImageEncoder, ImageId, NewConcept, Result, Tenant,
+    BoundingBox, Concept, Embedding, Error, ImageEncoder, ImageId, NewConcept, Region, Result,
+    Tenant,
 };
 use rap_image::Limits;
 use rap_memory::{ConceptEdit, ConceptStore, ImageInput, KeyIndex, SqliteStore, StoreStats};
@@ -51,6 +53,9 @@ pub struct Engine {
     /// (tenant, encoder id) -> the tenant's memory version at which every image of the tenant
     /// had keys of that encoder (see [`Engine::ensure_keys`]).
     keyed: Mutex<HashMap<(Tenant, String), u64>>,
+    /// Images decoded when they were checked for storing, kept for their keys (see
+    /// [`Checked`]).
+    checked: Mutex<Checked>,
     /// Each tenant's concepts as queries need them (see [`crate::catalog`]).
     pub(crate) catalogs: Mutex<HashMap<Tenant, Arc<crate::catalog::Catalog>>>,
     /// Loads encoders other than the default by name (see [`crate::encoders`]).
@@ -83,6 +88,7 @@ impl Engine {
             encoder: OnceLock::new(),
             indexes: Mutex::new(HashMap::new()),
             keyed: Mutex::new(HashMap::new()),
+            checked: Mutex::new(Checked::default()),
             catalogs: Mutex::new(HashMap::new()),
             resolver: None,
             named: Mutex::new(HashMap::new()),
@@ -134,12 +140,20 @@ impl Engine {
 
     /// Checks an image file and reads it for storing.
     pub fn read_image(&self, path: &Path) -> Result<ImageInput> {
-        ImageInput::from_path(path, &self.config.limits)
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        self.image_from_bytes(bytes)
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
     }
 
-    /// Checks image bytes (an upload) for storing.
+    /// Checks image bytes (an upload) for storing. The check decodes the image; the decoded
+    /// image is kept a while, so that its keys, computed when it is stored, do not decode it
+    /// again.
     pub fn image_from_bytes(&self, bytes: Vec<u8>) -> Result<ImageInput> {
-        ImageInput::from_bytes(bytes, &self.config.limits)
+        let (input, rgb) = ImageInput::decoded_from_bytes(bytes, &self.config.limits)?;
+        if let Ok(mut checked) = self.checked.lock() {
+            checked.keep(input.id.clone(), rgb);
+        }
+        Ok(input)
     }
 
     /// A negative example ("that's not this concept") from an image: the whole image, or the
@@ -176,8 +190,9 @@ impl Engine {
         new: &NewConcept,
         images: Vec<ImageInput>,
     ) -> Result<Concept> {
+        let keying = self.prepare_keys(tenant, &images);
         let concept = self.store.add_concept(tenant, new, images)?;
-        self.index_new_images(tenant);
+        self.store_keys(tenant, keying);
         Ok(concept)
     }
 
@@ -193,11 +208,14 @@ impl Engine {
     }
 
     pub fn edit_concept(&self, tenant: &Tenant, name: &str, edit: ConceptEdit) -> Result<Concept> {
-        let adds_images = !edit.add_images.is_empty();
+        let added: Vec<&ImageInput> = edit.add_images.iter().chain(&edit.add_negatives).collect();
+        let keying = if added.is_empty() {
+            None
+        } else {
+            self.prepare_keys(tenant, added)
+        };
         let concept = self.store.edit_concept(tenant, name, edit)?;
-        if adds_images {
-            self.index_new_images(tenant);
-        }
+        self.store_keys(tenant, keying);
         Ok(concept)
     }
 
@@ -242,6 +260,65 @@ impl Engine {
 
     // ---- Keys ----
 
+    /// What the keys of images about to be stored need, gathered before the store write: the
+    /// memory's encoder (`None` when none is installed or it does not load: the keys are then
+    /// computed before the next search) and each image's pixels, as decoded when it was
+    /// checked ([`Engine::image_from_bytes`]) or decoded now.
+    fn prepare_keys<'a>(
+        &self,
+        tenant: &Tenant,
+        images: impl IntoIterator<Item = &'a ImageInput>,
+    ) -> Option<NewKeys> {
+        let encoder = match self.tenant_encoders(tenant) {
+            Ok(t) if t.active.is_some() => self.encoder_for(tenant).map(Some),
+            _ => self.encoder(),
+        };
+        let encoder = match encoder {
+            Ok(Some(encoder)) => encoder,
+            Ok(None) => {
+                tracing::debug!("no encoder installed; keys will be computed once one is");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!("encoder did not load: {e}");
+                return None;
+            }
+        };
+        let mut kept = self.checked.lock().ok();
+        let images = images
+            .into_iter()
+            .map(|input| {
+                let rgb = kept
+                    .as_mut()
+                    .and_then(|k| k.take(&input.id))
+                    .map(Ok)
+                    .unwrap_or_else(|| rap_image::decode(&input.bytes, &self.config.limits));
+                (input.id.clone(), rgb)
+            })
+            .collect();
+        Some(NewKeys { encoder, images })
+    }
+
+    /// Best effort after a write: computes the keys of the images just stored (all in one
+    /// transaction) so the first search is fast; whatever fails is computed before the next
+    /// search instead ([`Engine::ensure_keys`]: the write moved the memory version).
+    fn store_keys(&self, tenant: &Tenant, keying: Option<NewKeys>) {
+        let Some(NewKeys { encoder, images }) = keying else {
+            return;
+        };
+        let keys = images
+            .into_iter()
+            .try_fold(Vec::new(), |mut keys, (image, rgb)| {
+                keys.extend(key_image(encoder.as_ref(), image, &rgb?)?);
+                Ok::<_, Error>(keys)
+            });
+        let stored =
+            keys.and_then(|keys: Vec<_>| self.store.put_keys(tenant, &encoder.info().id, &keys));
+        if let Err(e) = stored {
+            tracing::warn!("could not compute keys now (will retry before the next search): {e}");
+        }
+    }
+
     /// Best effort after a write: embed new images now so the first search is fast.
     fn index_new_images(&self, tenant: &Tenant) {
         let encoder = match self.tenant_encoders(tenant) {
@@ -282,24 +359,8 @@ impl Engine {
                 Err(e) => return Err(e),
             };
             let rgb = rap_image::decode(&bytes, &self.config.limits)?;
-            // The encoder says which regions of a reference are keyed (the whole image, and
-            // crops for an encoder that keys them); all of one image in one transaction.
-            // Each is resized straight from the decoded image, in one batch.
-            let regions = encoder.key_regions(rgb.width(), rgb.height());
-            let boxes: Vec<BoundingBox> = regions.iter().map(|r| r.bbox).collect();
-            let embeddings = encoder.embed_regions(&rgb, &boxes)?;
-            if embeddings.len() != regions.len() || regions.is_empty() {
-                return Err(Error::Model(format!(
-                    "encoder returned {} embeddings for {} key regions",
-                    embeddings.len(),
-                    regions.len()
-                )));
-            }
-            let keys: Vec<_> = regions
-                .into_iter()
-                .zip(embeddings)
-                .map(|(region, embedding)| (image.clone(), region, embedding))
-                .collect();
+            // All keys of one image in one transaction.
+            let keys = key_image(encoder, image.clone(), &rgb)?;
             self.store.put_keys(tenant, &encoder.info().id, &keys)?;
             progress(done + 1, total);
         }
@@ -454,5 +515,100 @@ impl Engine {
             .get(&key)
             .ok_or_else(|| Error::storage("index vanished"))?;
         f(index)
+    }
+}
+
+/// The keys of one reference image: the encoder says which regions of it are keyed (the whole
+/// image, and crops for an encoder that keys them); each is resized straight from the decoded
+/// image, all in one batch.
+fn key_image(
+    encoder: &dyn ImageEncoder,
+    image: ImageId,
+    rgb: &RgbImage,
+) -> Result<Vec<(ImageId, Region, Embedding)>> {
+    let regions = encoder.key_regions(rgb.width(), rgb.height());
+    let boxes: Vec<BoundingBox> = regions.iter().map(|r| r.bbox).collect();
+    let embeddings = encoder.embed_regions(rgb, &boxes)?;
+    if embeddings.len() != regions.len() || regions.is_empty() {
+        return Err(Error::Model(format!(
+            "encoder returned {} embeddings for {} key regions",
+            embeddings.len(),
+            regions.len()
+        )));
+    }
+    Ok(regions
+        .into_iter()
+        .zip(embeddings)
+        .map(|(region, embedding)| (image.clone(), region, embedding))
+        .collect())
+}
+
+/// The keys of images about to be stored: the encoder, and each image's pixels (or why they
+/// could not be had).
+struct NewKeys {
+    encoder: Arc<dyn ImageEncoder>,
+    images: Vec<(ImageId, Result<RgbImage>)>,
+}
+
+/// Images decoded by [`Engine::image_from_bytes`], kept until they are stored (their keys need
+/// the pixels) and then handed over: the most recent few, within a pixel budget, so a check
+/// that is never followed by a store costs memory only until newer ones push it out.
+#[derive(Default)]
+struct Checked {
+    images: std::collections::VecDeque<(ImageId, RgbImage)>,
+}
+
+impl Checked {
+    /// At most this many images are kept...
+    const MAX_IMAGES: usize = 8;
+    /// ...and at most this many pixels in all (about 48 MB): a 12-megapixel phone photo fits.
+    const MAX_PIXELS: u64 = 16_000_000;
+
+    fn keep(&mut self, id: ImageId, rgb: RgbImage) {
+        let pixels = |rgb: &RgbImage| u64::from(rgb.width()) * u64::from(rgb.height());
+        if pixels(&rgb) > Self::MAX_PIXELS {
+            return;
+        }
+        self.images.retain(|(kept, _)| *kept != id);
+        self.images.push_back((id, rgb));
+        while self.images.len() > Self::MAX_IMAGES
+            || self.images.iter().map(|(_, i)| pixels(i)).sum::<u64>() > Self::MAX_PIXELS
+        {
+            self.images.pop_front();
+        }
+    }
+
+    fn take(&mut self, id: &ImageId) -> Option<RgbImage> {
+        let at = self.images.iter().position(|(kept, _)| kept == id)?;
+        self.images.remove(at).map(|(_, rgb)| rgb)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> ImageId {
+        ImageId(format!("{n:064x}"))
+    }
+
+    #[test]
+    fn checked_images_are_handed_over_once_and_the_oldest_make_room() {
+        let mut checked = Checked::default();
+        checked.keep(id(1), RgbImage::new(10, 10));
+        assert_eq!(checked.take(&id(1)).map(|i| i.width()), Some(10));
+        assert!(checked.take(&id(1)).is_none(), "handed over once");
+        for n in 0..10 {
+            checked.keep(id(n), RgbImage::new(4, 4));
+        }
+        assert!(checked.take(&id(1)).is_none(), "pushed out by newer ones");
+        assert!(checked.take(&id(9)).is_some());
+        // Two 3000 x 3000 images do not fit the budget together; one larger than it is not kept.
+        checked.keep(id(20), RgbImage::new(3000, 3000));
+        checked.keep(id(21), RgbImage::new(3000, 3000));
+        assert!(checked.take(&id(20)).is_none());
+        assert!(checked.take(&id(21)).is_some());
+        checked.keep(id(22), RgbImage::new(5000, 4000));
+        assert!(checked.take(&id(22)).is_none());
     }
 }
