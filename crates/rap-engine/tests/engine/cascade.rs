@@ -79,7 +79,8 @@ fn options(cascade: bool) -> RetrieveOptions {
         threshold: 0.9,
         margin: 0.05,
         window_scales: vec![0.5, 0.75],
-        cascade: cascade.then_some(rap_engine::DEFAULT_CASCADE_MARGIN),
+        // A safety margin the mean colour of a one-colour region clears (0.9 + 0.05 < 1).
+        cascade: cascade.then_some(0.05),
         ..RetrieveOptions::default()
     }
 }
