@@ -297,8 +297,10 @@ impl Engine {
         window_scales: &[f32],
         timings: &mut Timings,
     ) -> Result<Vec<(ConceptId, f32, BoundingBox)>> {
+        // Raw scores of every region: the cascade would leave out regions that can raise them.
         let options = RetrieveOptions {
             window_scales: window_scales.to_vec(),
+            cascade: None,
             ..RetrieveOptions::default()
         };
         let mut scored = self.recognize(tenant, bytes, &options, timings, &mut Vec::new())?;
