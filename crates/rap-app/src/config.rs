@@ -22,6 +22,7 @@
 //! threshold = 0.55                  # the decision's base floor (see rap_engine::retrieve)
 //! margin = 0.05                     # over the runner-up concept at the same region
 //! stability_weight = 0.0            # how much each concept's floor follows its stability
+//! cascade = true                    # the smallest windows only when the others do not decide
 //! # detector = "centernet"          # a detector whose boxes join the regions retrieval looks
 //! #                                 # at: "centernet" (rap models install centernet), or an
 //! #                                 # OWLv2 checkpoint (a name from `rap models add NAME --path
@@ -140,6 +141,9 @@ pub struct RetrievalConfig {
     pub margin: f32,
     /// How much each concept's floor follows its stability (0: one floor for all).
     pub stability_weight: f32,
+    /// Whether queries run the cascade (`rap_engine::cascade`): the smallest windows are
+    /// encoded only when the whole image and the larger windows do not already decide.
+    pub cascade: bool,
     /// The detector whose boxes join retrieval's regions (`rap_detect::detector`):
     /// `centernet`, or an OWLv2 model name or folder. None by default (CenterNet did not
     /// help on dreambooth-dev).
@@ -160,6 +164,7 @@ impl Default for RetrievalConfig {
             threshold: rap_engine::DEFAULT_THRESHOLD,
             margin: rap_engine::DEFAULT_MARGIN,
             stability_weight: rap_engine::DEFAULT_STABILITY_WEIGHT,
+            cascade: true,
             detector: None,
             detector_threshold: None,
             detector_max_boxes: None,

@@ -233,6 +233,11 @@ pub fn retrieve_options(config: &Config) -> RetrieveOptions {
         threshold: config.retrieval.threshold,
         margin: config.retrieval.margin,
         stability_weight: config.retrieval.stability_weight,
+        cascade: if config.retrieval.cascade {
+            RetrieveOptions::default().cascade
+        } else {
+            None
+        },
         ..RetrieveOptions::default()
     }
 }

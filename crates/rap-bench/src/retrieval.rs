@@ -28,6 +28,8 @@ pub struct RetrievalOptions {
     /// Window sizes for region proposals, as fractions of the shorter side (empty: the whole
     /// image only); `rap retrieve`'s are `RetrieveOptions::default().window_scales`.
     pub window_scales: Vec<f32>,
+    /// Whether queries run the cascade (`rap_engine::cascade`), as `rap retrieve` does.
+    pub cascade: bool,
     /// Queries to time at most (0: every photo that is not a reference).
     pub queries: usize,
     /// The encoder (`rap` gives the installed default encoder).
@@ -49,6 +51,7 @@ pub fn run(options: RetrievalOptions, progress: &dyn Progress) -> Result<serde_j
     let RetrievalOptions {
         dataset,
         window_scales,
+        cascade,
         queries: max_queries,
         encoder,
         preprocess,
@@ -104,6 +107,11 @@ pub fn run(options: RetrievalOptions, progress: &dyn Progress) -> Result<serde_j
     }
     let options = RetrieveOptions {
         window_scales: window_scales.clone(),
+        cascade: if cascade {
+            RetrieveOptions::default().cascade
+        } else {
+            None
+        },
         ..RetrieveOptions::default()
     };
     // The first search opens the key index; time it apart from the queries.
@@ -114,7 +122,7 @@ pub fn run(options: RetrievalOptions, progress: &dyn Progress) -> Result<serde_j
     progress.start(queries.len() as u64, "querying");
     let (mut total, mut decode, mut embed, mut resize, mut search) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut regions = 0;
+    let (mut regions, mut stopped) = (0, 0);
     let mut pixels = 0u64;
     for (_, bytes) in &queries {
         let t = Instant::now();
@@ -123,10 +131,12 @@ pub fn run(options: RetrievalOptions, progress: &dyn Progress) -> Result<serde_j
         decode.push(retrieval.timings.decode_ms);
         embed.push(retrieval.timings.embed_ms);
         search.push(retrieval.timings.search_ms);
-        regions = retrieval.timings.regions;
+        regions += retrieval.timings.regions;
+        stopped += usize::from(retrieval.timings.skipped > 0);
 
-        // The crop + resize share of `embed`, measured apart on the same regions of the image
-        // decoded as retrieval decodes it (reduced where that loses nothing).
+        // The crop + resize share of `embed`, measured apart on every region of the image
+        // decoded as retrieval decodes it (reduced where that loses nothing); with the
+        // cascade, a query that stopped at stage 1 resized fewer, so this is an upper bound.
         let decoded = rap_engine::pixels::decode_query(
             bytes,
             engine.limits(),
@@ -206,7 +216,9 @@ pub fn run(options: RetrievalOptions, progress: &dyn Progress) -> Result<serde_j
         "queries": queries.len(),
         "mean_query_megapixels": pixels as f64 / queries.len() as f64 / 1e6,
         "window_scales": window_scales,
-        "regions_per_query": regions,
+        "cascade": options.cascade,
+        "regions_per_query": regions as f64 / queries.len() as f64,
+        "stopped_at_stage_1": stopped as f64 / queries.len() as f64,
         "add_concept_one_photo": summary(add_ms),
         "first_query_with_index_open_ms": first_query_ms,
         "retrieve": summary(total),

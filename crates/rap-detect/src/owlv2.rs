@@ -960,8 +960,9 @@ mod tests {
         let (data, size) = p.tensor_data(&img).unwrap();
         assert_eq!(size, (960, 960));
         assert_eq!(data.len(), 3 * 960 * 960);
-        // The strip stays at the top, padded with zeros below.
-        assert!(data[0] > 0.5, "{}", data[0]);
+        // The strip stays at the top, padded with zeros below (shrunk 62.5 times, the 2-pixel
+        // strip is a thirtieth of the top row, its light spread over it by the anti-aliasing).
+        assert!(data[0] > 0.05, "{}", data[0]);
         assert_eq!(data[960 * 960 - 1], 0.0);
         assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
     }

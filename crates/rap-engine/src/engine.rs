@@ -1,5 +1,6 @@
 //! [`Engine`]: opens the memory, loads the encoder lazily, and runs Remember and indexing.
 
+use image::RgbImage;
 use rap_core::{
     BoundingBox, Concept, Embedding, Error, ImageEncoder, ImageId, NewConcept, Result, Tenant,
 };
@@ -54,6 +55,12 @@ pub struct Engine {
     loader: EncoderLoader,
     encoder: OnceLock<Option<Arc<dyn ImageEncoder>>>,
     indexes: Mutex<HashMap<(Tenant, String), KeyIndex>>,
+    /// (tenant, encoder id) -> the tenant's memory version at which every image of the tenant
+    /// had keys of that encoder (see [`Engine::ensure_keys`]).
+    keyed: Mutex<HashMap<(Tenant, String), u64>>,
+    /// Images decoded when they were checked for storing, kept for their keys (see
+    /// [`Checked`]).
+    checked: Mutex<Checked>,
     /// Each tenant's concepts as queries need them (see [`crate::catalog`]).
     pub(crate) catalogs: Mutex<HashMap<Tenant, Arc<crate::catalog::Catalog>>>,
     /// Loads encoders other than the default by name (see [`crate::encoders`]).
@@ -85,6 +92,8 @@ impl Engine {
             loader,
             encoder: OnceLock::new(),
             indexes: Mutex::new(HashMap::new()),
+            keyed: Mutex::new(HashMap::new()),
+            checked: Mutex::new(Checked::default()),
             catalogs: Mutex::new(HashMap::new()),
             resolver: None,
             named: Mutex::new(HashMap::new()),
@@ -136,12 +145,20 @@ impl Engine {
 
     /// Checks an image file and reads it for storing.
     pub fn read_image(&self, path: &Path) -> Result<ImageInput> {
-        ImageInput::from_path(path, &self.config.limits)
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        self.image_from_bytes(bytes)
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
     }
 
-    /// Checks image bytes (an upload) for storing.
+    /// Checks image bytes (an upload) for storing. The check decodes the image; the decoded
+    /// image is kept a while, so that its keys, computed when it is stored, do not decode it
+    /// again.
     pub fn image_from_bytes(&self, bytes: Vec<u8>) -> Result<ImageInput> {
-        ImageInput::from_bytes(bytes, &self.config.limits)
+        let (input, rgb) = ImageInput::decoded_from_bytes(bytes, &self.config.limits)?;
+        if let Ok(mut checked) = self.checked.lock() {
+            checked.keep(input.id.clone(), rgb);
+        }
+        Ok(input)
     }
 
     /// A negative example ("that's not this concept") from an image: the whole image, or the
@@ -316,14 +333,20 @@ impl Engine {
         }
     }
 
-    /// The keys of one stored or new image: decoded under the limits, each of the encoder's
+    /// The keys of one stored or new image: decoded under the limits (or as it was decoded
+    /// when [`Engine::image_from_bytes`] checked it, see [`Checked`]), each of the encoder's
     /// key regions embedded (resized straight from the decoded image, in one batch).
     fn image_keys(
         &self,
         encoder: &dyn ImageEncoder,
+        id: &ImageId,
         bytes: &[u8],
     ) -> Result<Vec<(rap_core::Region, Embedding)>> {
-        let rgb = rap_image::decode(bytes, &self.config.limits)?;
+        let kept = self.checked.lock().ok().and_then(|mut c| c.take(id));
+        let rgb = match kept {
+            Some(rgb) => rgb,
+            None => rap_image::decode(bytes, &self.config.limits)?,
+        };
         // The encoder says which regions of a reference are keyed (the whole image, and
         // crops for an encoder that keys them).
         let regions = encoder.key_regions(rgb.width(), rgb.height());
@@ -357,7 +380,7 @@ impl Engine {
         for image in images {
             if !keys.contains_key(&image.id) {
                 let computed = self
-                    .image_keys(encoder.as_ref(), &image.bytes)
+                    .image_keys(encoder.as_ref(), &image.id, &image.bytes)
                     .map_err(|e| e.context(format!("image {}", &image.id.0[..12])))?;
                 keys.insert(image.id.clone(), computed);
             }
@@ -415,7 +438,7 @@ impl Engine {
                         Err(Error::NotFound { .. }) => continue, // removed meanwhile
                         Err(e) => return Err(e),
                     };
-                    match self.image_keys(encoder, &bytes) {
+                    match self.image_keys(encoder, image, &bytes) {
                         Ok(keys) => keys,
                         Err(e @ (Error::InvalidInput(_) | Error::LimitExceeded { .. })) => {
                             tracing::warn!(
@@ -440,6 +463,34 @@ impl Engine {
             progress(done + 1, total);
         }
         Ok(total)
+    }
+
+    /// Makes sure every image of the tenant has keys of `encoder`, cheaply when nothing
+    /// changed: the store is asked for images without keys ([`Engine::compute_keys`]) only
+    /// when the tenant's memory version ([`ConceptStore::memory_version`], raised by every
+    /// change of its concepts and so by every image added, by any process on the store) moved
+    /// since this process last found every image keyed. The version is read *before* the
+    /// keys are computed, so an image added meanwhile moves it again and is keyed at the next
+    /// call. Keys lost some other way (not by a change of concepts) are not noticed until the
+    /// version moves; `rap reindex` computes them at once.
+    pub fn ensure_keys(&self, tenant: &Tenant, encoder: &dyn ImageEncoder) -> Result<()> {
+        let key = (tenant.clone(), encoder.info().id.clone());
+        let version = self.store.memory_version(tenant)?;
+        let keyed = |map: &HashMap<(Tenant, String), u64>| map.get(&key) == Some(&version);
+        if keyed(
+            &*self
+                .keyed
+                .lock()
+                .map_err(|_| Error::storage("keys lock poisoned"))?,
+        ) {
+            return Ok(());
+        }
+        self.compute_keys(tenant, encoder, &mut |_, _| {})?;
+        self.keyed
+            .lock()
+            .map_err(|_| Error::storage("keys lock poisoned"))?
+            .insert(key, version);
+        Ok(())
     }
 
     /// Makes sure every image has keys from the memory's encoder (see [`Engine::encoder_for`]).
@@ -471,7 +522,7 @@ impl Engine {
         f: impl FnOnce(&KeyIndex) -> Result<T>,
     ) -> Result<T> {
         let encoder = self.encoder_for(tenant)?;
-        self.compute_keys(tenant, encoder.as_ref(), &mut |_, _| {})?;
+        self.ensure_keys(tenant, encoder.as_ref())?;
         let info = encoder.info();
         self.current_index(tenant, &info.id, info.dim, f)
     }
@@ -487,7 +538,20 @@ impl Engine {
         k: usize,
     ) -> Result<Vec<Vec<(f32, ImageId)>>> {
         let encoder = self.encoder_for(tenant)?;
-        self.compute_keys(tenant, encoder.as_ref(), &mut |_, _| {})?;
+        self.ensure_keys(tenant, encoder.as_ref())?;
+        self.search_nearest(tenant, encoder.as_ref(), queries, k)
+    }
+
+    /// [`Engine::nearest_images`] with the memory's encoder already resolved and its keys
+    /// already computed ([`Engine::ensure_keys`]): the search alone, for a query that
+    /// searches more than once.
+    pub(crate) fn search_nearest(
+        &self,
+        tenant: &Tenant,
+        encoder: &dyn ImageEncoder,
+        queries: &[Embedding],
+        k: usize,
+    ) -> Result<Vec<Vec<(f32, ImageId)>>> {
         let info = encoder.info();
         if let Some(found) = self.store.search_keys(tenant, &info.id, queries, k)? {
             return Ok(found
@@ -549,5 +613,68 @@ impl Engine {
             .get(&key)
             .ok_or_else(|| Error::storage("index vanished"))?;
         f(index)
+    }
+}
+
+/// Images decoded by [`Engine::image_from_bytes`], kept until they are stored (their keys need
+/// the pixels) and then handed over: the most recent few, within a pixel budget, so a check
+/// that is never followed by a store costs memory only until newer ones push it out.
+#[derive(Default)]
+struct Checked {
+    images: std::collections::VecDeque<(ImageId, RgbImage)>,
+}
+
+impl Checked {
+    /// At most this many images are kept...
+    const MAX_IMAGES: usize = 8;
+    /// ...and at most this many pixels in all (about 48 MB): a 12-megapixel phone photo fits.
+    const MAX_PIXELS: u64 = 16_000_000;
+
+    fn keep(&mut self, id: ImageId, rgb: RgbImage) {
+        let pixels = |rgb: &RgbImage| u64::from(rgb.width()) * u64::from(rgb.height());
+        if pixels(&rgb) > Self::MAX_PIXELS {
+            return;
+        }
+        self.images.retain(|(kept, _)| *kept != id);
+        self.images.push_back((id, rgb));
+        while self.images.len() > Self::MAX_IMAGES
+            || self.images.iter().map(|(_, i)| pixels(i)).sum::<u64>() > Self::MAX_PIXELS
+        {
+            self.images.pop_front();
+        }
+    }
+
+    fn take(&mut self, id: &ImageId) -> Option<RgbImage> {
+        let at = self.images.iter().position(|(kept, _)| kept == id)?;
+        self.images.remove(at).map(|(_, rgb)| rgb)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> ImageId {
+        ImageId(format!("{n:064x}"))
+    }
+
+    #[test]
+    fn checked_images_are_handed_over_once_and_the_oldest_make_room() {
+        let mut checked = Checked::default();
+        checked.keep(id(1), RgbImage::new(10, 10));
+        assert_eq!(checked.take(&id(1)).map(|i| i.width()), Some(10));
+        assert!(checked.take(&id(1)).is_none(), "handed over once");
+        for n in 0..10 {
+            checked.keep(id(n), RgbImage::new(4, 4));
+        }
+        assert!(checked.take(&id(1)).is_none(), "pushed out by newer ones");
+        assert!(checked.take(&id(9)).is_some());
+        // Two 3000 x 3000 images do not fit the budget together; one larger than it is not kept.
+        checked.keep(id(20), RgbImage::new(3000, 3000));
+        checked.keep(id(21), RgbImage::new(3000, 3000));
+        assert!(checked.take(&id(20)).is_none());
+        assert!(checked.take(&id(21)).is_some());
+        checked.keep(id(22), RgbImage::new(5000, 4000));
+        assert!(checked.take(&id(22)).is_none());
     }
 }

@@ -8,7 +8,8 @@
 //! - Encoders ([`Engine::encoder_for`], [`Engine::reindex_with`], [`Engine::search_by_words`]):
 //!   each memory records the encoder its keys come from (in the store, shared by every process
 //!   on it); switching re-embeds, resumably.
-//! - Retrieve ([`Engine::retrieve`]): regions of the query image and mentions in its text.
+//! - Retrieve ([`Engine::retrieve`]): regions of the query image, encoded in two stages
+//!   ([`cascade`]), and mentions in its text.
 //! - Generate ([`Engine::conversation`], [`Engine::answer`]): the RAP prompt for a question and
 //!   a generator's answer to it; [`ChatSession`] for several turns.
 //! - API keys ([`Engine::create_api_key`], [`Engine::authenticate`]): server API keys, each bound
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod answer;
+pub mod cascade;
 mod catalog;
 mod chat;
 mod encoders;
@@ -28,6 +30,7 @@ pub mod retrieve;
 pub use answer::{
     Answer, ConceptVia, Conversation, Mode, PromptImage, Question, Target, UsedConcept,
 };
+pub use cascade::DEFAULT_CASCADE_MARGIN;
 pub use chat::ChatSession;
 pub use encoders::{
     migrate_encoders_file, EncoderChoice, EncoderResolver, EncoderSettings, ReindexReport,

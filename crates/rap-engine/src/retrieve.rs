@@ -5,7 +5,8 @@
 //! in a big photo is still found, and a missed detection never means "nothing". Every
 //! reference image of every concept is a key; so is every negative example ("that's not Bo").
 //! Concepts named in the text (`<bo>`, `bo`, `Bo`, any alias, on word boundaries) come first,
-//! as in the reference.
+//! as in the reference. The smallest windows are encoded only when the others do not already
+//! decide every concept ([`crate::cascade`]).
 //!
 //! # The decision: is concept C in the image?
 //! For each query region `r` and concept `C`, `s(r, C)` is the best cosine similarity between
@@ -40,10 +41,7 @@
 
 use crate::catalog::{Catalog, Role};
 use crate::Engine;
-use rap_core::{
-    BoundingBox, ConceptId, Embedding, Error, Hit, ProposalHints, Region, RegionSource, Result,
-    Tenant, Via,
-};
+use rap_core::{BoundingBox, ConceptId, Hit, ImageId, Region, RegionSource, Result, Tenant, Via};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,10 +92,10 @@ pub const DEFAULT_STABILITY_WEIGHT: f32 = 0.0;
 pub const REFERENCE_STABILITY: f32 = 0.85;
 
 /// Proposed boxes narrower or shorter than this (pixels) are not embedded.
-const MIN_REGION: f32 = 32.0;
+pub(crate) const MIN_REGION: f32 = 32.0;
 
 /// Images' worth of keys looked up per query region.
-const NEIGHBOURS: usize = 16;
+pub(crate) const NEIGHBOURS: usize = 16;
 
 /// How retrieval runs.
 #[derive(Debug, Clone)]
@@ -114,6 +112,10 @@ pub struct RetrieveOptions {
     pub stability_weight: f32,
     /// Window sizes as fractions of the image's shorter side; empty = whole image only.
     pub window_scales: Vec<f32>,
+    /// The cascade ([`crate::cascade`]) and its safety margin: the windows of the smallest
+    /// scale are encoded only when the whole image and the larger windows do not decide every
+    /// concept by this much. `None`: every region is encoded (`--no-cascade`).
+    pub cascade: Option<f32>,
 }
 
 impl RetrieveOptions {
@@ -142,6 +144,7 @@ impl Default for RetrieveOptions {
             negative_margin: DEFAULT_NEGATIVE_MARGIN,
             stability_weight: DEFAULT_STABILITY_WEIGHT,
             window_scales: vec![0.5, 0.75],
+            cascade: Some(crate::cascade::DEFAULT_CASCADE_MARGIN),
         }
     }
 }
@@ -152,7 +155,10 @@ pub struct Timings {
     pub decode_ms: f64,
     pub embed_ms: f64,
     pub search_ms: f64,
+    /// Regions encoded.
     pub regions: usize,
+    /// Regions the cascade did not encode (0: it went on to every region, or was off).
+    pub skipped: usize,
 }
 
 /// Retrieved concepts, best first, and how long it took.
@@ -277,7 +283,7 @@ fn solve3(a: [[f64; 3]; 3], r: [f64; 3]) -> Option<[f64; 3]> {
     Some(x)
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -288,7 +294,8 @@ pub fn proposals(width: u32, height: u32, scales: &[f32]) -> Vec<Region> {
     let short = width.min(height) as f32;
     for &scale in scales {
         let side = (short * scale).round();
-        if side < 32.0 || scale >= 1.0 {
+        // (Written so that a scale that is not a number gives no window either.)
+        if !(side >= 32.0 && scale < 1.0) {
             continue;
         }
         let stride = side / 2.0;
@@ -415,8 +422,10 @@ impl Engine {
         window_scales: &[f32],
         timings: &mut Timings,
     ) -> Result<Vec<(ConceptId, f32, BoundingBox)>> {
+        // Raw scores of every region: the cascade would leave out regions that can raise them.
         let options = RetrieveOptions {
             window_scales: window_scales.to_vec(),
+            cascade: None,
             ..RetrieveOptions::default()
         };
         let mut scored = self.recognize(tenant, bytes, &options, timings, &mut Vec::new())?;
@@ -441,19 +450,17 @@ impl Engine {
         timings: &mut Timings,
         detections: &mut Vec<Region>,
     ) -> Result<Vec<ConceptScore>> {
-        let evidence = self.evidence(tenant, bytes, &options.window_scales, timings, detections)?;
+        let evidence = self.evidence_with(tenant, bytes, options, timings, detections)?;
         let start = Instant::now();
         let decided = evidence.decide(options);
         timings.search_ms += ms(start.elapsed());
         Ok(decided)
     }
 
-    /// What the image's regions match among the tenant's concepts, before any decision: the
-    /// input of [`Evidence::decide`], kept by evaluations that try several decisions on the
-    /// same queries.
-    ///
-    /// The proposer is told the tenant's concept categories as they are now (read from the
-    /// store at each call, so an edited category counts at the next query).
+    /// What every region of the image (no cascade) matches among the tenant's concepts,
+    /// before any decision: the input of [`Evidence::decide`], kept by evaluations that try
+    /// several decisions on the same queries. [`Engine::evidence_with`] is the same with
+    /// every option, the cascade included.
     pub fn evidence(
         &self,
         tenant: &Tenant,
@@ -462,94 +469,12 @@ impl Engine {
         timings: &mut Timings,
         detections: &mut Vec<Region>,
     ) -> Result<Evidence> {
-        let (regions, embeddings, keys_per_image) =
-            self.embed_regions(tenant, bytes, window_scales, timings, detections)?;
-        let start = Instant::now();
-        // NEIGHBOURS images' worth of keys, so more keys per image do not crowd out images.
-        // Searched before the catalog is read, so the catalog sees keys computed on the way
-        // (an image it does not know yet is simply not counted).
-        let found = self.nearest_images(tenant, &embeddings, NEIGHBOURS * keys_per_image)?;
-        let catalog = self.catalog(tenant)?;
-        let mut per_region = Vec::with_capacity(found.len());
-        for hits in &found {
-            let mut seen = RegionEvidence::default();
-            for (score, image) in hits {
-                for &(concept, role) in catalog.owners(image) {
-                    let slot = match role {
-                        Role::Reference => seen.positive.entry(concept),
-                        Role::Negative => seen.negative.entry(concept),
-                    }
-                    .or_insert(f32::NEG_INFINITY);
-                    *slot = slot.max(*score);
-                }
-            }
-            per_region.push(seen);
-        }
-        timings.search_ms += ms(start.elapsed());
-        Ok(Evidence {
-            catalog,
-            regions: regions.into_iter().map(|r| r.bbox).collect(),
-            per_region,
-        })
-    }
-
-    /// Decodes the query, proposes its regions (whole image, windows, a detector's boxes) and
-    /// embeds them all in one batch.
-    fn embed_regions(
-        &self,
-        tenant: &Tenant,
-        bytes: &[u8],
-        window_scales: &[f32],
-        timings: &mut Timings,
-        detections: &mut Vec<Region>,
-    ) -> Result<(Vec<Region>, Vec<Embedding>, usize)> {
-        let encoder = self.encoder_for(tenant)?;
-        let start = Instant::now();
-        // Decoded at a reduced scale where that loses nothing (see `crate::pixels`); regions
-        // and hits stay in the full image's pixels. A proposer gets the full image.
-        let decoded = crate::pixels::decode_query(
-            bytes,
-            self.limits(),
-            encoder.as_ref(),
-            window_scales,
-            self.proposer.is_some(),
-        )?;
-        let rgb = &decoded.image;
-        timings.decode_ms += ms(start.elapsed());
-
-        let start = Instant::now();
-        let mut regions = proposals(decoded.full_width, decoded.full_height, window_scales);
-        if let Some(p) = &self.proposer {
-            let categories = self.store().categories(tenant)?;
-            let hints = ProposalHints::from_categories(categories.iter().map(String::as_str));
-            let proposed = p.propose(rgb, &hints)?;
-            // A detector's boxes join the windows (tiny boxes say little to the encoder).
-            regions.extend(
-                proposed
-                    .iter()
-                    .filter(|r| r.bbox.width() >= MIN_REGION && r.bbox.height() >= MIN_REGION)
-                    .cloned(),
-            );
-            *detections = proposed;
-        }
-        // Every region resized straight from the one decoded image, all in one batch.
-        let boxes: Vec<BoundingBox> = regions
-            .iter()
-            .map(|r| decoded.to_image_box(&r.bbox))
-            .collect();
-        let embeddings = encoder.embed_regions(rgb, &boxes)?;
-        if embeddings.len() != regions.len() {
-            return Err(Error::Model(format!(
-                "encoder returned {} embeddings for {} regions",
-                embeddings.len(),
-                regions.len()
-            )));
-        }
-        timings.embed_ms += ms(start.elapsed());
-        timings.regions += regions.len();
-        // Each reference has as many keys as the encoder keys regions of it.
-        let keys_per_image = encoder.key_regions(1024, 1024).len().max(1);
-        Ok((regions, embeddings, keys_per_image))
+        let options = RetrieveOptions {
+            window_scales: window_scales.to_vec(),
+            cascade: None,
+            ..RetrieveOptions::default()
+        };
+        self.evidence_with(tenant, bytes, &options, timings, detections)
     }
 }
 
@@ -571,6 +496,46 @@ pub struct Evidence {
 }
 
 impl Evidence {
+    /// The evidence of `regions` (boxes in the full image's pixels) from the images of each
+    /// one's nearest keys (`found[i]`: (cosine similarity, image) of region `i`).
+    pub(crate) fn from_neighbours(
+        catalog: Arc<Catalog>,
+        regions: Vec<BoundingBox>,
+        found: &[Vec<(f32, ImageId)>],
+    ) -> Evidence {
+        let mut per_region = Vec::with_capacity(found.len());
+        for hits in found {
+            let mut seen = RegionEvidence::default();
+            for (score, image) in hits {
+                for &(concept, role) in catalog.owners(image) {
+                    let slot = match role {
+                        Role::Reference => seen.positive.entry(concept),
+                        Role::Negative => seen.negative.entry(concept),
+                    }
+                    .or_insert(f32::NEG_INFINITY);
+                    *slot = slot.max(*score);
+                }
+            }
+            per_region.push(seen);
+        }
+        Evidence {
+            catalog,
+            regions,
+            per_region,
+        }
+    }
+
+    /// Adds the regions of `more` (evidence over the same catalog) after these.
+    pub(crate) fn append(&mut self, more: Evidence) {
+        self.regions.extend(more.regions);
+        self.per_region.extend(more.per_region);
+    }
+
+    /// The boxes of the regions this evidence comes from (full image pixels), in order.
+    pub fn regions(&self) -> &[BoundingBox] {
+        &self.regions
+    }
+
     /// The decision of [the module](self) under `options` (its floor and margins): every
     /// concept that matched any region, present ones first, each group by score.
     pub fn decide(&self, options: &RetrieveOptions) -> Vec<ConceptScore> {

@@ -95,7 +95,7 @@ pub fn run(
     let mut reported = Vec::with_capacity(photos.len());
     for (i, photo) in photos.iter().enumerate() {
         let bytes = std::fs::read(photo).map_err(|e| Error::io(photo, e))?;
-        let hits = image_hits(engine, tenant, &bytes, options)?;
+        let hits = image_hits(engine, tenant, &bytes, options, &mut Default::default())?;
         reported.push(hits.into_iter().map(|h| h.name).collect());
         progress(i + 1, photos.len());
     }

@@ -7,7 +7,10 @@
 //! region) - positive accuracy (the right subject is reported), negative accuracy (each wrong
 //! subject is not), weighted = their mean - in total and per subject, plus time per query.
 //! Each query's evidence is kept so the decision can be calibrated on the same queries
-//! ([`best_decision`]; [`best_threshold`] does it for a plain threshold on raw scores).
+//! ([`best_decision`]; [`best_threshold`] does it for a plain threshold on raw scores); with
+//! the cascade on ([`rap_engine::cascade`], the default), a query it stopped at stage 1 keeps
+//! only those regions' evidence, so calibrate with it off (`--no-cascade`). The regions
+//! encoded per query and the share of queries stopped at stage 1 are reported.
 //!
 //! Harder evaluations judge what [`Engine::retrieve`] reports (its image hits), with the
 //! options of [`retrieve_options`]: `--scenes N` (several subjects pasted in one photo,
@@ -38,6 +41,8 @@ pub struct RetrievalEvalConfig {
     /// How much each concept's floor follows its stability.
     pub stability_weight: f32,
     pub window_scales: Vec<f32>,
+    /// The cascade's safety margin (`None`: every region of every query is encoded).
+    pub cascade: Option<f32>,
     /// Only these subject folders make the memory and the queries (empty = all).
     pub subjects: Vec<String>,
     /// Subject folders kept out of the memory; all their photos become negatives.
@@ -63,6 +68,7 @@ impl RetrievalEvalConfig {
             margin: rap_engine::DEFAULT_MARGIN,
             stability_weight: rap_engine::DEFAULT_STABILITY_WEIGHT,
             window_scales: RetrieveOptions::default().window_scales,
+            cascade: RetrieveOptions::default().cascade,
             subjects: Vec::new(),
             holdout: Vec::new(),
             negatives: None,
@@ -73,8 +79,8 @@ impl RetrievalEvalConfig {
     }
 }
 
-/// The options of every query of the evaluation: the evaluation's decision (floor, margin)
-/// and window scales, and room for every concept of a memory of `concepts` (nothing is cut by
+/// The options of every query of the evaluation: the evaluation's decision (floor, margin),
+/// window scales and cascade, and room for every concept of a memory of `concepts` (nothing is cut by
 /// top-k).
 pub fn retrieve_options(config: &RetrievalEvalConfig, concepts: usize) -> RetrieveOptions {
     RetrieveOptions {
@@ -83,8 +89,42 @@ pub fn retrieve_options(config: &RetrievalEvalConfig, concepts: usize) -> Retrie
         margin: config.margin,
         stability_weight: config.stability_weight,
         window_scales: config.window_scales.clone(),
+        cascade: config.cascade,
         ..RetrieveOptions::default()
     }
+}
+
+/// Counts of the regions encoded over some queries (see [`rap_engine::cascade`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegionTally {
+    pub queries: usize,
+    /// Queries the cascade stopped at stage 1.
+    pub stopped: usize,
+    pub encoded: usize,
+}
+
+impl RegionTally {
+    /// Counts one query by its timings.
+    pub fn add(&mut self, timings: &rap_engine::retrieve::Timings) {
+        self.queries += 1;
+        self.stopped += usize::from(timings.skipped > 0);
+        self.encoded += timings.regions;
+    }
+
+    pub fn figures(&self) -> RegionFigures {
+        let per_query = |n: usize| n as f64 / self.queries.max(1) as f64;
+        RegionFigures {
+            per_query: per_query(self.encoded),
+            stopped_at_stage_1: per_query(self.stopped),
+        }
+    }
+}
+
+/// Regions encoded per query, and the share of queries the cascade stopped at stage 1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct RegionFigures {
+    pub per_query: f64,
+    pub stopped_at_stage_1: f64,
 }
 
 /// Figures over a set of queries.
@@ -122,9 +162,13 @@ pub struct RetrievalReport {
     pub refs: usize,
     pub threshold: f32,
     pub margin: f32,
+    /// The cascade's safety margin, if it was on.
+    pub cascade: Option<f32>,
     #[serde(flatten)]
     pub totals: Figures,
     pub ms_per_query: f64,
+    /// Regions encoded per query, and the share of queries stopped at stage 1.
+    pub regions: RegionFigures,
     /// The plain threshold on raw scores that maximises the weighted recognition accuracy on
     /// this data, and that accuracy (for comparison; not used for the figures above).
     pub best_threshold: (f32, f64),
@@ -566,17 +610,14 @@ pub fn run(
     let mut outcomes = Vec::with_capacity(total);
     let mut evidence = Vec::with_capacity(total);
     let options = retrieve_options(config, subjects.len());
+    let mut regions = RegionTally::default();
     let started = Instant::now();
     for (i, (subject, photo)) in queries.iter().enumerate() {
         let bytes = std::fs::read(photo).map_err(|e| Error::io(photo, e))?;
         let mut timings = rap_engine::retrieve::Timings::default();
-        let seen = engine.evidence(
-            &tenant,
-            &bytes,
-            &config.window_scales,
-            &mut timings,
-            &mut Vec::new(),
-        )?;
+        let seen =
+            engine.evidence_with(&tenant, &bytes, &options, &mut timings, &mut Vec::new())?;
+        regions.add(&timings);
         let decided = seen.decide(&options);
         evidence.push((subject.clone(), seen));
         let mut ranked: Vec<&ConceptScore> = decided.iter().collect();
@@ -679,8 +720,10 @@ pub fn run(
         refs: config.refs,
         threshold: config.threshold,
         margin: config.margin,
+        cascade: config.cascade,
         totals: figures(&all),
         ms_per_query,
+        regions: regions.figures(),
         best_threshold: best_threshold(&outcomes),
         best_decision: best_of(&by_weight, &options),
         best_by_stability_weight: by_weight,

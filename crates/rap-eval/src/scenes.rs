@@ -9,6 +9,7 @@
 //! when its intersection over union with the pasted box is at least [`BOX_IOU`].
 
 use crate::ratio;
+use crate::retrieval::{RegionFigures, RegionTally};
 use rap_core::{BoundingBox, Error, Result, Tenant};
 use rap_dataset::scenes::{self, SceneLabel, SceneOptions};
 use rap_engine::{Engine, RetrieveOptions};
@@ -130,6 +131,8 @@ pub struct ScenesReport {
     /// Figures per scene size (number of pasted subjects).
     pub per_size: BTreeMap<usize, SceneFigures>,
     pub ms_per_scene: f64,
+    /// Regions encoded per scene, and the share of scenes the cascade stopped at stage 1.
+    pub regions: RegionFigures,
     #[serde(skip)]
     pub outcomes: Vec<SceneOutcome>,
     /// Every reported hit's confidence features and whether it was pasted (see
@@ -168,9 +171,11 @@ pub(crate) fn image_hits(
     tenant: &Tenant,
     bytes: &[u8],
     options: &RetrieveOptions,
+    regions: &mut RegionTally,
 ) -> Result<Vec<Reported>> {
-    Ok(engine
-        .retrieve(tenant, Some(bytes), None, options)?
+    let retrieval = engine.retrieve(tenant, Some(bytes), None, options)?;
+    regions.add(&retrieval.timings);
+    Ok(retrieval
         .hits
         .into_iter()
         .filter(|h| h.via.seen())
@@ -213,6 +218,7 @@ pub fn run(
     let mut per_size = BTreeMap::new();
     let mut retrieving = std::time::Duration::ZERO;
     let mut confidence_samples = Vec::new();
+    let mut regions = RegionTally::default();
     for &size in &sizes {
         let mut sum = Tally::default();
         for index in 0..config.count {
@@ -234,13 +240,10 @@ pub fn run(
             // The decision over the scene's evidence: what `Engine::retrieve` reports as
             // image hits (no top-k cut: room for every concept), plus what the confidence is
             // fitted on.
-            let evidence = engine.evidence(
-                tenant,
-                &bytes,
-                &options.window_scales,
-                &mut Default::default(),
-                &mut Vec::new(),
-            )?;
+            let mut timings = Default::default();
+            let evidence =
+                engine.evidence_with(tenant, &bytes, options, &mut timings, &mut Vec::new())?;
+            regions.add(&timings);
             let reported: Vec<Reported> = evidence
                 .decide(options)
                 .into_iter()
@@ -284,6 +287,7 @@ pub fn run(
         box_rule: format!("IoU >= {BOX_IOU} with the pasted box"),
         per_size,
         ms_per_scene: retrieving.as_secs_f64() * 1000.0 / total.max(1) as f64,
+        regions: regions.figures(),
         outcomes,
         confidence_samples,
     };

@@ -19,14 +19,24 @@ impl ImageInput {
     /// Checks that `bytes` is an image within `limits` that decodes completely (a truncated
     /// or corrupt file is refused here, before anything is written), and content-addresses it.
     pub fn from_bytes(bytes: Vec<u8>, limits: &Limits) -> Result<Self> {
+        Ok(Self::decoded_from_bytes(bytes, limits)?.0)
+    }
+
+    /// [`ImageInput::from_bytes`], also giving the decoded image (orientation applied, as
+    /// [`rap_image::decode`] gives it) for a caller that needs its pixels next, so that they
+    /// are not decoded twice.
+    pub fn decoded_from_bytes(bytes: Vec<u8>, limits: &Limits) -> Result<(Self, image::RgbImage)> {
         let meta = rap_image::inspect(&bytes, limits)?;
-        rap_image::decode(&bytes, limits)?;
+        let rgb = rap_image::decode(&bytes, limits)?;
         let id = ImageId(hex::encode(Sha256::digest(&bytes)));
-        Ok(ImageInput {
-            id,
-            bytes: bytes.into(),
-            meta,
-        })
+        Ok((
+            ImageInput {
+                id,
+                bytes: bytes.into(),
+                meta,
+            },
+            rgb,
+        ))
     }
 
     /// Reads and checks an image file (a regular file of at most `limits.max_image_bytes`);

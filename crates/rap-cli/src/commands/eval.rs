@@ -75,6 +75,13 @@ pub enum EvalCommand {
         /// (comma-separated; `none` = the whole image only) [default: as `rap retrieve`]
         #[arg(long, value_delimiter = ',')]
         scales: Option<Vec<String>>,
+        /// Encode every region of every query: no cascade (the smallest windows are otherwise
+        /// skipped when the others already decide every concept)
+        #[arg(long)]
+        no_cascade: bool,
+        /// The cascade's safety margin [default: the calibrated one]
+        #[arg(long, conflicts_with = "no_cascade")]
+        cascade_margin: Option<f32>,
         /// Only these subject folders make the memory and the queries (comma-separated)
         #[arg(long, value_delimiter = ',', value_name = "NAMES")]
         subjects: Vec<String>,
@@ -156,6 +163,8 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<()> {
             margin,
             stability_weight,
             scales,
+            no_cascade,
+            cascade_margin,
             subjects,
             holdout,
             negatives,
@@ -191,6 +200,8 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<()> {
                         stability_weight: stability_weight
                             .unwrap_or(rap_engine::DEFAULT_STABILITY_WEIGHT),
                         window_scales,
+                        cascade: (!no_cascade)
+                            .then(|| cascade_margin.unwrap_or(rap_engine::DEFAULT_CASCADE_MARGIN)),
                         subjects,
                         holdout,
                         negatives,
@@ -252,6 +263,18 @@ fn run_scaling(ctx: &Context, config: &ScalingConfig, curve: &Path, plot: &Path)
         plot.display()
     );
     Ok(())
+}
+
+/// "N regions encoded per query (cascade ...)".
+fn regions_line(cascade: Option<f32>, f: &retrieval::RegionFigures, per: &str) -> String {
+    let how = match cascade {
+        Some(m) => format!(
+            "cascade margin {m:.3}: {:.1}% stopped at stage 1",
+            f.stopped_at_stage_1 * 100.0
+        ),
+        None => "no cascade".to_string(),
+    };
+    format!("{:.2} regions encoded per {per} ({how})", f.per_query)
 }
 
 fn run_retrieval(ctx: &Context, config: &RetrievalEvalConfig) -> Result<()> {
@@ -320,7 +343,9 @@ fn run_retrieval(ctx: &Context, config: &RetrievalEvalConfig) -> Result<()> {
         fit.coefficients[1],
         fit.coefficients[2]
     );
+    println!("{}", regions_line(report.cascade, &report.regions, "query"));
     if let Some(scenes) = &report.scenes {
+        println!("{}", regions_line(report.cascade, &scenes.regions, "scene"));
         print_scenes(scenes, config.save_scenes.as_deref());
     }
     let mut negatives: Vec<(String, &rap_eval::negatives::NegativeFigures)> = Vec::new();

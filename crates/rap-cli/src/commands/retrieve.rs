@@ -24,6 +24,10 @@ pub struct RetrieveArgs {
     /// runner-up concept there by this much [default: the config's, else the calibrated one]
     #[arg(long)]
     pub margin: Option<f32>,
+    /// Encode every region of the image: no cascade (by default the smallest windows are
+    /// encoded only when the whole image and the larger windows do not decide every concept)
+    #[arg(long)]
+    pub no_cascade: bool,
     /// Search by words: embed --text with the memory's encoder (CLIP or SigLIP) and rank the
     /// concepts by their reference images, instead of looking for names in it
     #[arg(long, requires = "text", conflicts_with = "image")]
@@ -57,6 +61,11 @@ pub fn run(ctx: &Context, args: RetrieveArgs) -> Result<()> {
     let mut options = RetrieveOptions {
         top_k: args.top_k,
         margin: args.margin.unwrap_or(configured.margin),
+        cascade: if args.no_cascade {
+            None
+        } else {
+            configured.cascade
+        },
         ..configured
     };
     if let Some(floor) = args.threshold {

@@ -34,6 +34,8 @@ fn sigkill_during_adds_never_loses_or_half_writes() {
             .arg("-c")
             .arg(&script)
             .env("RAP_DATA_DIR", rap.data_dir())
+            // No encoder (whatever the environment has): the adds are about the store.
+            .env("RAP_MODELS_DIR", &rap.models_dir)
             .env("RAP", env!("CARGO_BIN_EXE_rap"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

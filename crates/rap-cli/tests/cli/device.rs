@@ -27,17 +27,20 @@ fn embed(rap: &Rap, device: Option<&str>, image: &str) -> std::process::Output {
         .unwrap()
 }
 
-fn one_line_error(out: &std::process::Output) -> String {
+/// The error of a failed `--json` command: one JSON object on stdout, nothing on stderr.
+fn json_error(out: &std::process::Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         !out.status.success(),
         "should fail; stdout: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one-line error expected, got: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    lines[0].to_string()
+    assert!(
+        stderr.trim().is_empty(),
+        "nothing on stderr expected: {stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["error"]["message"].as_str().unwrap().to_string()
 }
 
 #[test]
@@ -59,14 +62,14 @@ fn rap_device_selects_the_cpu_and_refuses_what_it_cannot_honour() {
     assert_eq!(default["dim"], cpu["dim"]);
     assert_eq!(default["embeddings"], cpu["embeddings"]);
 
-    let err = one_line_error(&embed(&rap, Some("tpu"), image));
+    let err = json_error(&embed(&rap, Some("tpu"), image));
     assert!(
         err.contains("RAP_DEVICE") && err.contains("cuda:N"),
         "{err}"
     );
 
     if !cfg!(feature = "cuda") {
-        let err = one_line_error(&embed(&rap, Some("cuda"), image));
+        let err = json_error(&embed(&rap, Some("cuda"), image));
         assert!(
             err.contains("no CUDA support") && err.contains("--features cuda"),
             "{err}"

@@ -48,6 +48,10 @@ pub struct RetrievalArgs {
     /// (comma-separated; `none` = the whole image only) [default: as `rap retrieve`]
     #[arg(long, value_delimiter = ',')]
     scales: Option<Vec<String>>,
+    /// Encode every region of every query: no cascade [default: the cascade, as `rap
+    /// retrieve`]
+    #[arg(long)]
+    no_cascade: bool,
     /// Queries to time at most (0 = every photo that is not a reference)
     #[arg(long, default_value_t = 0)]
     queries: usize,
@@ -71,6 +75,7 @@ impl RetrievalArgs {
         let options = RetrievalOptions {
             dataset,
             window_scales,
+            cascade: !self.no_cascade,
             queries: self.queries,
             encoder: Box::new(move || -> rap_core::Result<Arc<dyn ImageEncoder>> {
                 let device = rap_app::environment::device()?;
