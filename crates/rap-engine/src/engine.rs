@@ -145,9 +145,10 @@ impl Engine {
 
     /// Checks an image file and reads it for storing.
     pub fn read_image(&self, path: &Path) -> Result<ImageInput> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        // Regular files only, read up to the byte limit (as `ImageInput::from_path`).
+        let bytes = rap_image::read_file(path, &self.config.limits)?;
         self.image_from_bytes(bytes)
-            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+            .map_err(|e| e.context(path.display()))
     }
 
     /// Checks image bytes (an upload) for storing. The check decodes the image; the decoded
