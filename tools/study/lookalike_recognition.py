@@ -13,10 +13,10 @@ The reference's own test photos (yollava-data/test/...) are not available here, 
 
 Usage (needs Pillow):
   python3 tools/study/lookalike_recognition.py --example ../shared/datasets/rap-example \
-      --dreambooth ../shared/datasets/dreambooth-dev --out /tmp/lookalikes
+      --dreambooth ../shared/datasets/dreambooth-dev --out lookalikes
   rap import ../shared/datasets/rap-example/example_database/database.json
-  rap eval recognition --file /tmp/lookalikes/recognition_test.json \
-      --images-root /tmp/lookalikes --retriever-only
+  rap eval recognition --file lookalikes/recognition_test.json \
+      --images-root lookalikes --retriever-only
 """
 import argparse
 import json
