@@ -49,8 +49,9 @@ pub struct Catalog {
     encoder: Option<String>,
     /// Reference image -> its stability under `encoder`.
     image_stability: HashMap<ImageId, f32>,
-    /// False when some reference image had no crop keys yet although the encoder keys crops
-    /// (its keys were still being computed): the next query reads the catalog again.
+    /// False when some reference image had no keys yet for `encoder` (they were still being
+    /// computed): the next query reads the catalog again. (Not "has a stability": an image too
+    /// small for crop keys never has one, and must not make every query re-read.)
     complete: bool,
 }
 
@@ -108,12 +109,8 @@ impl Catalog {
             }
         }
         // Without an encoder (a text-only engine) there are no keys and no stabilities.
-        let loaded = engine.encoder_for(tenant).ok();
-        let keys_crops = loaded
-            .as_ref()
-            .is_some_and(|e| e.key_regions(1024, 1024).len() > 1);
-        let encoder = loaded.map(|e| e.info().id.clone());
-        let image_stability = match &encoder {
+        let encoder = engine.encoder_for(tenant).ok().map(|e| e.info().id.clone());
+        let (image_stability, keyed) = match &encoder {
             Some(encoder) => {
                 let references: HashSet<&ImageId> = concepts
                     .iter()
@@ -125,13 +122,13 @@ impl Catalog {
                     .map(|p| &p.image_stability);
                 image_stabilities(engine, tenant, encoder, &references, known)?
             }
-            None => HashMap::new(),
+            None => (HashMap::new(), HashSet::new()),
         };
-        let complete = !keys_crops
+        let complete = encoder.is_none()
             || concepts
                 .iter()
                 .flat_map(|c| &c.images)
-                .all(|i| image_stability.contains_key(&i.id));
+                .all(|i| keyed.contains(&i.id));
         let entries = concepts
             .into_iter()
             .map(|c| {
@@ -162,20 +159,22 @@ impl Catalog {
 
 /// The stability of every reference image that has keys for `encoder`: carried over from
 /// `known` where measured before (an image's bytes and keys never change), else computed from
-/// its keys, read in one query.
+/// its keys, read in one query. Also gives the reference images that have any key.
 fn image_stabilities(
     engine: &Engine,
     tenant: &Tenant,
     encoder: &str,
     references: &HashSet<&ImageId>,
     known: Option<&HashMap<ImageId, f32>>,
-) -> Result<HashMap<ImageId, f32>> {
+) -> Result<(HashMap<ImageId, f32>, HashSet<ImageId>)> {
     let mut out = HashMap::new();
+    let mut keyed = HashSet::new();
     let mut wanted: Vec<u64> = Vec::new();
     for location in engine.store().key_locations(tenant, encoder)? {
         if !references.contains(&location.image) {
             continue;
         }
+        keyed.insert(location.image.clone());
         match known.and_then(|k| k.get(&location.image)) {
             Some(&s) => {
                 out.insert(location.image, s);
@@ -192,7 +191,7 @@ fn image_stabilities(
             out.insert(image, s);
         }
     }
-    Ok(out)
+    Ok((out, keyed))
 }
 
 impl Engine {

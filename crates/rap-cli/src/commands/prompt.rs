@@ -49,10 +49,10 @@ pub fn run(ctx: &Context, args: PromptArgs) -> Result<()> {
         text: &args.question,
         image: image.as_deref(),
         concepts: args.concepts.clone(),
+        // The config's whole decision (floor, margin, stability weight, cascade), as `rap ask`.
         retrieve: RetrieveOptions {
             top_k: args.top_k.unwrap_or(config.retrieval.top_k),
-            threshold: config.retrieval.threshold,
-            ..RetrieveOptions::default()
+            ..rap_app::generator::retrieve_options(&config)
         },
     };
     let target = Target {
