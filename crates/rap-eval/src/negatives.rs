@@ -1,14 +1,13 @@
 //! Negative photos: photos that hold none of the memory's concepts (`rap eval retrieval
 //! --negatives DIR`, and the photos of `--holdout` subjects kept out of the memory).
 //!
-//! Each photo goes through [`Engine::retrieve`]; it is right when retrieval reports no image
-//! hit. Reported: negative accuracy (the share of right photos) and which concepts fired, most
+//! Each photo goes through the decision of [`Engine::retrieve`] (its image part); it is right
+//! when no concept is found present. Reported: negative accuracy (the share of right photos) and which concepts fired, most
 //! first.
 
 use crate::retrieval::is_photo;
-use crate::scenes::image_hits;
 use rap_core::{Error, Result, Tenant};
-use rap_engine::{Engine, RetrieveOptions};
+use rap_engine::{Engine, Evidence, RetrieveOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -84,22 +83,38 @@ pub fn photos_under(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Retrieves on each photo and counts those with no image hit.
+/// Retrieves on each photo and counts those with no image hit; also gives each photo's
+/// evidence, so a calibration can count these photos as negatives.
 pub fn run(
     engine: &Engine,
     tenant: &Tenant,
     options: &RetrieveOptions,
     photos: &[PathBuf],
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<NegativeFigures> {
+) -> Result<(NegativeFigures, Vec<Evidence>)> {
     let mut reported = Vec::with_capacity(photos.len());
+    let mut evidence = Vec::with_capacity(photos.len());
     for (i, photo) in photos.iter().enumerate() {
         let bytes = std::fs::read(photo).map_err(|e| Error::io(photo, e))?;
-        let hits = image_hits(engine, tenant, &bytes, options, &mut Default::default())?;
-        reported.push(hits.into_iter().map(|h| h.name).collect());
+        // The image hits of `rap retrieve` without a text: what the decision finds present.
+        let seen = engine.evidence_with(
+            tenant,
+            &bytes,
+            options,
+            &mut Default::default(),
+            &mut Vec::new(),
+        )?;
+        reported.push(
+            seen.decide(options)
+                .into_iter()
+                .filter(|c| c.present)
+                .map(|c| c.name)
+                .collect(),
+        );
+        evidence.push(seen);
         progress(i + 1, photos.len());
     }
-    Ok(NegativeFigures::new(&reported))
+    Ok((NegativeFigures::new(&reported), evidence))
 }
 
 #[cfg(test)]

@@ -6,8 +6,11 @@
 //! decision (`rap_engine::retrieve`: floor, margin over the runner-up concept, one concept per
 //! region) - positive accuracy (the right subject is reported), negative accuracy (each wrong
 //! subject is not), weighted = their mean - in total and per subject, plus time per query.
-//! Each query's evidence is kept so the decision can be calibrated on the same queries
-//! ([`best_decision`]; [`best_threshold`] does it for a plain threshold on raw scores); with
+//! Each query's evidence is kept so the decision can be calibrated on the same queries and on
+//! the photos of nothing in the memory (`--holdout`, `--negatives`): [`best_decision`] counts
+//! every (photo, concept) question as the reference's recognition task does
+//! ([`recognition_accuracy`]; [`best_threshold`] does it for a plain threshold on raw scores,
+//! queries only); with
 //! the cascade on ([`rap_engine::cascade`], the default), a query it stopped at stage 1 keeps
 //! only those regions' evidence, so calibrate with it off (`--no-cascade`). The regions
 //! encoded per query and the share of queries stopped at stage 1 are reported.
@@ -367,15 +370,17 @@ pub const STABILITY_WEIGHTS: [f32; 9] = [0.0, -2.0, -1.0, -0.5, -0.25, 0.25, 0.5
 
 /// The decision (floor, margin, stability weight) on a grid (floor 0.30..0.80 by 0.01, margin
 /// 0..0.15 by 0.005, the [`STABILITY_WEIGHTS`]) that maximises the weighted recognition
-/// accuracy over `queries` (each query's subject and evidence) in a memory of `subjects`
+/// accuracy ([`calibration_accuracy`]) over `queries` (each query's subject and evidence) and
+/// `open_set` (the evidence of photos of nothing in the memory) in a memory of `subjects`
 /// subjects; ties go to the weight listed first (0 first), then the lower floor, then the
 /// lower margin.
 pub fn best_decision(
     queries: &[(String, Evidence)],
+    open_set: &[Evidence],
     subjects: usize,
     base: &RetrieveOptions,
 ) -> BestDecision {
-    best_of(&best_decisions(queries, subjects, base), base)
+    best_of(&best_decisions(queries, open_set, subjects, base), base)
 }
 
 /// The best of [`best_decisions`]' answers (ties to the earlier, lower weight).
@@ -395,10 +400,61 @@ pub fn best_of(by_weight: &[BestDecision], base: &RetrieveOptions) -> BestDecisi
         })
 }
 
+/// The weighted recognition accuracy of `options` on `queries` (each query's subject and
+/// evidence) and `open_set` (photos of nothing in the memory): [`recognition_accuracy`] of
+/// what the decision finds present in each.
+pub fn calibration_accuracy(
+    queries: &[(String, Evidence)],
+    open_set: &[Evidence],
+    subjects: usize,
+    options: &RetrieveOptions,
+) -> f64 {
+    let decided: Vec<(&str, Vec<ConceptScore>)> = queries
+        .iter()
+        .map(|(subject, evidence)| (subject.as_str(), evidence.decide(options)))
+        .collect();
+    let open: Vec<Vec<ConceptScore>> = open_set.iter().map(|e| e.decide(options)).collect();
+    recognition_accuracy(&decided, &open, subjects)
+}
+
+/// The weighted recognition accuracy as the reference's recognition task counts it, over
+/// every (photo, concept) question in a memory of `subjects` subjects: the mean of the
+/// accuracy on "yes" questions (each query photo and its own subject) and on "no" questions
+/// (each query photo and every other subject; each `open_set` photo and every subject).
+/// A concept counts as answered "yes" when the decision found it present.
+pub fn recognition_accuracy(
+    queries: &[(&str, Vec<ConceptScore>)],
+    open_set: &[Vec<ConceptScore>],
+    subjects: usize,
+) -> f64 {
+    let (mut found, mut rejected, mut noes) = (0usize, 0usize, 0usize);
+    for (subject, decided) in queries {
+        let outcome = decision_outcome(subject, subjects, decided);
+        found += outcome.reported as usize;
+        let others = subjects.saturating_sub(1);
+        rejected += others - outcome.false_alarms.min(others);
+        noes += others;
+    }
+    for decided in open_set {
+        let present = decided.iter().filter(|c| c.present).count();
+        rejected += subjects - present.min(subjects);
+        noes += subjects;
+    }
+    let ratio = |right: usize, of: usize| {
+        if of == 0 {
+            1.0
+        } else {
+            right as f64 / of as f64
+        }
+    };
+    (ratio(found, queries.len()) + ratio(rejected, noes)) / 2.0
+}
+
 /// For each of the [`STABILITY_WEIGHTS`], the (floor, margin) that [`best_decision`] would
 /// pick at that weight: what the weight is worth on this data.
 pub fn best_decisions(
     queries: &[(String, Evidence)],
+    open_set: &[Evidence],
     subjects: usize,
     base: &RetrieveOptions,
 ) -> Vec<BestDecision> {
@@ -418,15 +474,7 @@ pub fn best_decisions(
                     stability_weight: w,
                     ..base.clone()
                 };
-                let outcomes: Vec<QueryOutcome> = queries
-                    .iter()
-                    .map(|(subject, evidence)| {
-                        let decided = evidence.decide(&options);
-                        decision_outcome(subject, subjects, &decided)
-                    })
-                    .collect();
-                let all: Vec<&QueryOutcome> = outcomes.iter().collect();
-                let weighted = figures(&all).weighted;
+                let weighted = calibration_accuracy(queries, open_set, subjects, &options);
                 if weighted > best.weighted + 1e-12 {
                     best = BestDecision {
                         floor: options.threshold,
@@ -671,20 +719,20 @@ pub fn run(
     } else {
         None
     };
+    // Photos of nothing in the memory: their figures, and their evidence for the calibration.
+    let mut open_set = Vec::new();
     let negatives = if negative_photos.is_empty() {
         None
     } else {
-        Some(negatives::run(
-            &engine,
-            &tenant,
-            &options,
-            &negative_photos,
-            progress,
-        )?)
+        let (figures, seen) =
+            negatives::run(&engine, &tenant, &options, &negative_photos, progress)?;
+        open_set.extend(seen);
+        Some(figures)
     };
     let mut holdout = BTreeMap::new();
     for (name, photos) in &held_out {
-        let figures = negatives::run(&engine, &tenant, &options, photos, progress)?;
+        let (figures, seen) = negatives::run(&engine, &tenant, &options, photos, progress)?;
+        open_set.extend(seen);
         holdout.insert(name.clone(), figures);
     }
     let mut confidence_samples: Vec<([f32; 2], bool)> = evidence
@@ -705,7 +753,7 @@ pub fn run(
         .collect();
     let mean_stability =
         (!measured.is_empty()).then(|| measured.iter().sum::<f32>() / measured.len() as f32);
-    let by_weight = best_decisions(&evidence, subjects.len(), &options);
+    let by_weight = best_decisions(&evidence, &open_set, subjects.len(), &options);
     let all: Vec<&QueryOutcome> = outcomes.iter().collect();
     let per_subject = subjects
         .iter()
@@ -755,6 +803,37 @@ mod tests {
         let ece = expected_calibration_error(&p, 10).unwrap();
         assert!((ece - 0.08).abs() < 1e-9, "{ece}");
         assert_eq!(expected_calibration_error(&[], 10), None);
+    }
+
+    #[test]
+    fn recognition_accuracy_counts_every_question_and_the_open_set_as_noes() {
+        let hit = |name: &str, present: bool| ConceptScore {
+            id: rap_core::ConceptId(name.to_string()),
+            name: name.to_string(),
+            score: 0.7,
+            present,
+            bbox: rap_core::BoundingBox {
+                x1: 0.0,
+                y1: 0.0,
+                x2: 1.0,
+                y2: 1.0,
+            },
+            margin: 0.0,
+            confidence: 0.0,
+            floor: 0.5,
+        };
+        // Three subjects. Query 1 (a): found, no false alarm. Query 2 (b): missed, and c
+        // reported. Yes: 1 of 2. No: 2 + 1 of the queries' 4, plus 3 - 1 of the open photo's 3.
+        let queries = vec![
+            ("a", vec![hit("a", true), hit("b", false)]),
+            ("b", vec![hit("b", false), hit("c", true)]),
+        ];
+        let open = vec![vec![hit("a", true), hit("c", false)]];
+        let w = recognition_accuracy(&queries, &open, 3);
+        assert!((w - (0.5 + 5.0 / 7.0) / 2.0).abs() < 1e-12, "{w}");
+        // Without the open photo: no-accuracy 3 of 4.
+        let w = recognition_accuracy(&queries, &[], 3);
+        assert!((w - (0.5 + 0.75) / 2.0).abs() < 1e-12, "{w}");
     }
 
     fn outcome(rank: Option<usize>, pos: f32, neg: &[f32]) -> QueryOutcome {

@@ -165,28 +165,6 @@ pub fn tally(pasted: &[(&str, BoundingBox)], reported: &[Reported]) -> Tally {
     t
 }
 
-/// The image hits of a retrieval, as names with score and box.
-pub(crate) fn image_hits(
-    engine: &Engine,
-    tenant: &Tenant,
-    bytes: &[u8],
-    options: &RetrieveOptions,
-    regions: &mut RegionTally,
-) -> Result<Vec<Reported>> {
-    let retrieval = engine.retrieve(tenant, Some(bytes), None, options)?;
-    regions.add(&retrieval.timings);
-    Ok(retrieval
-        .hits
-        .into_iter()
-        .filter(|h| h.via.seen())
-        .map(|h| Reported {
-            name: h.name,
-            score: h.score,
-            bbox: h.bbox,
-        })
-        .collect())
-}
-
 /// Makes the scenes from `pool` (subject name, photos that may be shown: never reference
 /// photos) and evaluates the memory of `tenant` on them.
 pub fn run(
