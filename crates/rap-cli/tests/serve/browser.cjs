@@ -266,7 +266,7 @@ async function main() {
     concepts: await box("[data-testid=concepts-panel]"),
     overflow: await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth),
   };
-  await shot("10-desktop");
+  await shot("10-desktop", { chat: true });
   await page.setViewportSize({ width: 390, height: 844 });
 
   // 9. A new chat empties the conversation, here and in the tab's storage.
