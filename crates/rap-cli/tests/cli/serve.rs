@@ -416,6 +416,16 @@ fn the_page_works_in_a_real_browser() {
         "{v}"
     );
 
+    assert!(v["big_photo"]["bytes"].as_u64().unwrap() > 3_000_000, "{v}");
+    assert_eq!(
+        (
+            &v["big_photo"]["width"],
+            &v["big_photo"]["height"],
+            &v["big_photo"]["kept"]
+        ),
+        (&json!(2048), &json!(1536), &json!(true)),
+        "{v}"
+    );
     let error = v["error"].as_str().unwrap();
     assert!(error.contains("broken.jpg"), "{v}");
     assert_eq!(v["cards_after_error"], 1, "{v}");

@@ -277,6 +277,31 @@ async function main() {
     stored: await page.evaluate(() => JSON.parse(sessionStorage.getItem("rap-chat")).messages.length),
   };
 
+  // A 12-megapixel photo too large for the tab's storage is scaled down (to 2048 px) for the
+  // chat, so that a reload keeps it.
+  await page.evaluate(async () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = 4000;
+    canvas.height = 3000;
+    const ctx = canvas.getContext("2d");
+    const noise = ctx.createImageData(4000, 3000);
+    for (let i = 0; i < noise.data.length; i++) noise.data[i] = (i * 2654435761) >>> 24;
+    ctx.putImageData(noise, 0, 0);
+    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 1));
+    window.bigPhotoBytes = blob.size;
+    await setChatFile([new File([blob], "big.jpg", { type: "image/jpeg" })]);
+  });
+  await page.waitForFunction(() => {
+    const i = document.querySelector("[data-testid=chat-photo]");
+    return i && i.complete && i.naturalWidth > 0;
+  });
+  out.big_photo = await page.evaluate(() => {
+    const i = document.querySelector("[data-testid=chat-photo]");
+    const kept = JSON.parse(sessionStorage.getItem("rap-chat")).photo;
+    return { bytes: window.bigPhotoBytes, width: i.naturalWidth, height: i.naturalHeight, kept: !!(kept && kept.url === i.src) };
+  });
+  await page.click("[data-testid=new-chat]");
+
   // 10. A broken photo gets a clear message, and nothing is added.
   await page.click("[data-testid=tab-concepts]");
   await page.fill("[data-testid=add-name]", "Broken");
