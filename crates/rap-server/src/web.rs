@@ -1,5 +1,7 @@
 //! The web page at `/`: plain HTML, CSS and JavaScript embedded in the binary at build time
 //! (no Node at run time, no build step). The page talks to the same `/v1` API as any client.
+//! `web/vendor` holds the one library it uses, markdown-it (MIT, minified as published), with
+//! its licence, served beside it: the page works offline.
 
 use crate::AppState;
 use axum::http::header;
@@ -10,6 +12,8 @@ use axum::Router;
 const INDEX: &str = include_str!("../web/index.html");
 const SCRIPT: &str = include_str!("../web/app.js");
 const STYLE: &str = include_str!("../web/style.css");
+const MARKDOWN: &str = include_str!("../web/vendor/markdown-it.min.js");
+const MARKDOWN_LICENSE: &str = include_str!("../web/vendor/markdown-it.LICENSE.txt");
 
 fn asset(mime: &'static str, body: &'static str) -> impl IntoResponse {
     (
@@ -22,7 +26,7 @@ fn asset(mime: &'static str, body: &'static str) -> impl IntoResponse {
     )
 }
 
-/// `/`, `/app.js`, `/style.css`.
+/// `/`, `/app.js`, `/style.css`, `/vendor/markdown-it.min.js` and its licence.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
@@ -36,5 +40,13 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/style.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route(
+            "/vendor/markdown-it.min.js",
+            get(|| async { asset("text/javascript; charset=utf-8", MARKDOWN) }),
+        )
+        .route(
+            "/vendor/markdown-it.LICENSE.txt",
+            get(|| async { asset("text/plain; charset=utf-8", MARKDOWN_LICENSE) }),
         )
 }

@@ -235,6 +235,47 @@ fn playwright() -> PathBuf {
     dir.join("node_modules")
 }
 
+/// Runs `command` to its end, but for no longer than `limit` (then kills it and fails):
+/// its stdout and stderr.
+fn output_within(mut command: Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("could not start the command");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+            panic!("{command:?} ran past {limit:?} and was killed: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// The page in a real browser, on a phone's screen and a desktop's (see `browser.cjs` for the
+/// steps). Its screenshots go to `$RAP_ARTIFACTS_DIR/browser` (or the target dir): look at them.
 #[test]
 fn the_page_works_in_a_real_browser() {
     let _turn = models_turn();
@@ -253,15 +294,14 @@ fn the_page_works_in_a_real_browser() {
     let _ = std::fs::remove_dir_all(&artifacts);
     let profile = tempfile::tempdir().unwrap();
     let dog = shared("dreambooth-dev/dog");
-    let out = Command::new("node")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/browser.cjs"))
+    let mut node = Command::new("node");
+    node.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/browser.cjs"))
         .arg(&server.url)
         .args([dog.join("00.jpg"), dog.join("01.jpg"), dog.join("03.jpg")])
         .arg(&artifacts)
         .arg(profile.path())
-        .env("NODE_PATH", &node_modules)
-        .output()
-        .expect("node is needed for the browser test");
+        .env("NODE_PATH", &node_modules);
+    let out = output_within(node, Duration::from_secs(14 * 60));
     assert!(
         out.status.success(),
         "the browser script failed: {}\n{}",
@@ -269,37 +309,137 @@ fn the_page_works_in_a_real_browser() {
         String::from_utf8_lossy(&out.stdout)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    use serde_json::json;
+
+    // A phone: tabs, chat first; no wider than the screen.
+    let phone = &v["phone"];
     assert!(
-        v["phone_overflow"].as_i64().unwrap() <= 0,
-        "the page is wider than a phone: {v}"
+        phone["overflow"].as_i64().unwrap() <= 0,
+        "wider than a phone: {v}"
     );
-    assert_eq!(v["previews"], 2, "{v}");
+    assert_eq!(phone["tabs"], true, "{v}");
+    assert_eq!(
+        (&phone["chat"], &phone["concepts"]),
+        (&json!(true), &json!(false)),
+        "{v}"
+    );
+    assert_eq!(phone["stage"], false, "an empty chat shows no photo: {v}");
+    assert_eq!(
+        (&phone["concepts_after_tap"], &phone["chat_after_tap"]),
+        (&json!(true), &json!(false)),
+        "{v}"
+    );
+
+    // Adding: three photos dropped, the third removed, two stored; another name given.
+    assert_eq!(v["previews_dropped"], 3, "{v}");
+    assert_eq!(v["previews"], json!(["00.jpg", "01.jpg"]), "{v}");
     assert_eq!(v["card_images"], 2, "{v}");
+    assert_eq!(v["concept_tab_label"], "Concepts 1", "{v}");
+    // Editing the other names.
+    assert_eq!(v["edit_aliases_before"], "shiba", "{v}");
+    assert_eq!(v["aliases"], json!(["Bobo", "corgi"]), "{v}");
+
+    // The first question: Bo found and boxed, a thinking state with a Stop button, an answer
+    // rendered as Markdown.
     let retrieved = v["retrieved"].as_array().unwrap();
     assert!(retrieved[0].as_str().unwrap().starts_with("Bo · "), "{v}");
-    assert!(!v["answer"].as_str().unwrap().trim().is_empty(), "{v}");
     assert!(v["box_pixels"].as_u64().unwrap() > 100, "no box drawn: {v}");
+    assert_eq!(
+        v["seen"],
+        json!({"thinking": true, "stop_while_thinking": true, "send_while_busy": false}),
+        "{v}"
+    );
+    let answer1 = v["answer1"]["text"].as_str().unwrap();
+    assert!(!answer1.trim().is_empty(), "{v}");
+    assert!(
+        v["answer1"]["html"].as_str().unwrap().starts_with("<"),
+        "{v}"
+    );
     assert_eq!(
         v["negatives"], 1,
         "the 'not Bo' button stores one negative: {v}"
+    );
+
+    // The second question goes with the whole history, the photo with the first turn only.
+    let turns = v["second_request"].as_array().unwrap();
+    let roles: Vec<&str> = turns.iter().map(|t| t["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant", "user"], "{v}");
+    assert_eq!(turns[0]["text"], "Who is this?", "{v}");
+    assert_eq!(turns[0]["images"], 1, "{v}");
+    assert_eq!(turns[1]["text"], v["answer1"]["markdown"], "{v}");
+    assert_eq!(
+        (&turns[2]["text"], &turns[2]["images"]),
+        (&json!("What does Bo love?"), &json!(0)),
+        "{v}"
+    );
+
+    // Stopped after its first words: the part shown is kept, marked as stopped.
+    let stopped_at = v["stopped_at"].as_str().unwrap();
+    assert!(!stopped_at.trim().is_empty(), "{v}");
+    assert_eq!(v["answer3"]["stopped"], true, "{v}");
+    assert!(
+        !v["answer3"]["text"].as_str().unwrap().trim().is_empty(),
+        "{v}"
+    );
+
+    // A reload keeps the tab's chat; another tab has its own.
+    assert_eq!(v["messages_before_reload"], 6, "{v}");
+    assert_eq!(v["reloaded"]["messages"], 6, "{v}");
+    assert_eq!(v["reloaded"]["stopped"], 1, "{v}");
+    assert_eq!(v["reloaded"]["retrieved"], retrieved.len(), "{v}");
+    assert!(v["reloaded"]["box_pixels"].as_u64().unwrap() > 100, "{v}");
+    assert_eq!(v["new_tab_messages"], 0, "{v}");
+
+    // Markdown from the model: formatting yes, HTML and script links never.
+    assert_eq!(
+        v["markdown"],
+        json!({
+            "strong": 1, "em": 1, "items": 2, "code": 1, "elements_from_text": 0,
+            "script_links": 0, "tag_shown_as_text": true, "xss": null,
+            "user_text_literal": "<img src=x onerror=\"window.xss=1\"> *not markdown*",
+        }),
+        "{v}"
+    );
+
+    // A desktop: no tabs, chat and concepts side by side.
+    let d = &v["desktop"];
+    assert_eq!(d["tabs"], false, "{v}");
+    assert!(d["overflow"].as_i64().unwrap() <= 0, "{v}");
+    assert!(
+        d["chat"]["x"].as_f64().unwrap() + d["chat"]["width"].as_f64().unwrap()
+            <= d["concepts"]["x"].as_f64().unwrap(),
+        "{v}"
+    );
+    assert_eq!(
+        v["after_new_chat"],
+        json!({"messages": 0, "stage": false, "stored": 0}),
+        "{v}"
+    );
+
+    assert!(v["big_photo"]["bytes"].as_u64().unwrap() > 3_000_000, "{v}");
+    assert_eq!(
+        (
+            &v["big_photo"]["width"],
+            &v["big_photo"]["height"],
+            &v["big_photo"]["kept"]
+        ),
+        (&json!(2048), &json!(1536), &json!(true)),
+        "{v}"
     );
     let error = v["error"].as_str().unwrap();
     assert!(error.contains("broken.jpg"), "{v}");
     assert_eq!(v["cards_after_error"], 1, "{v}");
     assert_eq!(v["cards_after_delete"], 0, "{v}");
-    assert_eq!(v["console_errors"], serde_json::json!([]), "{v}");
-    for step in [
-        "01-empty",
-        "02-added",
-        "03-asked",
-        "04-error",
-        "05-deleted",
-        "06-desktop",
-    ] {
-        assert!(artifacts.join(format!("{step}.png")).exists(), "{step}");
+    assert_eq!(v["broken_images"], json!([]), "{v}");
+    assert_eq!(v["console_errors"], json!([]), "{v}");
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 12, "{v}");
+    for step in steps {
+        let png = artifacts.join(format!("{}.png", step.as_str().unwrap()));
+        assert!(png.exists(), "{}", png.display());
     }
     // The memory is as it was before the page touched it.
-    assert_eq!(rap.json(&["concept", "list"]), serde_json::json!([]));
+    assert_eq!(rap.json(&["concept", "list"]), json!([]));
     assert!(server.stop(Duration::from_secs(10)).success());
 }
 

@@ -460,6 +460,21 @@ fn openapi_document_describes_the_api() {
     assert!(page.text().unwrap().contains("app.js"));
     assert_eq!(c.get(s.url("/app.js")).send().unwrap().status(), 200);
     assert_eq!(c.get(s.url("/style.css")).send().unwrap().status(), 200);
+    // Every script and stylesheet the page names is served (the page works offline).
+    let page = c.get(s.url("/")).send().unwrap().text().unwrap();
+    let assets: Vec<&str> = page
+        .split(['"', '\''])
+        .filter(|p| p.starts_with('/') && (p.ends_with(".js") || p.ends_with(".css")))
+        .collect();
+    assert!(assets.contains(&"/vendor/markdown-it.min.js"), "{assets:?}");
+    for asset in assets {
+        assert_eq!(c.get(s.url(asset)).send().unwrap().status(), 200, "{asset}");
+    }
+    let licence = c
+        .get(s.url("/vendor/markdown-it.LICENSE.txt"))
+        .send()
+        .unwrap();
+    assert!(licence.text().unwrap().contains("Vitaly Puzrin"));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Time limits and shutdown: a request that runs past its limit is answered 504 and its model
-//! work is cancelled (the worker is free again), and a graceful shutdown finishes the answer
-//! in flight before the server stops, refusing new connections.
+//! work is cancelled (the worker is free again), a streamed answer whose client goes away (the
+//! page's Stop button) stops generating, and a graceful shutdown finishes the answer in flight
+//! before the server stops, refusing new connections.
 
 use crate::common::*;
 use std::io::{BufRead, BufReader};
@@ -75,6 +76,53 @@ fn a_slow_answer_times_out_with_504_and_frees_its_worker() {
         .unwrap();
     let body = json(res, 200);
     assert_eq!(body["choices"][0]["message"]["content"], "short question");
+}
+
+#[test]
+fn a_client_that_goes_away_stops_the_generation_and_frees_its_worker() {
+    let (dir, engine) = Server::engine();
+    let s = Server::start_full(
+        dir,
+        engine,
+        |cfg| {
+            cfg.workers = 1;
+            cfg.queue = 1;
+            cfg.max_queue_wait = Duration::from_secs(3);
+        },
+        Duration::from_millis(100),
+    );
+    let c = client();
+    // 100 words at 100 ms each: 10 s of generation, unless it stops.
+    let res = c
+        .post(s.url("/v1/chat/completions"))
+        .json(&chat(&words(100), 500, true))
+        .send()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let mut lines = BufReader::new(res).lines();
+    let mut text = String::new();
+    while text.is_empty() {
+        let line = lines.next().expect("stream ended early").unwrap();
+        add_chunk(&line, &mut text);
+    }
+    // Gone, as a browser's aborted fetch is: the connection closes mid-answer.
+    drop(lines);
+    let gone = Instant::now();
+
+    // The only worker takes the next request well before the 10 s answer would have ended
+    // (were it still generating, this one would wait past max_queue_wait and get a 503).
+    let res = c
+        .post(s.url("/v1/chat/completions"))
+        .json(&chat("short question", 2, false))
+        .send()
+        .unwrap();
+    let body = json(res, 200);
+    assert_eq!(body["choices"][0]["message"]["content"], "short question");
+    assert!(
+        gone.elapsed() < Duration::from_secs(4),
+        "the next answer came {:?} after the client left",
+        gone.elapsed()
+    );
 }
 
 #[test]
