@@ -49,7 +49,7 @@ impl Embedding {
 
     /// Reads the storage format back; fails when the byte length is not a multiple of 4.
     pub fn from_le_bytes(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() % 4 != 0 || bytes.is_empty() {
+        if !bytes.len().is_multiple_of(4) || bytes.is_empty() {
             return Err(Error::storage(format!(
                 "stored embedding has {} bytes",
                 bytes.len()

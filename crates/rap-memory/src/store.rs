@@ -105,6 +105,9 @@ pub struct StoreStats {
     pub embeddings: u64,
 }
 
+/// One key of a [`TenantDump`]: the image it was computed from, the region, the embedding.
+pub type DumpedKey = (ImageId, Region, Embedding);
+
 /// A whole tenant's memory as migration moves it between backends
 /// ([`ConceptStore::import_tenant`]; read by [`crate::migrate::export_tenant`]).
 #[derive(Debug, Clone, Default)]
@@ -114,7 +117,7 @@ pub struct TenantDump {
     /// The bytes of every image the concepts use, once each.
     pub images: Vec<ImageInput>,
     /// Every key, by encoder (sorted by name): the image, region and embedding of each.
-    pub keys: Vec<(String, Vec<(ImageId, Region, Embedding)>)>,
+    pub keys: Vec<(String, Vec<DumpedKey>)>,
     /// The tenant's settings ([`ConceptStore::tenant_settings`]), by key.
     pub settings: BTreeMap<String, String>,
 }

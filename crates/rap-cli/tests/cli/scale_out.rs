@@ -272,7 +272,7 @@ fn two_servers_on_postgres_and_s3_serve_each_others_images() {
     // ...its bytes are an object of the bucket, not a database row...
     let blobs = bucket.blob_store("rap");
     let objects: Vec<String> = blobs.list().unwrap().into_iter().map(|(_, s)| s).collect();
-    assert_eq!(objects, [image_id.clone()]);
+    assert_eq!(objects, std::slice::from_ref(&image_id));
     let in_db: i64 = db
         .client()
         .query_one("SELECT count(*) FROM blobs WHERE data IS NOT NULL", &[])

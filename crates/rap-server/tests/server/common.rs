@@ -30,7 +30,7 @@ impl ImageEncoder for GridEncoder {
     }
 
     fn embed(&self, images: &[image::RgbImage]) -> rap_core::Result<Vec<Embedding>> {
-        Ok(images
+        images
             .iter()
             .map(|img| {
                 let (w, h) = img.dimensions();
@@ -50,7 +50,7 @@ impl ImageEncoder for GridEncoder {
                 }
                 Embedding::normalized(v)
             })
-            .collect::<rap_core::Result<Vec<_>>>()?)
+            .collect::<rap_core::Result<Vec<_>>>()
     }
 }
 

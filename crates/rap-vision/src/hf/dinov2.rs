@@ -232,7 +232,8 @@ impl Dinov2 {
                 format!("hidden_act \"{}\" is not supported", cfg.hidden_act),
             )
         })?;
-        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)
+        {
             return Err(config_err(
                 folder,
                 "hidden_size is not a multiple of num_attention_heads",

@@ -77,13 +77,15 @@ impl Siglip {
             ));
         }
         let vcfg: VisionConfig = parse(folder, "vision_config", vjson)?;
-        if vcfg.num_attention_heads == 0 || vcfg.hidden_size % vcfg.num_attention_heads != 0 {
+        if vcfg.num_attention_heads == 0
+            || !vcfg.hidden_size.is_multiple_of(vcfg.num_attention_heads)
+        {
             return Err(config_err(
                 folder,
                 "vision_config: hidden_size is not a multiple of num_attention_heads",
             ));
         }
-        if vcfg.patch_size == 0 || vcfg.image_size % vcfg.patch_size != 0 {
+        if vcfg.patch_size == 0 || !vcfg.image_size.is_multiple_of(vcfg.patch_size) {
             return Err(config_err(
                 folder,
                 "vision_config: image_size is not a multiple of patch_size",

@@ -44,7 +44,8 @@ pub fn scaling_svg(report: &ScalingReport, path: &Path) -> Result<()> {
         .y_desc("recall")
         .draw()
         .map_err(|e| fail(&e))?;
-    let series: [(&str, RGBColor, fn(&rap_eval::scaling::ScalingPoint) -> f64); 2] = [
+    type Recall = fn(&rap_eval::scaling::ScalingPoint) -> f64;
+    let series: [(&str, RGBColor, Recall); 2] = [
         ("recall@1", BLUE, |p| p.recall_at_1),
         ("recall@5", RED, |p| p.recall_at_5),
     ];
