@@ -65,6 +65,8 @@ pub struct HubEntry {
     /// About how many bytes the download is (from the parameter count and the published
     /// dtype; not checked against the Hub, see "Pins").
     pub approx_bytes: u64,
+    /// What it is for.
+    pub kind: HfKind,
     pub files: &'static [HubFile],
 }
 
@@ -112,6 +114,7 @@ pub const HUB_CATALOGUE: &[HubEntry] = &[
         description: "CLIP ViT-B/32: image + text embeddings (512-d), 224 px",
         licence: "MIT",
         approx_bytes: 605 * MB,
+        kind: HfKind::Encoder,
         files: WITH_TEXT,
     },
     HubEntry {
@@ -121,6 +124,7 @@ pub const HUB_CATALOGUE: &[HubEntry] = &[
         description: "CLIP ViT-L/14: image + text embeddings (768-d), 224 px",
         licence: "MIT",
         approx_bytes: 1_710 * MB,
+        kind: HfKind::Encoder,
         files: WITH_TEXT,
     },
     HubEntry {
@@ -130,6 +134,7 @@ pub const HUB_CATALOGUE: &[HubEntry] = &[
         description: "CLIP ViT-L/14 at 336 px, the RAP paper's retriever (768-d, image + text)",
         licence: "MIT",
         approx_bytes: 1_710 * MB,
+        kind: HfKind::Encoder,
         files: WITH_TEXT,
     },
     HubEntry {
@@ -139,6 +144,7 @@ pub const HUB_CATALOGUE: &[HubEntry] = &[
         description: "DINOv2 ViT-S/14: image embeddings (384-d), strong for instance matching",
         licence: "Apache-2.0",
         approx_bytes: 88 * MB,
+        kind: HfKind::Encoder,
         files: IMAGE_ONLY,
     },
     HubEntry {
@@ -148,6 +154,7 @@ pub const HUB_CATALOGUE: &[HubEntry] = &[
         description: "DINOv2 ViT-B/14: image embeddings (768-d)",
         licence: "Apache-2.0",
         approx_bytes: 346 * MB,
+        kind: HfKind::Encoder,
         files: IMAGE_ONLY,
     },
     HubEntry {
@@ -158,6 +165,7 @@ pub const HUB_CATALOGUE: &[HubEntry] = &[
             "SigLIP B/16 224 px: image + text embeddings (768-d); text needs tokenizer.json",
         licence: "Apache-2.0",
         approx_bytes: 813 * MB,
+        kind: HfKind::Encoder,
         files: WITH_TEXT,
     },
     HubEntry {
@@ -168,6 +176,7 @@ pub const HUB_CATALOGUE: &[HubEntry] = &[
                       ([retrieval] detector = \"owlv2-base-patch16-ensemble\")",
         licence: "Apache-2.0",
         approx_bytes: 620 * MB,
+        kind: HfKind::Detector,
         files: WITH_TEXT,
     },
     HubEntry {
@@ -175,20 +184,22 @@ pub const HUB_CATALOGUE: &[HubEntry] = &[
         repo: "Hoar012/RAP-Phi3-mini",
         revision: None,
         description: "RAP-Phi3-mini: the RAP paper's LLaVA with a Phi-3-mini LM (4.1 B); \
-                      ~4.5 GB of RAM at [generator.llava] quantize = \"q8_0\"; needs \
+                      ~5.6 GB of RAM at [generator.llava] quantize = \"q8_0\"; needs \
                       clip-vit-large-patch14-336",
         licence: "see its model card (not checked here)",
         approx_bytes: 8_300 * MB,
+        kind: HfKind::Generator,
         files: GENERATOR,
     },
     HubEntry {
         name: "rap-llava-13b",
         repo: "Hoar012/RAP-LLaVA-13b",
         revision: None,
-        description: "RAP-LLaVA-13b: the RAP paper's LLaVA-1.5-13B (Vicuna LM); ~8 GB of RAM \
+        description: "RAP-LLaVA-13b: the RAP paper's LLaVA-1.5-13B (Vicuna LM); ~9 GB of RAM \
                       at quantize = \"q4k\"; needs clip-vit-large-patch14-336",
         licence: "see its model card (not checked here)",
         approx_bytes: 26 * GB,
+        kind: HfKind::Generator,
         files: GENERATOR,
     },
 ];
