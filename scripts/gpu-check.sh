@@ -189,7 +189,8 @@ run_there() {
   echo "== golden tests on the GPU (RAP_DEVICE=cuda)"
   while IFS=$'\t' read -r name dir; do
     local filter=()
-    # rap-llm-local: the LLaVA golden test only (the GGUF tests need models from the network).
+    # rap-llm-local: the LLaVA golden tests only (the GGUF tests need models from the network):
+    # the Llama and the Phi-3 (RAP-Phi3-mini) models, and Phi-3 quantized to Q8_0 / Q4K at load.
     case "$name" in rap-llm-local-*) filter=(llava) ;; esac
     echo "-- $name ${filter[*]}"
     # LLaVA in f32 on the GPU too (RAP_DTYPE), so its 1e-3 golden tolerance means the same.

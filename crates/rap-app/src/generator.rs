@@ -6,6 +6,7 @@ use crate::config::{Config, GeneratorKind, DEFAULT_LOCAL_REPETITION_PENALTY};
 use rap_core::{Error, GenerationParams, Generator, Message, Result};
 use rap_engine::RetrieveOptions;
 use rap_llm::{JinjaTemplate, OpenAiGenerator};
+use rap_llm_local::llava::LmFamily;
 use rap_llm_local::{GgufGenerator, LlavaGenerator, LlavaOptions};
 use rap_models::pip::{self, InstallState};
 use rap_models::ModelKind;
@@ -65,24 +66,77 @@ pub fn load_local(dir: &Path, name: &str) -> Result<(GgufGenerator, Vec<String>)
     Ok((generator, stop))
 }
 
-/// Loads the local LLaVA folder the config names (`[generator] path`, `lora`), prompted with
-/// the config's built-in template (vicuna_v1 for RAP-LLaVA).
+/// The template a LLaVA model is prompted with: the config's, except that a Phi-3 language
+/// model (RAP-Phi3-mini) gets phi3_instruct when the config names a Vicuna / LLaVA one, which
+/// it was never trained on (the config's default is vicuna_v1, RAP-LLaVA's).
+pub fn llava_template(configured: &str, family: LmFamily) -> Result<rap_llm::Template> {
+    let name = match (family, configured) {
+        (LmFamily::Phi3, "vicuna_v1" | "llava_v0") => "phi3_instruct",
+        (_, name) => name,
+    };
+    rap_llm::Template::builtin(name)
+}
+
+/// Loads the local LLaVA folder `dir` (`[generator] path`, or an installed model) with the
+/// config's `lora` adapters and `[generator.llava]` settings, prompted with
+/// [`llava_template`].
 pub fn load_llava(config: &Config, dir: &Path) -> Result<(LlavaGenerator, Vec<String>)> {
-    let template = rap_llm::Template::builtin(&config.generator.template)?;
-    let stop = template.stop_strings();
+    load_llava_with_tower(config, dir, None)
+}
+
+/// The CLIP tower an installed RAP checkpoint uses when its folder has none.
+pub const LLAVA_TOWER: &str = "clip-vit-large-patch14-336";
+
+/// [`load_llava`] with the CLIP tower's folder given (an installed
+/// `clip-vit-large-patch14-336` for a checkpoint installed from the Hub).
+pub fn load_llava_with_tower(
+    config: &Config,
+    dir: &Path,
+    vision_tower: Option<std::path::PathBuf>,
+) -> Result<(LlavaGenerator, Vec<String>)> {
     let opts = LlavaOptions {
         lora: config.generator.lora.clone(),
         device: Some(crate::environment::device()?),
         dtype: crate::environment::dtype()?,
+        quantize: config.generator.llava.quantize()?,
+        vision_tower,
         ..Default::default()
     };
-    let generator = LlavaGenerator::load(
+    let mut generator = LlavaGenerator::load(
         dir,
         &opts,
-        Box::new(move |m: &[Message]| template.render(m, true)),
+        Box::new(|_: &[Message]| Err(Error::Model("no template yet".into()))),
     )
     .map_err(|e| e.context(format_args!("generator.path {}", dir.display())))?;
+    let template = llava_template(&config.generator.template, generator.config().text.family)?;
+    let stop = template.stop_strings();
+    generator.set_renderer(Box::new(move |m: &[Message]| template.render(m, true)));
     Ok((generator, stop))
+}
+
+/// Whether `name` is a LLaVA generator registered in the models dir (`rap models install
+/// rap-phi3-mini`, or `rap models add NAME --path DIR`).
+fn is_installed_llava(models_dir: &Path, name: &str) -> Result<bool> {
+    Ok(rap_models::hub::manifest(models_dir, name)?
+        .is_some_and(|m| m.kind == rap_models::hub::HfKind::Generator))
+}
+
+/// Whether a LLaVA folder finds its CLIP tower by itself (in its weights or beside them).
+fn folder_has_tower(dir: &Path) -> bool {
+    let Ok(config) = rap_llm_local::llava::LlavaConfig::from_dir(dir) else {
+        return false;
+    };
+    if config.layout == rap_llm_local::llava::Layout::Hf {
+        return true;
+    }
+    let named = config
+        .mm_vision_tower
+        .as_deref()
+        .and_then(|n| Path::new(n).file_name().map(|f| dir.join(f)));
+    [named, Some(dir.join("vision_tower"))]
+        .into_iter()
+        .flatten()
+        .any(|p| p.join("config.json").is_file())
 }
 
 /// The generator a command runs: the configured one, or the local model `--model` names.
@@ -105,6 +159,17 @@ impl LoadedGenerator {
                     .as_deref()
                     .unwrap_or(std::path::Path::new(""));
                 let (g, stop) = load_llava(config, dir)?;
+                Ok(LoadedGenerator::Llava(Box::new(g), stop))
+            }
+            (_, Some(name)) if is_installed_llava(models_dir, name)? => {
+                let m = rap_models::hub::manifest(models_dir, name)?
+                    .ok_or_else(|| Error::not_found("model", name.to_string()))?;
+                let tower = rap_models::hub::manifest(models_dir, LLAVA_TOWER)?
+                    .map(|t| t.dir)
+                    .filter(|_| !folder_has_tower(&m.dir));
+                let (mut g, stop) = load_llava_with_tower(config, &m.dir, tower)
+                    .map_err(|e| e.context(format_args!("model {name}")))?;
+                g.set_model_id(m.name);
                 Ok(LoadedGenerator::Llava(Box::new(g), stop))
             }
             (GeneratorKind::Local, _) | (_, Some(_)) => {

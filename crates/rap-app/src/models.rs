@@ -18,7 +18,23 @@ pub const DEFAULT_ENCODER: &str = "efficientnet-lite0";
 /// Loads a Hugging Face checkpoint folder (on the CPU) and says what it is: an OWLv2
 /// detector, or an image encoder with its embedding space. What [`hub`] records.
 pub fn probe(dir: &Path, weights_sha256: Option<&str>) -> Result<CheckpointFacts> {
-    if HfFolder::open(dir)?.model_type()? == "owlv2" {
+    let model_type = HfFolder::open(dir)?.model_type()?;
+    if model_type.starts_with("llava") {
+        // A LLaVA generator: its config and tensor shapes are checked, not its gigabytes read.
+        let config = rap_llm_local::llava::check_dir(dir)?;
+        let lm = match config.text.family {
+            rap_llm_local::llava::LmFamily::Llama => "llama",
+            rap_llm_local::llava::LmFamily::Phi3 => "phi3",
+        };
+        return Ok(CheckpointFacts {
+            kind: HfKind::Generator,
+            model_type: format!("{model_type}-{lm}"),
+            encoder_id: String::new(),
+            dim: 0,
+            has_text: true,
+        });
+    }
+    if model_type == "owlv2" {
         // A detector: loading it checks the folder; it has no embeddings to key a memory.
         Owlv2::load_on(dir, &Device::Cpu)?;
         return Ok(CheckpointFacts {
@@ -74,6 +90,12 @@ pub fn load_registered(
         return Err(Error::invalid(format!(
             "model {name} is a detector ({}), not an image encoder: use it as the retrieval \
              detector ([retrieval] detector = \"{name}\")",
+            m.model_type
+        )));
+    }
+    if m.kind == HfKind::Generator {
+        return Err(Error::invalid(format!(
+            "model {name} is a generator ({}), not an image encoder: use it with --model {name}",
             m.model_type
         )));
     }

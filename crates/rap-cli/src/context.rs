@@ -111,3 +111,17 @@ impl Context {
         Ok(self.app.open_engine()?)
     }
 }
+
+/// `--quantize`: overrides `[generator.llava] quantize` for this command (checked here, so a
+/// bad value fails before any model loads).
+pub fn apply_quantize(config: &mut rap_app::config::Config, quantize: Option<&str>) -> Result<()> {
+    if let Some(q) = quantize {
+        config.generator.llava.quantize = q.to_string();
+        config
+            .generator
+            .llava
+            .quantize()
+            .map_err(|e| anyhow::anyhow!("--quantize: {}", e.report()))?;
+    }
+    Ok(())
+}

@@ -33,6 +33,10 @@ pub const CONFIG: &str = "config.json";
 pub const PREPROCESSOR_CONFIG: &str = "preprocessor_config.json";
 pub const WEIGHTS: &str = "model.safetensors";
 pub const TOKENIZER: &str = "tokenizer.json";
+/// A sharded checkpoint's index: its `weight_map` names the shards, which are downloaded and
+/// recorded too.
+pub const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
+pub const GENERATION_CONFIG: &str = "generation_config.json";
 
 /// Where `install` talks to unless [`Tools::hub_endpoint`] names another address.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -58,6 +62,11 @@ pub struct HubEntry {
     pub revision: Option<&'static str>,
     pub description: &'static str,
     pub licence: &'static str,
+    /// About how many bytes the download is (from the parameter count and the published
+    /// dtype; not checked against the Hub, see "Pins").
+    pub approx_bytes: u64,
+    /// What it is for.
+    pub kind: HfKind,
     pub files: &'static [HubFile],
 }
 
@@ -81,6 +90,21 @@ const IMAGE_ONLY: &[HubFile] = &[
     file(WEIGHTS, true),
 ];
 
+/// A LLaVA generator: one `model.safetensors` or an index and its shards, the tokenizer; the
+/// CLIP tower comes from its own install (`clip-vit-large-patch14-336`) unless the checkpoint
+/// holds it.
+const GENERATOR: &[HubFile] = &[
+    file(CONFIG, true),
+    file(TOKENIZER, true),
+    file(WEIGHTS_INDEX, false),
+    file(WEIGHTS, false),
+    file(GENERATION_CONFIG, false),
+    file(PREPROCESSOR_CONFIG, false),
+];
+
+const GB: u64 = 1_000_000_000;
+const MB: u64 = 1_000_000;
+
 /// The Hugging Face checkpoints the project supports by name.
 pub const HUB_CATALOGUE: &[HubEntry] = &[
     HubEntry {
@@ -89,6 +113,8 @@ pub const HUB_CATALOGUE: &[HubEntry] = &[
         revision: None,
         description: "CLIP ViT-B/32: image + text embeddings (512-d), 224 px",
         licence: "MIT",
+        approx_bytes: 605 * MB,
+        kind: HfKind::Encoder,
         files: WITH_TEXT,
     },
     HubEntry {
@@ -97,6 +123,8 @@ pub const HUB_CATALOGUE: &[HubEntry] = &[
         revision: None,
         description: "CLIP ViT-L/14: image + text embeddings (768-d), 224 px",
         licence: "MIT",
+        approx_bytes: 1_710 * MB,
+        kind: HfKind::Encoder,
         files: WITH_TEXT,
     },
     HubEntry {
@@ -105,6 +133,8 @@ pub const HUB_CATALOGUE: &[HubEntry] = &[
         revision: None,
         description: "CLIP ViT-L/14 at 336 px, the RAP paper's retriever (768-d, image + text)",
         licence: "MIT",
+        approx_bytes: 1_710 * MB,
+        kind: HfKind::Encoder,
         files: WITH_TEXT,
     },
     HubEntry {
@@ -113,6 +143,8 @@ pub const HUB_CATALOGUE: &[HubEntry] = &[
         revision: None,
         description: "DINOv2 ViT-S/14: image embeddings (384-d), strong for instance matching",
         licence: "Apache-2.0",
+        approx_bytes: 88 * MB,
+        kind: HfKind::Encoder,
         files: IMAGE_ONLY,
     },
     HubEntry {
@@ -121,6 +153,8 @@ pub const HUB_CATALOGUE: &[HubEntry] = &[
         revision: None,
         description: "DINOv2 ViT-B/14: image embeddings (768-d)",
         licence: "Apache-2.0",
+        approx_bytes: 346 * MB,
+        kind: HfKind::Encoder,
         files: IMAGE_ONLY,
     },
     HubEntry {
@@ -130,7 +164,43 @@ pub const HUB_CATALOGUE: &[HubEntry] = &[
         description:
             "SigLIP B/16 224 px: image + text embeddings (768-d); text needs tokenizer.json",
         licence: "Apache-2.0",
+        approx_bytes: 813 * MB,
+        kind: HfKind::Encoder,
         files: WITH_TEXT,
+    },
+    HubEntry {
+        name: "owlv2-base-patch16-ensemble",
+        repo: "google/owlv2-base-patch16-ensemble",
+        revision: None,
+        description: "OWLv2 B/16: open-vocabulary detector, retrieval's region proposer \
+                      ([retrieval] detector = \"owlv2-base-patch16-ensemble\")",
+        licence: "Apache-2.0",
+        approx_bytes: 620 * MB,
+        kind: HfKind::Detector,
+        files: WITH_TEXT,
+    },
+    HubEntry {
+        name: "rap-phi3-mini",
+        repo: "Hoar012/RAP-Phi3-mini",
+        revision: None,
+        description: "RAP-Phi3-mini: the RAP paper's LLaVA with a Phi-3-mini LM (4.1 B); \
+                      ~5.6 GB of RAM at [generator.llava] quantize = \"q8_0\"; needs \
+                      clip-vit-large-patch14-336",
+        licence: "see its model card (not checked here)",
+        approx_bytes: 8_300 * MB,
+        kind: HfKind::Generator,
+        files: GENERATOR,
+    },
+    HubEntry {
+        name: "rap-llava-13b",
+        repo: "Hoar012/RAP-LLaVA-13b",
+        revision: None,
+        description: "RAP-LLaVA-13b: the RAP paper's LLaVA-1.5-13B (Vicuna LM); ~9 GB of RAM \
+                      at quantize = \"q4k\"; needs clip-vit-large-patch14-336",
+        licence: "see its model card (not checked here)",
+        approx_bytes: 26 * GB,
+        kind: HfKind::Generator,
+        files: GENERATOR,
     },
 ];
 
@@ -160,6 +230,8 @@ pub enum HfKind {
     /// An open-vocabulary detector (OWLv2): retrieval's region proposer
     /// (`[retrieval] detector = "NAME"`).
     Detector,
+    /// A LLaVA generator (RAP-Phi3-mini, RAP-LLaVA-13b): `rap ask --model NAME`.
+    Generator,
 }
 
 /// A registered checkpoint's manifest as the Hub code sees it (stored as
@@ -252,9 +324,56 @@ pub fn list(models_dir: &Path) -> Vec<HfManifest> {
 
 use crate::manifest::now;
 
+/// The shard file names a `model.safetensors.index.json` names (plain file names only).
+pub fn shards(dir: &Path) -> Result<Vec<String>> {
+    let path = dir.join(WEIGHTS_INDEX);
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Model(format!("{}: not valid JSON: {e}", path.display())))?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::Model(format!("{}: no `weight_map` object", path.display())))?;
+    let mut out: Vec<String> = Vec::new();
+    for f in map.values() {
+        let f = f
+            .as_str()
+            .filter(|f| {
+                !f.is_empty()
+                    && !f.contains(['/', '\\'])
+                    && !f.starts_with('.')
+                    && f.ends_with(".safetensors")
+            })
+            .ok_or_else(|| {
+                Error::Model(format!(
+                    "{}: a weight_map entry is not a shard file name",
+                    path.display()
+                ))
+            })?;
+        if !out.iter().any(|o| o == f) {
+            out.push(f.to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 fn records(dir: &Path) -> Result<Vec<FileRecord>> {
     let mut out = Vec::new();
-    for name in [CONFIG, PREPROCESSOR_CONFIG, WEIGHTS, TOKENIZER] {
+    let fixed = [
+        CONFIG,
+        PREPROCESSOR_CONFIG,
+        WEIGHTS,
+        TOKENIZER,
+        WEIGHTS_INDEX,
+        GENERATION_CONFIG,
+    ]
+    .map(String::from);
+    for name in fixed.into_iter().chain(shards(dir)?) {
+        let name = name.as_str();
         let path = dir.join(name);
         if !path.is_file() {
             continue;
@@ -581,6 +700,19 @@ pub fn install(
             }
         }
     }
+    // A sharded checkpoint: the shards its index names.
+    for shard in shards(&out)? {
+        let adapter = ProgressAdapter {
+            f: &mut *progress,
+            done: 0,
+        };
+        let path = api_repo
+            .download_with_progress(&shard, adapter)
+            .map_err(|e| hub_error(&endpoint, &repo, &shard, e))?;
+        let real = std::fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
+        let dest = out.join(&shard);
+        std::fs::rename(&real, &dest).map_err(|e| Error::io(&dest, e))?;
+    }
     let final_dir = models_dir.join(&name);
     if final_dir.exists() {
         return Err(Error::Conflict(format!(
@@ -619,15 +751,46 @@ mod tests {
             "facebook/dinov2-small",
             "facebook/dinov2-base",
             "google/siglip-base-patch16-224",
+            "google/owlv2-base-patch16-ensemble",
         ] {
             let e = find(repo).unwrap();
             assert_eq!(find(e.name), Some(e));
             check_name(e.name).unwrap();
             assert!(e.files.iter().any(|f| f.name == WEIGHTS && f.required));
+            assert!(e.approx_bytes > 0);
+        }
+        // The RAP generators come sharded or whole: neither weights file is required alone.
+        for repo in ["Hoar012/RAP-Phi3-mini", "Hoar012/RAP-LLaVA-13b"] {
+            let e = find(repo).unwrap();
+            check_name(e.name).unwrap();
+            assert!(e.files.iter().any(|f| f.name == WEIGHTS_INDEX));
+            assert!(e.files.iter().any(|f| f.name == TOKENIZER && f.required));
+            assert!(e.approx_bytes > GB);
         }
         assert!(check_name("Bad Name").is_err());
         assert!(check_name("efficientnet-lite0").is_err());
         assert!(check_name(".hidden").is_err());
+    }
+
+    #[test]
+    fn shards_are_read_from_the_index_and_odd_names_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(shards(tmp.path()).unwrap().is_empty());
+        let index = tmp.path().join(WEIGHTS_INDEX);
+        std::fs::write(
+            &index,
+            r#"{"weight_map": {"a": "model-00002-of-00002.safetensors", "b": "model-00001-of-00002.safetensors", "c": "model-00001-of-00002.safetensors"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            shards(tmp.path()).unwrap(),
+            [
+                "model-00001-of-00002.safetensors",
+                "model-00002-of-00002.safetensors"
+            ]
+        );
+        std::fs::write(&index, r#"{"weight_map": {"a": "../x.safetensors"}}"#).unwrap();
+        assert!(shards(tmp.path()).is_err());
     }
 
     #[test]

@@ -191,6 +191,7 @@ pub(crate) fn from_hub(m: HfManifest) -> Manifest {
     let kind = match m.kind {
         HfKind::Encoder => ModelKind::ImageEncoder,
         HfKind::Detector => ModelKind::Detector,
+        HfKind::Generator => ModelKind::Llm,
     };
     Manifest {
         name: m.name,

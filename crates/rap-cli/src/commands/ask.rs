@@ -25,6 +25,10 @@ pub struct AskArgs {
     /// Local model (catalogue name) [default: the config's, else smollm2-135m-instruct]
     #[arg(long)]
     pub model: Option<String>,
+    /// A local LLaVA model's weights: none, q8_0 or q4k, quantized while loading
+    /// [default: the config's generator.llava.quantize]
+    #[arg(long, value_name = "none|q8_0|q4k")]
+    pub quantize: Option<String>,
     /// Use this concept (repeat for several, in prompt order); skips retrieval
     #[arg(long = "concept", value_name = "NAME")]
     pub concepts: Vec<String>,
@@ -95,7 +99,8 @@ pub(crate) fn answer_json(answer: &rap_engine::Answer) -> serde_json::Value {
 }
 
 pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
-    let config = ctx.config()?;
+    let mut config = ctx.config()?;
+    crate::context::apply_quantize(&mut config, args.quantize.as_deref())?;
     let loaded = ctx.generator(&config, args.model.as_deref())?;
     let image = match &args.image {
         Some(p) => Some(rap_image::read_file(p, ctx.limits())?),

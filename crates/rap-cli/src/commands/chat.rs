@@ -28,6 +28,10 @@ pub struct ChatArgs {
     /// Local model (catalogue name) [default: the config's generator]
     #[arg(long)]
     pub model: Option<String>,
+    /// A local LLaVA model's weights: none, q8_0 or q4k, quantized while loading
+    /// [default: the config's generator.llava.quantize]
+    #[arg(long, value_name = "none|q8_0|q4k")]
+    pub quantize: Option<String>,
     /// Most tokens in each answer [default: 256 for a local GGUF model, else 512]
     #[arg(long)]
     pub max_tokens: Option<usize>,
@@ -131,7 +135,8 @@ impl Interrupts {
 }
 
 pub fn run(ctx: &Context, args: ChatArgs) -> Result<()> {
-    let config = ctx.config()?;
+    let mut config = ctx.config()?;
+    crate::context::apply_quantize(&mut config, args.quantize.as_deref())?;
     let loaded = ctx.generator(&config, args.model.as_deref())?;
     let engine = ctx.engine()?;
     let image = args

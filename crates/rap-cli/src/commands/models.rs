@@ -148,6 +148,16 @@ fn print_manifest(ctx: &Context, m: &hub::HfManifest, what: &str) -> Result<()> 
         );
         return Ok(());
     }
+    if m.kind == hub::HfKind::Generator {
+        println!(
+            "{what} {} ({} generator; use it with --model {}) at {}",
+            m.name,
+            m.model_type,
+            m.name,
+            m.dir.display()
+        );
+        return Ok(());
+    }
     println!(
         "{what} {} ({}, {}-d{}, encoder id {}) at {}",
         m.name,
@@ -244,6 +254,7 @@ fn list(ctx: &Context, dir: &std::path::Path) -> Result<()> {
             "hugging_face_available": available.iter().map(|e| serde_json::json!({
                 "name": e.name, "repo": e.repo, "description": e.description,
                 "licence": e.licence, "pinned": e.revision.is_some(),
+                "approx_bytes": e.approx_bytes,
             })).collect::<Vec<_>>(),
         }));
     }
@@ -283,6 +294,10 @@ fn list(ctx: &Context, dir: &std::path::Path) -> Result<()> {
                 format!("detector (hf-{})", m.model_type),
                 "open-vocabulary detector: boxes for the concepts' categories".to_string(),
             ),
+            hub::HfKind::Generator => (
+                format!("generator (hf-{})", m.model_type),
+                "LLaVA generator: rap ask / chat / serve --model NAME".to_string(),
+            ),
             hub::HfKind::Encoder => (
                 format!("hf-{}", m.model_type),
                 format!(
@@ -299,7 +314,7 @@ fn list(ctx: &Context, dir: &std::path::Path) -> Result<()> {
         t.add_row(vec![
             e.name.to_string(),
             "hf".to_string(),
-            String::new(),
+            format!("~{}", bytes(e.approx_bytes)),
             "available (Hugging Face Hub)".to_string(),
             e.description.to_string(),
         ]);

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Local model (catalogue name) [default: the config's]
     #[arg(long)]
     pub model: Option<String>,
+    /// A local LLaVA model's weights: none, q8_0 or q4k, quantized while loading
+    /// [default: the config's generator.llava.quantize]
+    #[arg(long, value_name = "none|q8_0|q4k")]
+    pub quantize: Option<String>,
 }
 
 /// The configured generator, or why there is none (chat then answers 503 with it).
@@ -62,7 +66,8 @@ fn load_generator(
 }
 
 pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
-    let config = ctx.config()?;
+    let mut config = ctx.config()?;
+    crate::context::apply_quantize(&mut config, args.quantize.as_deref())?;
     let engine = Arc::new(ctx.open_engine()?);
     let keys_required = engine.api_keys_required()?;
     rap_server::check_bind(args.addr, keys_required, args.insecure_no_auth)

@@ -1,18 +1,21 @@
 //! LLaVA-1.5 configuration, read from either checkpoint layout into one form.
 //!
 //! - llava-hf (`LlavaForConditionalGeneration`): `config.json` with `text_config` and
-//!   `vision_config` (missing keys take transformers' `LlamaConfig` / `CLIPVisionConfig`
-//!   defaults, as the published llava-hf configs rely on), `vision_feature_layer`,
-//!   `vision_feature_select_strategy`, `projector_hidden_act`.
-//! - original LLaVA (`LlavaLlamaForCausalLM`, llava-v1.5): a flat Llama config plus `mm_*` keys;
-//!   the CLIP tower's own config comes from its folder (`mm_vision_tower`), see
+//!   `vision_config` (missing keys take transformers' `LlamaConfig` / `Phi3Config` /
+//!   `CLIPVisionConfig` defaults, as the published llava-hf configs rely on),
+//!   `vision_feature_layer`, `vision_feature_select_strategy`, `projector_hidden_act`.
+//! - original LLaVA (`LlavaLlamaForCausalLM`, llava-v1.5; `LlavaPhiForCausalLM`, LLaVA-pp's
+//!   Phi-3 variant that RAP-Phi3-mini uses): a flat Llama or Phi-3 config plus `mm_*` keys; the
+//!   CLIP tower's own config comes from its folder (`mm_vision_tower`), see
 //!   [`crate::llava::weights`].
+//!
+//! The language model's family ([`LmFamily`]) comes from `model_type` (`text_config.model_type`
+//! for llava-hf: `llama` or `phi3`; `llava_llama` or `llava_phi` for the original layout).
 //!
 //! Everything is read from `serde_json::Value` with errors that name the file and the key.
 
 use candle_transformers::models::clip::text_model::Activation;
 use candle_transformers::models::clip::vision_model::ClipVisionConfig;
-use candle_transformers::models::llama::{Config as LlamaConfig, LlamaEosToks};
 use rap_core::{Error, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -35,40 +38,113 @@ pub enum Projector {
     MlpGelu(usize),
 }
 
-/// The Llama language model's hyper-parameters.
+/// Which decoder family the language model is (from the config's `model_type`, never from
+/// the folder's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LmFamily {
+    /// Llama / Vicuna (`llama`, `llava_llama`, `llava`): RAP-LLaVA-13b.
+    Llama,
+    /// Phi-3 (`phi3`, `llava_phi`): fused `qkv_proj` and `gate_up_proj`; RAP-Phi3-mini.
+    Phi3,
+}
+
+/// The RoPE variant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// Plain RoPE with `rope_theta`.
+    None,
+    /// Phi-3's LongRoPE (`longrope`, `su`): per-frequency factors and an attention factor.
+    /// Only the short factors are used: the context is capped at
+    /// `original_max_position_embeddings`, where transformers uses them too.
+    LongRope {
+        short_factor: Vec<f64>,
+        long_factor: Vec<f64>,
+        original_max_position_embeddings: usize,
+        /// The configured (long) context, which sets the attention factor.
+        max_position_embeddings: usize,
+    },
+}
+
+/// The language model's hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextConfig {
+    pub family: LmFamily,
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub vocab_size: usize,
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
     pub num_key_value_heads: usize,
+    /// The usable context (for LongRoPE: `original_max_position_embeddings`).
     pub max_position_embeddings: usize,
     pub rms_norm_eps: f64,
     pub rope_theta: f32,
+    pub rope_scaling: RopeScaling,
+    /// Keys a position attends to at most (Phi-3-mini: 2047), as transformers' masks.
+    pub sliding_window: Option<usize>,
     pub tie_word_embeddings: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
 }
 
 impl TextConfig {
-    pub(crate) fn to_candle(&self) -> LlamaConfig {
-        LlamaConfig {
-            hidden_size: self.hidden_size,
-            intermediate_size: self.intermediate_size,
-            vocab_size: self.vocab_size,
-            num_hidden_layers: self.num_hidden_layers,
-            num_attention_heads: self.num_attention_heads,
-            num_key_value_heads: self.num_key_value_heads,
-            use_flash_attn: false,
-            rms_norm_eps: self.rms_norm_eps,
-            rope_theta: self.rope_theta,
-            bos_token_id: self.bos_token_id,
-            eos_token_id: self.eos_token_ids.first().map(|e| LlamaEosToks::Single(*e)),
-            rope_scaling: None,
-            max_position_embeddings: self.max_position_embeddings,
-            tie_word_embeddings: self.tie_word_embeddings,
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Weights in the language model (embeddings and LM head included).
+    pub fn parameter_count(&self) -> u64 {
+        let (h, i, v) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.vocab_size as u64,
+        );
+        let kv = (self.head_dim() * self.num_key_value_heads) as u64;
+        let layer = h * (h + 2 * kv) + h * h + 3 * h * i + 2 * h;
+        let head = if self.tie_word_embeddings { 0 } else { v * h };
+        v * h + head + h + self.num_hidden_layers as u64 * layer
+    }
+
+    /// Phi-3-mini-4k-instruct's language model (RAP-Phi3-mini's).
+    pub fn phi3_mini_4k() -> Self {
+        TextConfig {
+            family: LmFamily::Phi3,
+            hidden_size: 3072,
+            intermediate_size: 8192,
+            vocab_size: 32064,
+            num_hidden_layers: 32,
+            num_attention_heads: 32,
+            num_key_value_heads: 32,
+            max_position_embeddings: 4096,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10000.0,
+            rope_scaling: RopeScaling::None,
+            sliding_window: Some(2047),
+            tie_word_embeddings: false,
+            bos_token_id: Some(1),
+            eos_token_ids: vec![32000, 32007],
+        }
+    }
+
+    /// Vicuna-13B v1.5's (RAP-LLaVA-13b's).
+    pub fn vicuna_13b() -> Self {
+        TextConfig {
+            family: LmFamily::Llama,
+            hidden_size: 5120,
+            intermediate_size: 13824,
+            vocab_size: 32000,
+            num_hidden_layers: 40,
+            num_attention_heads: 40,
+            num_key_value_heads: 40,
+            max_position_embeddings: 4096,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10000.0,
+            rope_scaling: RopeScaling::None,
+            sliding_window: None,
+            tie_word_embeddings: false,
+            bos_token_id: Some(1),
+            eos_token_ids: vec![2],
         }
     }
 }
@@ -210,7 +286,7 @@ impl Reader<'_> {
             self.prefix
         ))
     }
-    fn get(&self, key: &str) -> Option<&Value> {
+    pub fn get(&self, key: &str) -> Option<&Value> {
         self.v.get(key).filter(|v| !v.is_null())
     }
     pub fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
@@ -293,16 +369,21 @@ pub(crate) fn read_json(path: &Path) -> Result<Value> {
         .map_err(|e| Error::Model(format!("{}: not valid JSON: {e}", path.display())))
 }
 
-/// Llama hyper-parameters (transformers' `LlamaConfig` defaults for missing keys).
-fn text_config(r: &Reader) -> Result<TextConfig> {
-    if let Some(mt) = r.opt_str("model_type")? {
-        if !matches!(mt, "llama" | "llava_llama" | "llava") {
+/// Language-model hyper-parameters; missing keys take transformers' `LlamaConfig` or
+/// `Phi3Config` defaults. `default_family` applies when the config has no `model_type`.
+fn text_config(r: &Reader, default_family: LmFamily) -> Result<TextConfig> {
+    let family = match r.opt_str("model_type")? {
+        None => default_family,
+        Some("llama" | "llava_llama" | "llava") => LmFamily::Llama,
+        Some("phi3" | "llava_phi" | "llava_phi3") => LmFamily::Phi3,
+        Some(mt) => {
             return Err(r.bad(
                 "model_type",
-                &format!("is `{mt}`; only Llama (Vicuna) language models are supported"),
-            ));
+                &format!("is `{mt}`; supported language models: Llama (Vicuna) and Phi-3"),
+            ))
         }
-    }
+    };
+    let phi3 = family == LmFamily::Phi3;
     if let Some(act) = r.opt_str("hidden_act")? {
         if act != "silu" {
             return Err(r.bad("hidden_act", &format!("is `{act}`, not silu")));
@@ -310,34 +391,81 @@ fn text_config(r: &Reader) -> Result<TextConfig> {
     }
     for key in ["attention_bias", "mlp_bias"] {
         if r.opt_bool(key)? == Some(true) {
-            return Err(r.bad(key, "is true; candle's Llama has no such biases"));
+            return Err(r.bad(
+                key,
+                "is true; linear biases in the language model are not supported",
+            ));
         }
     }
+    if let Some(f) = r.get("partial_rotary_factor").and_then(Value::as_f64) {
+        if f != 1.0 {
+            return Err(r.bad(
+                "partial_rotary_factor",
+                "is not 1; partial RoPE is not supported",
+            ));
+        }
+    }
+    let max_pos = r.usize_or("max_position_embeddings", if phi3 { 4096 } else { 2048 })?;
     let rope_params = r.get("rope_parameters").or_else(|| r.get("rope_scaling"));
     let mut rope_theta = r.f64_or("rope_theta", 10000.0)?;
+    let mut rope_scaling = RopeScaling::None;
+    let mut context = max_pos;
     if let Some(p) = rope_params {
         let kind = p
             .get("rope_type")
             .or_else(|| p.get("type"))
             .and_then(Value::as_str)
             .unwrap_or("default");
-        if kind != "default" {
-            return Err(r.bad(
-                "rope_scaling",
-                &format!("is `{kind}`; only plain RoPE is supported"),
-            ));
-        }
         if let Some(t) = p.get("rope_theta").and_then(Value::as_f64) {
             rope_theta = t;
         }
+        if let Some(f) = p.get("partial_rotary_factor").and_then(Value::as_f64) {
+            if f != 1.0 {
+                return Err(r.bad(
+                    "rope_parameters.partial_rotary_factor",
+                    "is not 1; partial RoPE is not supported",
+                ));
+            }
+        }
+        match kind {
+            "default" => {}
+            "longrope" | "su" if phi3 => {
+                let orig = r.usize_or("original_max_position_embeddings", 4096)?;
+                let factors = |key: &str| -> Result<Vec<f64>> {
+                    p.get(key)
+                        .and_then(Value::as_array)
+                        .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>())
+                        .filter(|f| f.iter().all(|x| x.is_finite() && *x > 0.0))
+                        .ok_or_else(|| {
+                            r.bad(
+                                &format!("rope_scaling.{key}"),
+                                "is not a list of positive numbers",
+                            )
+                        })
+                };
+                rope_scaling = RopeScaling::LongRope {
+                    short_factor: factors("short_factor")?,
+                    long_factor: factors("long_factor")?,
+                    original_max_position_embeddings: orig,
+                    max_position_embeddings: max_pos,
+                };
+                context = context.min(orig);
+            }
+            other => {
+                return Err(r.bad(
+                    "rope_scaling",
+                    &format!("is `{other}`; supported: plain RoPE, and LongRoPE for Phi-3"),
+                ))
+            }
+        }
     }
-    let hidden_size = r.usize_or("hidden_size", 4096)?;
+    let hidden_size = r.usize_or("hidden_size", if phi3 { 3072 } else { 4096 })?;
     let heads = r.usize_or("num_attention_heads", 32)?;
     let kv = r.usize_or("num_key_value_heads", heads)?;
-    if hidden_size % heads != 0 || heads % kv != 0 {
+    if hidden_size % heads != 0 || heads % kv != 0 || (hidden_size / heads) % 2 != 0 {
         return Err(r.bad(
             "num_attention_heads",
-            &format!("({heads}) does not divide hidden_size {hidden_size} or into {kv} KV heads"),
+            &format!("({heads}) does not divide hidden_size {hidden_size} into even heads, or into {kv} KV heads"),
         ));
     }
     if let Some(hd) = r.opt_usize("head_dim")? {
@@ -348,20 +476,41 @@ fn text_config(r: &Reader) -> Result<TextConfig> {
             ));
         }
     }
+    if let RopeScaling::LongRope {
+        short_factor,
+        long_factor,
+        ..
+    } = &rope_scaling
+    {
+        let half = hidden_size / heads / 2;
+        if short_factor.len() != half || long_factor.len() != half {
+            return Err(r.bad(
+                "rope_scaling",
+                &format!("factors are not {half} long (half a head)"),
+            ));
+        }
+    }
+    let sliding_window = match r.opt_usize("sliding_window")? {
+        Some(0) => return Err(r.bad("sliding_window", "is zero")),
+        w => w,
+    };
     let mut eos = r.ids("eos_token_id")?;
     if eos.is_empty() {
-        eos.push(2);
+        eos.push(if phi3 { 32000 } else { 2 });
     }
     Ok(TextConfig {
+        family,
         hidden_size,
-        intermediate_size: r.usize_or("intermediate_size", 11008)?,
-        vocab_size: r.usize_or("vocab_size", 32000)?,
+        intermediate_size: r.usize_or("intermediate_size", if phi3 { 8192 } else { 11008 })?,
+        vocab_size: r.usize_or("vocab_size", if phi3 { 32064 } else { 32000 })?,
         num_hidden_layers: r.usize_or("num_hidden_layers", 32)?,
         num_attention_heads: heads,
         num_key_value_heads: kv,
-        max_position_embeddings: r.usize_or("max_position_embeddings", 2048)?,
-        rms_norm_eps: r.f64_or("rms_norm_eps", 1e-6)?,
+        max_position_embeddings: context,
+        rms_norm_eps: r.f64_or("rms_norm_eps", if phi3 { 1e-5 } else { 1e-6 })?,
         rope_theta: rope_theta as f32,
+        rope_scaling,
+        sliding_window,
         tie_word_embeddings: r.opt_bool("tie_word_embeddings")?.unwrap_or(false),
         bos_token_id: r.ids("bos_token_id")?.first().copied().or(Some(1)),
         eos_token_ids: eos,
@@ -418,11 +567,14 @@ impl LlavaConfig {
             let tv = v
                 .get("text_config")
                 .ok_or_else(|| top.bad("text_config", "is missing"))?;
-            let text = text_config(&Reader {
-                v: tv,
-                file,
-                prefix: "text_config.",
-            })?;
+            let text = text_config(
+                &Reader {
+                    v: tv,
+                    file,
+                    prefix: "text_config.",
+                },
+                LmFamily::Llama,
+            )?;
             let vv = v
                 .get("vision_config")
                 .ok_or_else(|| top.bad("vision_config", "is missing"))?;
@@ -480,7 +632,16 @@ impl LlavaConfig {
             || v.get("mm_vision_tower").is_some()
             || model_type.starts_with("llava")
         {
-            let text = text_config(&top)?;
+            let phi_arch = v
+                .get("architectures")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some("LlavaPhiForCausalLM")));
+            let family = if phi_arch {
+                LmFamily::Phi3
+            } else {
+                LmFamily::Llama
+            };
+            let text = text_config(&top, family)?;
             let projector_name = top.opt_str("mm_projector_type")?.unwrap_or("linear");
             let projector = projector_kind(&top, "mm_projector_type", projector_name)?;
             let feature = top.opt_str("mm_vision_select_feature")?.unwrap_or("patch");

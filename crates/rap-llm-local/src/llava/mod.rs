@@ -1,12 +1,16 @@
 //! [`LlavaGenerator`]: a local vision-language model of the LLaVA-1.5 family (the architecture
-//! of RAP-LLaVA-13b: CLIP ViT-L/14-336 tower, features of its penultimate layer without CLS,
-//! `mlp2x_gelu` projector, Llama / Vicuna language model, 576 tokens per 336 px image).
+//! of both RAP checkpoints: CLIP ViT-L/14-336 tower, features of its penultimate layer without
+//! CLS, `mlp2x_gelu` projector, 576 tokens per 336 px image; a Llama / Vicuna language model for
+//! RAP-LLaVA-13b, a Phi-3-mini one for RAP-Phi3-mini, chosen from the config ([`LmFamily`])).
 //!
 //! A folder in either layout loads: llava-hf (`LlavaForConditionalGeneration`: config.json with
 //! text_config / vision_config, model.safetensors or shards, tokenizer.json,
-//! preprocessor_config.json) or the original LLaVA one (`LlavaLlamaForCausalLM`:
-//! `model.mm_projector.*`, the CLIP tower in the checkpoint or as the folder `mm_vision_tower`
-//! names). PEFT LoRA adapters are merged into the weights at load time ([`weights`]).
+//! preprocessor_config.json) or the original LLaVA one (`LlavaLlamaForCausalLM` /
+//! `LlavaPhiForCausalLM`: `model.mm_projector.*`, the CLIP tower in the checkpoint or as the
+//! folder `mm_vision_tower` names). PEFT LoRA adapters are merged into the weights at load time
+//! ([`weights`]). [`LlavaOptions::quantize`] stores the language model's linear weights as Q8_0
+//! or Q4K while loading ([`lm`]), so RAP-Phi3-mini runs in a few GB on a CPU. Phi-3 stops at
+//! `<|end|>` as well as the configured EOS ids.
 //!
 //! A conversation is rendered by the caller's renderer (the chat template, e.g. vicuna_v1) with
 //! each image part as `<image>`; as the original LLaVA's `tokenizer_image_token` does, the
@@ -15,24 +19,28 @@
 //! (RAP's: the query image, then each concept's reference image). Images are padded to a square
 //! with the mean colour and run through the CLIP processor ([`preprocess`]).
 //!
-//! Correctness is pinned against transformers on a tiny random model in both layouts and with a
-//! LoRA adapter (`tests/llm_local/llava_golden.rs`, fixtures from `tools/golden/llava_tiny_golden.py`).
+//! Correctness is pinned against transformers on tiny random models (Llama and Phi-3) in both
+//! layouts and with a LoRA adapter (`tests/llm_local/llava_golden.rs`, `llava_phi3_golden.rs`;
+//! fixtures from `tools/golden/llava_tiny_golden.py`, `llava_phi3_tiny_golden.py`).
 
+pub mod bench;
 pub mod config;
+pub mod lm;
 pub mod model;
 pub mod preprocess;
 pub mod weights;
 
-pub use config::{Layout, LlavaConfig, Projector, TextConfig, VisionConfig};
+pub use config::{Layout, LlavaConfig, LmFamily, Projector, RopeScaling, TextConfig, VisionConfig};
+pub use lm::{QuantStats, Quantize};
 pub use model::LlavaModel;
 pub use preprocess::ImagePreprocess;
 pub use weights::Checkpoint;
 
 use crate::generator::{PromptRenderer, StopScanner, TokenGeneration};
 use crate::llava::config::read_json;
+use crate::llava::lm::LmCache;
 use crate::sampling::Sampler;
 use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::llama::Cache;
 use rap_core::{
     Error, FinishReason, Generation, GenerationParams, Generator, GeneratorInfo, ImageData,
     Message, Result,
@@ -48,7 +56,7 @@ pub const IMAGE_PLACEHOLDER: &str = "<image>";
 pub type StepLogits<'a> = &'a mut dyn FnMut(&[f32]);
 
 /// Prompt embeddings fed to the model in one forward pass.
-const PREFILL_CHUNK: usize = 512;
+pub(crate) const PREFILL_CHUNK: usize = 512;
 
 /// How to load a LLaVA folder.
 #[derive(Debug, Clone, Default)]
@@ -64,6 +72,9 @@ pub struct LlavaOptions {
     pub vision_tower: Option<PathBuf>,
     /// Largest accepted image.
     pub image_limits: rap_image::Limits,
+    /// The language model's linear weights, quantized while loading (the vision tower and
+    /// projector stay in `dtype`).
+    pub quantize: Quantize,
 }
 
 /// A tokenized prompt: text pieces around the images, and the images in order.
@@ -100,6 +111,23 @@ impl std::fmt::Debug for LlavaGenerator {
 /// Whether `dir` looks like a LLaVA checkpoint (its config.json is one of the two layouts).
 pub fn is_llava_dir(dir: &Path) -> bool {
     LlavaConfig::from_dir(dir).is_ok()
+}
+
+/// Checks a LLaVA folder without loading its weights: the config, the tokenizer file, and the
+/// language model's tensor names and shapes in the safetensors headers (what `rap models add`
+/// and `install` check; a full load would read gigabytes).
+pub fn check_dir(dir: &Path) -> Result<LlavaConfig> {
+    let config = LlavaConfig::from_dir(dir)?;
+    if !dir.join("tokenizer.json").is_file() {
+        return Err(Error::Model(format!(
+            "{}: no tokenizer.json",
+            dir.display()
+        )));
+    }
+    let ck = Checkpoint::open(dir)?;
+    let (lm, head, _) = model::detect_names(&ck, &config)?;
+    model::check_lm(&ck, &lm, &head, &config.text)?;
+    Ok(config)
 }
 
 fn has_config(p: &Path) -> bool {
@@ -230,7 +258,16 @@ impl LlavaGenerator {
             None if device.is_cpu() => DType::F32,
             None => DType::F16,
         };
-        let model = LlavaModel::load(&config, &vision, main, tower, &prefix, dtype, &device)?;
+        let model = LlavaModel::load(
+            &config,
+            &vision,
+            main,
+            tower,
+            &prefix,
+            dtype,
+            opts.quantize,
+            &device,
+        )?;
 
         let pre_file = [Some(dir.to_path_buf()), tower_folder.clone()]
             .into_iter()
@@ -269,6 +306,17 @@ impl LlavaGenerator {
                 }
             }
         }
+        if config.text.family == LmFamily::Phi3 {
+            // Phi-3 ends a turn with `<|end|>` (its generation_config lists it; a LLaVA-Phi-3
+            // config.json names only `<|endoftext|>`).
+            for stop in ["<|end|>", "<|endoftext|>"] {
+                if let Some(id) = tokenizer.token_to_id(stop) {
+                    if !eos.contains(&id) {
+                        eos.push(id);
+                    }
+                }
+            }
+        }
         let vocab = config.text.vocab_size as u32;
         if let Some(bad) = eos.iter().find(|e| **e >= vocab) {
             return Err(Error::Model(format!(
@@ -285,6 +333,9 @@ impl LlavaGenerator {
             layout = ?config.layout,
             image_tokens = model.tokens_per_image(),
             lora = opts.lora.len(),
+            lm = ?config.text.family,
+            quantize = %opts.quantize,
+            quantized = ?model.quant_stats(),
             "loaded LLaVA model"
         );
         Ok(LlavaGenerator {
@@ -304,9 +355,24 @@ impl LlavaGenerator {
         })
     }
 
+    /// Sets the model id answers carry (default: the folder's name).
+    pub fn set_model_id(&mut self, id: impl Into<String>) {
+        self.info.model = id.into();
+    }
+
     /// The configuration read from the folder.
     pub fn config(&self) -> &LlavaConfig {
         &self.config
+    }
+
+    /// The token ids that end an answer (the config's EOS ids, and Phi-3's `<|end|>`).
+    pub fn eos_tokens(&self) -> &[u32] {
+        &self.eos
+    }
+
+    /// What quantization made of the language model's linear weights.
+    pub fn quant_stats(&self) -> QuantStats {
+        self.model.quant_stats()
     }
 
     /// The image preprocessing in use.
@@ -400,7 +466,7 @@ impl LlavaGenerator {
     fn prefill(
         &self,
         input: &PromptInput,
-        cache: &mut Cache,
+        cache: &mut LmCache,
         at: &[usize],
     ) -> Result<(Vec<Tensor>, Tensor, usize)> {
         let len = self.sequence_length(input);
@@ -455,7 +521,7 @@ impl LlavaGenerator {
         }
         let input = self.prompt_input(messages)?;
         self.check_context(&input)?;
-        let mut cache = self.model.cache().map_err(model_err)?;
+        let mut cache = self.model.cache();
         let (wanted, _, _) = self.prefill(&input, &mut cache, positions)?;
         wanted
             .into_iter()
@@ -507,7 +573,7 @@ impl LlavaGenerator {
         }
         let ctx = self.config.text.max_position_embeddings;
 
-        let mut cache = self.model.cache().map_err(model_err)?;
+        let mut cache = self.model.cache();
         let (_, mut logits, mut pos) = self.prefill(&input, &mut cache, &[])?;
         let mut tokens = Vec::new();
         let mut detok = Detokenizer::new(&self.tokenizer);

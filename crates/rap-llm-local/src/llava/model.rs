@@ -1,5 +1,6 @@
-//! The LLaVA-1.5 network: candle-transformers' CLIP vision transformer and Llama, joined by a
-//! projector written here.
+//! The LLaVA-1.5 network: candle-transformers' CLIP vision transformer and a language model
+//! ([`crate::llava::lm`]: Llama or Phi-3, optionally quantized at load), joined by a projector
+//! written here.
 //!
 //! Written by hand, and why:
 //! - the feature-layer choice: candle's `llava::ClipVisionTower` maps `-2` to the *last* layer's
@@ -13,12 +14,12 @@
 //!   own `<image>` ([`LlavaModel::embed`]).
 
 use crate::gguf::no_panic;
-use crate::llava::config::{Layout, LlavaConfig, Projector, TextConfig, VisionConfig};
+use crate::llava::config::{Layout, LlavaConfig, LmFamily, Projector, TextConfig, VisionConfig};
+use crate::llava::lm::{Lm, LmCache, QuantStats, Quantize};
 use crate::llava::weights::{Checkpoint, View};
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::clip::vision_model::ClipVisionTransformer;
-use candle_transformers::models::llama::{Cache, Llama};
 use rap_core::{Error, Result};
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ pub struct Names {
     pub vision: String,
     /// Names of the projector's linear layers, in order (without `.weight`).
     pub projector: Vec<String>,
-    /// Prefix of the Llama decoder (`...embed_tokens.weight`), with a trailing dot.
+    /// Prefix of the language model's decoder (`...embed_tokens.weight`), with a trailing dot.
     pub lm: String,
     /// The LM head's name (without `.weight`).
     pub lm_head: String,
@@ -110,12 +111,11 @@ pub fn detect_vision(ck: &Checkpoint) -> Option<String> {
     )
 }
 
-/// The loaded model. Stateless between calls: each generation brings its own [`Cache`].
+/// The loaded model. Stateless between calls: each generation brings its own [`LmCache`].
 pub struct LlavaModel {
     pub(crate) tower: ClipVisionTransformer,
     pub(crate) projector: Vec<candle_nn::Linear>,
-    pub(crate) llama: Llama,
-    pub(crate) text: TextConfig,
+    pub(crate) lm: Lm,
     pub(crate) vision: VisionConfig,
     layer_index: usize,
     keep_cls: bool,
@@ -123,16 +123,15 @@ pub struct LlavaModel {
     pub(crate) device: Device,
 }
 
-fn check_llama(ck: &Checkpoint, lm: &str, lm_head: &str, t: &TextConfig) -> Result<()> {
+pub(crate) fn check_lm(ck: &Checkpoint, lm: &str, lm_head: &str, t: &TextConfig) -> Result<()> {
     let h = t.hidden_size;
-    let kv = h / t.num_attention_heads * t.num_key_value_heads;
+    let kv = t.head_dim() * t.num_key_value_heads;
     let i = t.intermediate_size;
     ck.expect(&format!("{lm}embed_tokens.weight"), &[t.vocab_size, h])?;
     ck.expect(&format!("{lm}norm.weight"), &[h])?;
     ck.expect(&format!("{lm_head}.weight"), &[t.vocab_size, h])?;
-    for l in 0..t.num_hidden_layers {
-        let p = format!("{lm}layers.{l}.");
-        for (n, dims) in [
+    let linears: Vec<(&str, [usize; 2])> = match t.family {
+        LmFamily::Llama => vec![
             ("self_attn.q_proj", [h, h]),
             ("self_attn.k_proj", [kv, h]),
             ("self_attn.v_proj", [kv, h]),
@@ -140,8 +139,18 @@ fn check_llama(ck: &Checkpoint, lm: &str, lm_head: &str, t: &TextConfig) -> Resu
             ("mlp.gate_proj", [i, h]),
             ("mlp.up_proj", [i, h]),
             ("mlp.down_proj", [h, i]),
-        ] {
-            ck.expect(&format!("{p}{n}.weight"), &dims)?;
+        ],
+        LmFamily::Phi3 => vec![
+            ("self_attn.qkv_proj", [h + 2 * kv, h]),
+            ("self_attn.o_proj", [h, h]),
+            ("mlp.gate_up_proj", [2 * i, h]),
+            ("mlp.down_proj", [h, i]),
+        ],
+    };
+    for l in 0..t.num_hidden_layers {
+        let p = format!("{lm}layers.{l}.");
+        for (n, dims) in &linears {
+            ck.expect(&format!("{p}{n}.weight"), dims)?;
         }
         ck.expect(&format!("{p}input_layernorm.weight"), &[h])?;
         ck.expect(&format!("{p}post_attention_layernorm.weight"), &[h])?;
@@ -181,7 +190,10 @@ fn check_vision(ck: &Checkpoint, p: &str, v: &VisionConfig) -> Result<()> {
 
 impl LlavaModel {
     /// Builds the model. `main` holds the language model and projector; `tower` holds the
-    /// vision tower under prefix `vision_prefix` (the same checkpoint, or a CLIP folder).
+    /// vision tower under prefix `vision_prefix` (the same checkpoint, or a CLIP folder). With
+    /// `quantize` the language model's linear weights are quantized as they are read and the
+    /// language model runs in f32 (the tower and projector keep `dtype`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn load(
         config: &LlavaConfig,
         vision: &VisionConfig,
@@ -189,11 +201,12 @@ impl LlavaModel {
         tower: Arc<Checkpoint>,
         vision_prefix: &str,
         dtype: DType,
+        quantize: Quantize,
         device: &Device,
     ) -> Result<Self> {
         let (lm, lm_head, projector_names) = detect_names(&main, config)?;
         let text = &config.text;
-        check_llama(&main, &lm, &lm_head, text)?;
+        check_lm(&main, &lm, &lm_head, text)?;
         check_vision(&tower, vision_prefix, vision)?;
         if let Some(mm) = config.mm_hidden_size {
             if mm != vision.hidden_size {
@@ -239,6 +252,11 @@ impl LlavaModel {
             projector.push(candle_nn::Linear::new(w, b));
         }
 
+        let lm_dtype = if quantize == Quantize::None {
+            dtype
+        } else {
+            DType::F32
+        };
         let lm_vb = VarBuilder::from_backend(
             Box::new(View {
                 ck: main.clone(),
@@ -247,16 +265,15 @@ impl LlavaModel {
                     ("lm_head".to_string(), lm_head.clone()),
                 ],
             }),
-            dtype,
+            lm_dtype,
             device.clone(),
         );
-        let llama_cfg = text.to_candle();
-        // candle's Llama::load unwraps each layer's result; the shapes were checked above, and a
-        // panic that still happens (a corrupt file) becomes an error.
-        let llama = no_panic(
+        // The shapes were checked above; a panic inside candle that still happens (a corrupt
+        // file) becomes an error.
+        let lm = no_panic(
             || format!("{dir}: loading the language model failed"),
             || {
-                Llama::load(lm_vb, &llama_cfg)
+                Lm::load(text, lm_vb, quantize)
                     .map_err(|e| Error::Model(format!("{dir}: language model: {e}")))
             },
         )?;
@@ -280,8 +297,7 @@ impl LlavaModel {
         Ok(LlavaModel {
             tower,
             projector,
-            llama,
-            text: text.clone(),
+            lm,
             vision: vision.clone(),
             layer_index,
             keep_cls: config.keep_cls,
@@ -329,15 +345,28 @@ impl LlavaModel {
             }
             if !chunk.is_empty() {
                 let ids = Tensor::new(chunk.as_slice(), &self.device)?;
-                parts.push(self.llama.embed(&ids)?);
+                parts.push(self.lm.embed(&ids)?);
             }
         }
+        let parts = parts
+            .iter()
+            .map(|p| p.to_dtype(self.lm_dtype()))
+            .collect::<candle_core::Result<Vec<_>>>()?;
         Tensor::cat(&parts, 0)?.unsqueeze(0)
     }
 
+    fn lm_dtype(&self) -> DType {
+        self.lm.dtype()
+    }
+
+    /// What quantization made of the language model's linear weights.
+    pub fn quant_stats(&self) -> QuantStats {
+        self.lm.quant_stats()
+    }
+
     /// A fresh KV cache.
-    pub fn cache(&self) -> candle_core::Result<Cache> {
-        Cache::new(true, self.dtype, &self.text.to_candle(), &self.device)
+    pub fn cache(&self) -> LmCache {
+        self.lm.cache()
     }
 
     /// Runs `[1, n, hidden]` embeddings at position `pos`; the last position's logits (f32).
@@ -345,8 +374,84 @@ impl LlavaModel {
         &self,
         embeds: &Tensor,
         pos: usize,
-        cache: &mut Cache,
+        cache: &mut LmCache,
     ) -> candle_core::Result<Tensor> {
-        self.llama.forward_input_embed(embeds, pos, cache)
+        self.lm.forward(embeds, pos, cache)
+    }
+}
+
+/// A weight source of negative zeros, for measuring speed and memory at a real model's size
+/// without its checkpoint. `-0.0` rather than `0.0`: a zero-filled buffer comes from the
+/// allocator as untouched zero pages that are not resident until written, which would hide the
+/// memory a real model takes; `-0.0` has a non-zero bit pattern, so every page is written.
+struct NegZeros;
+
+impl candle_nn::var_builder::SimpleBackend for NegZeros {
+    fn get(
+        &self,
+        s: candle_core::Shape,
+        _: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let n = s.elem_count();
+        Tensor::from_vec(vec![-0.0f32; n], s, dev)?.to_dtype(dtype)
+    }
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("zero weights: `{name}` has no known shape")
+    }
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
+}
+
+impl LlavaModel {
+    /// A model of the given sizes with every weight zero (a benchmark's stand-in for a
+    /// checkpoint that is not at hand): same tensors, same arithmetic, same memory.
+    pub fn zero_weights(
+        config: &LlavaConfig,
+        vision: &VisionConfig,
+        dtype: DType,
+        quantize: Quantize,
+        device: &Device,
+    ) -> Result<Self> {
+        let err = |e: candle_core::Error| Error::Model(format!("zero-weight model: {e}"));
+        let vb = |dt| VarBuilder::from_backend(Box::new(NegZeros), dt, device.clone());
+        let text = &config.text;
+        let depth = match config.projector {
+            Projector::Linear => 1,
+            Projector::MlpGelu(d) => d,
+        };
+        let mut projector = Vec::new();
+        for i in 0..depth {
+            let fan_in = if i == 0 {
+                vision.hidden_size
+            } else {
+                text.hidden_size
+            };
+            let p = vb(dtype);
+            let w = p.get((text.hidden_size, fan_in), "w").map_err(err)?;
+            let b = p.get(text.hidden_size, "b").map_err(err)?;
+            projector.push(candle_nn::Linear::new(w, Some(b)));
+        }
+        let lm_dtype = if quantize == Quantize::None {
+            dtype
+        } else {
+            DType::F32
+        };
+        let lm = Lm::load(text, vb(lm_dtype), quantize).map_err(err)?;
+        let tower = ClipVisionTransformer::new(vb(dtype).pp("vision_model"), &vision.to_candle())
+            .map_err(err)?;
+        Ok(LlavaModel {
+            tower,
+            projector,
+            lm,
+            vision: vision.clone(),
+            layer_index: config.candle_layer_index(vision)?,
+            keep_cls: config.keep_cls,
+            dtype,
+            device: device.clone(),
+        })
     }
 }

@@ -2,5 +2,6 @@
 
 mod common;
 mod llava_golden;
+mod llava_phi3_golden;
 mod smollm2;
 mod spm_tokenizer;

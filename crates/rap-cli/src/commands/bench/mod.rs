@@ -6,6 +6,7 @@
 //! database URL), shows their progress on the terminal ([`Bars`]) and prints their reports.
 
 mod args;
+mod llava;
 mod scale;
 mod suite;
 
@@ -34,6 +35,9 @@ pub enum BenchCommand {
     Retrieval(args::RetrievalArgs),
     /// Local GGUF model: prompt and generation tokens/s (compare tools/golden/bench_llamacpp.py).
     Generate(args::GenerateArgs),
+    /// A RAP LLaVA checkpoint's architecture at full size with zero weights: load time,
+    /// resident memory, prompt and generation tokens/s at none / q8_0 / q4k.
+    Llava(llava::LlavaArgs),
     /// The key index alone on synthetic unit vectors at several sizes: build time, QPS,
     /// latency, recall@10 against exact search, memory (exact scan and HNSW).
     Vectors(args::VectorsArgs),
@@ -54,6 +58,7 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
         Some(BenchCommand::Generate(args)) => rap_bench::generate::run(args.options(ctx)?, &bars)?,
         Some(BenchCommand::Vectors(args)) => rap_bench::vectors::run(&args.into(), &bars)?,
         Some(BenchCommand::Scale(args)) => return scale::run(ctx.json, args, &bars),
+        Some(BenchCommand::Llava(args)) => return llava::run(ctx.json, args),
     };
     print(ctx.json, &report)
 }

@@ -41,6 +41,10 @@ pub struct TaskArgs {
     /// Local model (catalogue name) [default: the configured generator]
     #[arg(long, requires = "file")]
     model: Option<String>,
+    /// A local LLaVA model's weights: none, q8_0 or q4k, quantized while loading
+    /// [default: the config's generator.llava.quantize]
+    #[arg(long, requires = "file", value_name = "none|q8_0|q4k")]
+    quantize: Option<String>,
     /// Concepts retrieved per question [default: the config's retrieval.top_k]
     #[arg(long, requires = "file")]
     top_k: Option<usize>,
@@ -216,7 +220,8 @@ fn answer_file(
     check_items(ctx, &items, &root)?;
     let mut journal = Journal::open(path, task)?;
     let pending: Vec<&EvalItem> = items.iter().filter(|i| !journal.contains(&i.key)).collect();
-    let config = ctx.config()?;
+    let mut config = ctx.config()?;
+    crate::context::apply_quantize(&mut config, args.quantize.as_deref())?;
     // The retriever's decision: the config's, with one floor for every concept where
     // --threshold gives it.
     let decision = {
