@@ -681,6 +681,64 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// A JPEG thumbnail of an indexed photo (longer side at most `max_side` pixels), read from
+    /// its path now, with `bbox` (full-photo pixels, as hits give it) drawn as a frame. The
+    /// library keeps no thumbnails: a caller caches them.
+    pub fn library_thumbnail(
+        &self,
+        tenant: &Tenant,
+        photo: u64,
+        max_side: u32,
+        bbox: Option<&BoundingBox>,
+    ) -> Result<Vec<u8>> {
+        let photo = self.library_photo_by_id(tenant, photo)?;
+        let bytes = rap_image::read_file(Path::new(&photo.path), self.limits())?;
+        let max_side = max_side.clamp(16, 1024);
+        let decoded = rap_image::decode_for(&bytes, self.limits(), Some(max_side))?;
+        let (w, h) = (decoded.image.width(), decoded.image.height());
+        let scale = (max_side as f32 / w.max(h) as f32).min(1.0);
+        let (tw, th) = (
+            ((w as f32 * scale).round() as u32).max(1),
+            ((h as f32 * scale).round() as u32).max(1),
+        );
+        let mut thumb = rap_image::resize(&decoded.image, tw, th, rap_image::Filter::Bilinear)?;
+        if let Some(b) = bbox {
+            let sx = tw as f32 / decoded.full_width.max(1) as f32;
+            let sy = th as f32 / decoded.full_height.max(1) as f32;
+            draw_frame(&mut thumb, &b.scaled(sx, sy), [255, 210, 0]);
+        }
+        rap_image::encode_jpeg(&thumb, 85)
+    }
+}
+
+/// Draws the outline of `b` (clipped to the image), 2 pixels wide. (Four lines: an imaging
+/// crate with drawing would be a dependency for this alone.)
+fn draw_frame(img: &mut image::RgbImage, b: &BoundingBox, colour: [u8; 3]) {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    if w == 0
+        || h == 0
+        || !(b.x1.is_finite() && b.y1.is_finite() && b.x2.is_finite() && b.y2.is_finite())
+    {
+        return;
+    }
+    let clamp = |v: f32, max: i64| (v.round() as i64).clamp(0, max - 1);
+    let (x1, x2) = (clamp(b.x1, w), clamp(b.x2 - 1.0, w));
+    let (y1, y2) = (clamp(b.y1, h), clamp(b.y2 - 1.0, h));
+    for t in 0..2 {
+        for x in x1..=x2 {
+            for y in [(y1 + t).min(y2), (y2 - t).max(y1)] {
+                img.put_pixel(x as u32, y as u32, image::Rgb(colour));
+            }
+        }
+        for y in y1..=y2 {
+            for x in [(x1 + t).min(x2), (x2 - t).max(x1)] {
+                img.put_pixel(x as u32, y as u32, image::Rgb(colour));
+            }
+        }
+    }
+}
+
 /// Reads, hashes and (unless the same bytes are indexed already) decodes one photo.
 fn prepare(
     file: PhotoFile,

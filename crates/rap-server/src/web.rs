@@ -10,6 +10,8 @@ use axum::Router;
 const INDEX: &str = include_str!("../web/index.html");
 const SCRIPT: &str = include_str!("../web/app.js");
 const STYLE: &str = include_str!("../web/style.css");
+/// The photo library panel (its own file, so it changes apart from the rest of the page).
+const LIBRARY: &str = include_str!("../web/library.js");
 
 fn asset(mime: &'static str, body: &'static str) -> impl IntoResponse {
     (
@@ -22,7 +24,7 @@ fn asset(mime: &'static str, body: &'static str) -> impl IntoResponse {
     )
 }
 
-/// `/`, `/app.js`, `/style.css`.
+/// `/`, `/app.js`, `/library.js`, `/style.css`.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
@@ -32,6 +34,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/library.js",
+            get(|| async { asset("text/javascript; charset=utf-8", LIBRARY) }),
         )
         .route(
             "/style.css",
