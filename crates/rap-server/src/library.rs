@@ -21,14 +21,17 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// Thumbnails by key, and the keys in the order they were made (the oldest dropped first).
+type Thumbnails = (
+    HashMap<String, std::sync::Arc<Vec<u8>>>,
+    std::collections::VecDeque<String>,
+);
+
 /// Thumbnails made since the server started, by (tenant, photo, size, box): at most
 /// [`ThumbnailCache::MAX_ENTRIES`], the oldest dropped first.
 #[derive(Default)]
 pub struct ThumbnailCache {
-    entries: Mutex<(
-        HashMap<String, std::sync::Arc<Vec<u8>>>,
-        std::collections::VecDeque<String>,
-    )>,
+    entries: Mutex<Thumbnails>,
 }
 
 impl ThumbnailCache {

@@ -319,7 +319,7 @@ mod tests {
                 op.path
             );
         }
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 10);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 13);
         assert!(
             doc["paths"]["/v1/concepts"]["post"]["requestBody"]["content"]["multipart/form-data"]
                 .is_object()

@@ -90,7 +90,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
         .server
         .admin_tenants
         .iter()
-        .map(|t| rap_core::Tenant::new(t))
+        .map(rap_core::Tenant::new)
         .collect::<rap_core::Result<_>>()?;
     server.retrieve.top_k = config.retrieval.top_k;
     server.retrieve.threshold = config.retrieval.threshold;
