@@ -41,6 +41,9 @@
 //! workers = 2                       # threads for model work
 //! queue = 32                        # requests that may wait for one (then 503)
 //! max_body_mb = 32
+//! # library_dirs = ["/srv/photos"]  # folders POST /v1/library/scan may index (none by default)
+//! # admin_tenants = ["me"]          # tenants whose API keys may scan them (without API keys,
+//! #                                 # every request may)
 //!
 //! [limits]                          # how big any input may be (README: "Limits")
 //! max_image_bytes = 67108864        # an image file (64 MiB)
@@ -212,6 +215,10 @@ pub struct ServerSection {
     pub workers: usize,
     pub queue: usize,
     pub max_body_mb: usize,
+    /// Folders of this machine that `POST /v1/library/scan` may index (none: no scans).
+    pub library_dirs: Vec<std::path::PathBuf>,
+    /// Tenants whose API keys may scan this machine's disk (`POST /v1/library/scan`).
+    pub admin_tenants: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -221,6 +228,8 @@ impl Default for ServerSection {
             workers: 2,
             queue: 32,
             max_body_mb: 32,
+            library_dirs: Vec::new(),
+            admin_tenants: Vec::new(),
         }
     }
 }

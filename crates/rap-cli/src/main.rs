@@ -65,6 +65,9 @@ enum Command {
     Models(commands::models::ModelsCommand),
     /// The objects the COCO detector finds in an image (`rap models install centernet`).
     Detect(commands::detect::DetectArgs),
+    /// A photo library: index folders once, then find any concept in them.
+    #[command(subcommand)]
+    Library(commands::library::LibraryCommand),
     /// Find the concepts in an image and/or named in a text.
     Retrieve(commands::retrieve::RetrieveArgs),
     /// Evaluate: the paper's metrics and the retriever.
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         Command::Models(cmd) => commands::models::run(&ctx, cmd),
         Command::Embed(args) => commands::embed::run(&ctx, args),
         Command::Detect(args) => commands::detect::run(&ctx, args),
+        Command::Library(cmd) => commands::library::run(&ctx, cmd),
         Command::Retrieve(args) => commands::retrieve::run(&ctx, args),
         Command::Eval(cmd) => commands::eval::run(&ctx, cmd),
         Command::Prompt(args) => commands::prompt::run(&ctx, args),

@@ -10,6 +10,8 @@
 //!   on it); switching re-embeds, resumably.
 //! - Retrieve ([`Engine::retrieve`]): regions of the query image, encoded in two stages
 //!   ([`cascade`]), and mentions in its text.
+//! - Library ([`Engine::library_add`], [`Engine::library_find`], [`Engine::library_who`],
+//!   [`Engine::library_suggest`]): a folder of photos indexed once, searched for any concept.
 //! - Generate ([`Engine::conversation`], [`Engine::answer`]): the RAP prompt for a question and
 //!   a generator's answer to it; [`ChatSession`] for several turns.
 //! - API keys ([`Engine::create_api_key`], [`Engine::authenticate`]): server API keys, each bound
@@ -24,6 +26,7 @@ mod chat;
 mod encoders;
 mod engine;
 mod keys;
+pub mod library;
 pub mod pixels;
 pub mod retrieve;
 

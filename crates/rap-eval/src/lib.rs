@@ -10,6 +10,8 @@
 //!   folder-per-subject photo collection; [`scaling`]: its recall as distractors fill the memory;
 //!   [`scenes`]: multi-concept precision/recall/F1 on synthetic scenes; [`negatives`]: negative
 //!   accuracy on photos that hold none of the concepts.
+//! - [`library`]: precision / recall / precision@k of `rap library find` on a folder-per-subject
+//!   collection indexed as a photo library.
 //! - [`tasks`]: the reference's evaluation input files as questions and prediction rows;
 //!   [`journal`]: predictions written as they come, so an interrupted run resumes.
 //!
@@ -21,6 +23,7 @@
 pub mod caption;
 mod io;
 pub mod journal;
+pub mod library;
 pub mod negatives;
 pub mod qa;
 pub mod recognition;

@@ -7,6 +7,8 @@
 //!   (and keeps a large one saved beside the store, so a new process need not rebuild it).
 //! - [`api_keys`]: server API keys ([`ApiKeyStore`]; only their hashes are stored).
 //! - [`blobs`]: [`BlobStore`], the seam for image bytes kept outside the database (S3).
+//! - [`library`]: the photo library ([`LibraryStore`]): photos on disk indexed once, by their
+//!   regions' boxes and embeddings, and [`library::plan_scan`], what a walk of folders means.
 //! - [`migrate`]: copying every tenant from one backend to another, verified by checksums.
 //! - [`reference`]: import and export of the reference implementation's `database.json`.
 //! - [`rules`]: what every backend enforces (names, aliases, images, edits, settings), as pure
@@ -21,6 +23,7 @@ pub mod api_keys;
 pub mod blobs;
 pub mod index;
 pub mod key_index;
+pub mod library;
 pub mod migrate;
 pub mod reference;
 pub mod rules;
@@ -33,6 +36,9 @@ pub use api_keys::{ApiKeyInfo, ApiKeyStore, NewApiKey, StoredApiKey};
 pub use blobs::BlobStore;
 pub use index::{ExactIndex, HnswIndex, VectorIndex};
 pub use key_index::{IndexOrigin, KeyIndex, HNSW_THRESHOLD};
+pub use library::{
+    LibraryPhoto, LibraryRegion, LibraryStats, LibraryStore, NewLibraryPhoto, PhotoFile,
+};
 pub use sqlite::SqliteStore;
 pub use store::{
     ConceptEdit, ConceptStore, ImageInput, KeyChange, KeyEntry, KeyHit, KeyLocation, StoreStats,

@@ -1,6 +1,6 @@
 //! The embedded default store: one SQLite file (WAL, `synchronous = FULL`) in the data dir.
 //!
-//! # On-disk format (schema version 4) and its invariants
+//! # On-disk format (schema version 5) and its invariants
 //! - `concepts(id, tenant, name, category, info, created_at, updated_at)`: one row a concept.
 //! - `names(tenant, key, concept_id, display, is_alias)`: the concept's name and each alias;
 //!   `key` is the lowercase form, and `(tenant, key)` is the primary key, so a name or alias
@@ -28,7 +28,10 @@
 //! - `memory_versions(tenant, version)` (since version 4): raised by every transaction that
 //!   changes a tenant's concepts ([`ConceptStore::memory_version`]).
 //!
-//! Versions: `PRAGMA user_version`. A version-1, -2 or -3 file is upgraded in place on open (one
+//! - `library_photos`, `library_regions`, `library_roots` (since version 5): the photo library,
+//!   described in [`library`] (this file's child module, which reads and writes them).
+//!
+//! Versions: `PRAGMA user_version`. A version-1, -2, -3 or -4 file is upgraded in place on open (one
 //! transaction adding what it lacks); a file from a newer `rap` is refused.
 //!
 //! What may be written (names, aliases, images, edits) is decided by [`crate::rules`]; this
@@ -55,7 +58,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
+
+mod library;
 
 const SCHEMA: &str = "
 CREATE TABLE concepts (
@@ -199,7 +204,7 @@ impl SqliteStore {
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .map_err(db_err)?;
             match version {
-                0..=3 => {
+                0..=4 => {
                     if version == 0 {
                         tx.execute_batch(SCHEMA).map_err(db_err)?;
                     }
@@ -225,6 +230,7 @@ impl SqliteStore {
                         .map_err(db_err)?;
                     }
                     tx.execute_batch(SCHEMA_V4).map_err(db_err)?;
+                    tx.execute_batch(library::SCHEMA_V5).map_err(db_err)?;
                     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                         .map_err(db_err)?;
                     Ok(())
@@ -1123,6 +1129,10 @@ impl ConceptStore for SqliteStore {
             put_setting(tx, tenant, key, value)?;
             Ok(true)
         })
+    }
+
+    fn library(&self) -> Option<&dyn crate::LibraryStore> {
+        Some(self)
     }
 
     fn api_key_store(&self) -> Option<&dyn ApiKeyStore> {

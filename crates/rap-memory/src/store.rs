@@ -264,4 +264,9 @@ pub trait ConceptStore: Send + Sync {
     fn api_key_store(&self) -> Option<&dyn crate::ApiKeyStore> {
         None
     }
+
+    /// This backend's photo library ([`crate::library`]), if it has one.
+    fn library(&self) -> Option<&dyn crate::LibraryStore> {
+        None
+    }
 }

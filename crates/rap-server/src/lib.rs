@@ -8,6 +8,7 @@
 //! - [`auth`]: with API keys configured, each request's `Authorization: Bearer KEY` picks its
 //!   tenant; without keys every request acts as the server's default tenant.
 //! - [`api`]: concepts, images and retrieval (`/v1/concepts`, `/v1/images`, `/v1/retrieve`).
+//! - [`library`]: the photo library (`/v1/library/find`, thumbnails, `/v1/library/scan`).
 //! - [`openai`]: `/v1/models` and `/v1/chat/completions` (streaming or not): the first user
 //!   turn is rewritten into the RAP layout by the engine, the configured generator answers.
 //! - [`openapi`]: `/openapi.json`, built from the same route table the router is built from.
@@ -23,6 +24,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod library;
 pub mod openai;
 pub mod openapi;
 pub mod pool;

@@ -45,7 +45,8 @@ fn schemas() -> Value {
                 "message": {"type": "string"},
                 "type": {"type": "string", "enum": ["invalid_request_error", "authentication_error",
                     "not_found_error", "conflict_error", "request_too_large", "server_busy", "timeout",
-                    "model_unavailable", "model_error", "server_error", "method_not_allowed"]}}}}},
+                    "model_unavailable", "model_error", "server_error", "method_not_allowed",
+                    "permission_error"]}}}}},
         "ConceptImage": {"type": "object", "properties": {
             "id": {"type": "string", "description": "sha256 of the bytes, 64 hex characters"},
             "width": {"type": "integer"}, "height": {"type": "integer"},
@@ -103,6 +104,19 @@ fn schemas() -> Value {
                 "created": {"type": "integer"}, "model": {"type": "string"},
                 "choices": {"type": "array", "items": {"type": "object"}},
                 "usage": {"type": "object"}, "rap": {"$ref": "#/components/schemas/Rap"}}},
+        "LibraryFind": {"type": "object", "properties": {"concept": {"type": "string"},
+            "total": {"type": "integer", "description": "photos where the concept is (all, not only those listed)"},
+            "photos": {"type": "array", "items": {"type": "object", "properties": {
+                "photo": {"type": "integer"}, "path": {"type": "string"}, "box": bbox,
+                "score": {"type": "number"}, "confidence": {"type": "number"},
+                "thumbnail": {"type": "string", "description": "URL of a thumbnail with the box drawn"}}}}}},
+        "LibraryScan": {"type": "object", "required": ["folder"], "properties": {
+            "folder": {"type": "string", "description": "a folder on the server's disk, inside its library_dirs"}}},
+        "ScanReport": {"type": "object", "properties": {
+            "found": {"type": "integer"}, "unchanged": {"type": "integer"}, "indexed": {"type": "integer"},
+            "copied": {"type": "integer"}, "missing": {"type": "integer"}, "removed": {"type": "integer"},
+            "unsupported": {"type": "integer"}, "failed": {"type": "array", "items": {"type": "array"}},
+            "regions": {"type": "integer"}, "seconds": {"type": "number"}, "photos_per_sec": {"type": "number"}}},
         "ModelList": {"type": "object", "properties": {"object": {"type": "string"},
             "data": {"type": "array", "items": {"type": "object", "properties": {
                 "id": {"type": "string"}, "object": {"type": "string"}, "owned_by": {"type": "string"}}}}}},

@@ -3,7 +3,7 @@
 //! `/v1`, JSON 404/405 answers, and [`serve`] with graceful shutdown.
 
 use crate::openapi::{Body, Doc, Op};
-use crate::{api, auth, openai, web, ApiError, AppState};
+use crate::{api, auth, library, openai, web, ApiError, AppState};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
@@ -79,6 +79,20 @@ pub fn routes() -> Vec<(Op, MethodRouter<AppState>)> {
             responses: &[(200, "retrieved concepts, best first (as `rap retrieve --json`)", "Retrieval"),
                 (503, "busy (see Retry-After), or no image encoder installed", "")], auth: true }),
          post(api::retrieve)),
+        (op("get", "/v1/library/find", Doc { summary: "The photos of the library where a concept is (query: concept, limit), best first",
+            tag: "library", body: None,
+            responses: &[(200, "{concept, total, photos: [{photo, path, box, score, confidence, thumbnail}]} (as `rap library find --json`)", "LibraryFind"),
+                (404, "no such concept", "")], auth: true }),
+         get(library::find)),
+        (op("get", "/v1/library/photos/{id}/thumbnail", Doc { summary: "A small JPEG of a library photo (query: box drawn as a frame, size)",
+            tag: "library", body: None,
+            responses: &[(200, "the thumbnail", "binary"), (404, "no such photo in this tenant's library", "")], auth: true }),
+         get(library::thumbnail)),
+        (op("post", "/v1/library/scan", Doc { summary: "Index a folder of the server's disk into the library (admin only)",
+            tag: "library", body: Some(Body::Json("LibraryScan")),
+            responses: &[(200, "what was indexed (as `rap library add --json`)", "ScanReport"),
+                (403, "not an admin, or the folder is outside the server's library_dirs", "")], auth: true }),
+         post(library::scan)),
         (op("get", "/v1/models", Doc { summary: "The model behind chat completions (OpenAI-compatible)", tag: "openai",
             body: None, responses: &[(200, "the model list", "ModelList")], auth: true }),
          get(openai::models)),
@@ -102,6 +116,7 @@ fn is_model_work(method: &Method, path: &str) -> bool {
         && (path == "/v1/concepts"
             || path == "/v1/retrieve"
             || path == "/v1/chat/completions"
+            || path == "/v1/library/scan"
             || (path.starts_with("/v1/concepts/") && path.ends_with("/images")))
 }
 
@@ -304,7 +319,7 @@ mod tests {
                 op.path
             );
         }
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 10);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 13);
         assert!(
             doc["paths"]["/v1/concepts"]["post"]["requestBody"]["content"]["multipart/form-data"]
                 .is_object()

@@ -55,6 +55,10 @@ pub struct ServerConfig {
     pub max_chat_text_bytes: usize,
     /// Most images in one chat request.
     pub max_chat_images: usize,
+    /// Folders of the server's disk that `POST /v1/library/scan` may index (none: no scans).
+    pub library_dirs: Vec<std::path::PathBuf>,
+    /// Tenants whose API keys may scan the server's disk (see [`crate::library`]).
+    pub admin_tenants: Vec<Tenant>,
 }
 
 impl ServerConfig {
@@ -74,6 +78,8 @@ impl ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             max_chat_text_bytes: 256 * 1024,
             max_chat_images: 8,
+            library_dirs: Vec::new(),
+            admin_tenants: Vec::new(),
         }
     }
 }
@@ -83,6 +89,7 @@ struct Inner {
     pool: WorkerPool,
     generator: std::result::Result<ChatGenerator, String>,
     config: ServerConfig,
+    thumbnails: crate::library::ThumbnailCache,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -102,6 +109,7 @@ impl AppState {
             pool,
             generator,
             config,
+            thumbnails: Default::default(),
         }))
     }
 
@@ -119,5 +127,10 @@ impl AppState {
 
     pub fn config(&self) -> &ServerConfig {
         &self.0.config
+    }
+
+    /// The photo library's thumbnails made so far.
+    pub fn thumbnails(&self) -> &crate::library::ThumbnailCache {
+        &self.0.thumbnails
     }
 }

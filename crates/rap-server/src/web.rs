@@ -14,6 +14,8 @@ const SCRIPT: &str = include_str!("../web/app.js");
 const STYLE: &str = include_str!("../web/style.css");
 const MARKDOWN: &str = include_str!("../web/vendor/markdown-it.min.js");
 const MARKDOWN_LICENSE: &str = include_str!("../web/vendor/markdown-it.LICENSE.txt");
+/// The photo library panel (its own file, so it changes apart from the rest of the page).
+const LIBRARY: &str = include_str!("../web/library.js");
 
 fn asset(mime: &'static str, body: &'static str) -> impl IntoResponse {
     (
@@ -26,7 +28,7 @@ fn asset(mime: &'static str, body: &'static str) -> impl IntoResponse {
     )
 }
 
-/// `/`, `/app.js`, `/style.css`, `/vendor/markdown-it.min.js` and its licence.
+/// `/`, `/app.js`, `/library.js`, `/style.css`, `/vendor/markdown-it.min.js` and its licence.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
@@ -36,6 +38,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/library.js",
+            get(|| async { asset("text/javascript; charset=utf-8", LIBRARY) }),
         )
         .route(
             "/style.css",

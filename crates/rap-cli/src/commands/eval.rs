@@ -54,6 +54,27 @@ pub enum EvalCommand {
     /// `--scenes N`, multi-concept precision/recall/F1 on synthetic scenes; with `--negatives
     /// DIR` or `--holdout`, negative accuracy; with `--distractors M`, recall@1/@5 as M
     /// distractor concepts fill the memory (JSON + SVG).
+    /// The photo library: index every photo of a folder-per-subject collection (plus
+    /// distractors), add each subject from its first photo(s), and score `rap library find`
+    /// per subject (precision, recall, precision@k), with indexing speed, disk per photo and
+    /// find latency.
+    Library {
+        /// A folder with one folder of photos per subject (like dreambooth-dev)
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Photos per subject that become the concept's reference images
+        #[arg(long, default_value_t = 1)]
+        refs: usize,
+        /// Folders of photos with none of the subjects, indexed too (repeatable)
+        #[arg(long)]
+        distractors: Vec<PathBuf>,
+        /// The k of precision@k
+        #[arg(long, default_value_t = 3)]
+        k: usize,
+        /// Decoding threads while indexing [default: the number of CPUs]
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     Retrieval {
         /// A folder with one folder of photos per subject (like dreambooth-dev)
         #[arg(long)]
@@ -156,6 +177,13 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<()> {
             runner::run(ctx, Task::Recognition, args, mode, false)
         }
         EvalCommand::Qa { args } => runner::run(ctx, Task::Qa, args, runner::Mode::Model, false),
+        EvalCommand::Library {
+            dataset,
+            refs,
+            distractors,
+            k,
+            workers,
+        } => run_library(ctx, dataset, refs, distractors, k, workers),
         EvalCommand::Retrieval {
             dataset,
             refs,
@@ -275,6 +303,80 @@ fn regions_line(cascade: Option<f32>, f: &retrieval::RegionFigures, per: &str) -
         None => "no cascade".to_string(),
     };
     format!("{:.2} regions encoded per {per} ({how})", f.per_query)
+}
+
+fn run_library(
+    ctx: &Context,
+    dataset: PathBuf,
+    refs: usize,
+    distractors: Vec<PathBuf>,
+    k: usize,
+    workers: Option<usize>,
+) -> Result<()> {
+    let encoder = ctx.engine()?.require_encoder()?;
+    let config = rap_eval::library::LibraryEvalConfig {
+        dataset,
+        refs,
+        distractors,
+        k,
+        workers: workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1),
+        options: rap_app::generator::retrieve_options(&ctx.config()?),
+    };
+    let bar = output::progress(0, ctx.json, "indexing");
+    let report = rap_eval::library::run(&config, encoder, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    if ctx.json {
+        return output::print_json(&report);
+    }
+    println!(
+        "{} photos indexed ({} regions) in {:.1} s: {:.2} photos/s, {:.0} KB of store per photo; \
+         encoder {}, refs {}",
+        report.photos_indexed,
+        report.regions,
+        report.index_seconds,
+        report.photos_per_sec,
+        report.bytes_per_photo / 1024.0,
+        report.encoder,
+        report.refs
+    );
+    let pk = format!("precision@{}", report.k);
+    let mut t = output::table(&[
+        "subject",
+        "photos",
+        "found",
+        "correct",
+        "precision",
+        "recall",
+        &pk,
+        "find ms",
+    ]);
+    for (name, s) in &report.per_subject {
+        t.add_row(vec![
+            name.clone(),
+            s.photos.to_string(),
+            s.found.to_string(),
+            s.correct.to_string(),
+            format!("{:.3}", s.precision),
+            format!("{:.3}", s.recall),
+            format!("{:.3}", s.precision_at_k),
+            format!("{:.0}", s.find_ms),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "mean over subjects: precision {:.3}, recall {:.3}, {pk} {:.3}; find {:.0} ms median, {:.0} ms max",
+        report.mean_precision,
+        report.mean_recall,
+        report.mean_precision_at_k,
+        report.find_ms_median,
+        report.find_ms_max
+    );
+    Ok(())
 }
 
 fn run_retrieval(ctx: &Context, config: &RetrievalEvalConfig) -> Result<()> {

@@ -12,6 +12,7 @@ pub mod detect;
 pub mod embed;
 pub mod eval;
 pub mod keys;
+pub mod library;
 pub mod migrate;
 pub mod models;
 pub mod prompt;

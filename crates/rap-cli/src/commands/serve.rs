@@ -90,6 +90,13 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
     server.queue = args.queue.unwrap_or(config.server.queue);
     server.max_body_bytes = config.server.max_body_mb.max(1) * 1024 * 1024;
     server.allow_image_urls = config.server.allow_image_urls;
+    server.library_dirs = config.server.library_dirs.clone();
+    server.admin_tenants = config
+        .server
+        .admin_tenants
+        .iter()
+        .map(rap_core::Tenant::new)
+        .collect::<rap_core::Result<_>>()?;
     server.retrieve.top_k = config.retrieval.top_k;
     server.retrieve.threshold = config.retrieval.threshold;
     server.model_timeout = Duration::from_secs(config.limits.model_timeout_secs);

@@ -11,6 +11,7 @@ mod eval;
 mod everyday;
 mod generate;
 mod hardening;
+mod library;
 mod llava;
 mod model_zoo;
 mod postgres;

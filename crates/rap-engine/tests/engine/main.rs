@@ -8,6 +8,7 @@ mod encoders;
 mod hardening;
 mod key_regions;
 mod keys;
+mod library;
 mod named_and_seen;
 mod postgres;
 mod region_proposer;

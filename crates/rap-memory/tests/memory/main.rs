@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod conformance;
+mod library;
 mod migrate;
 mod reference;
 mod saved_index;

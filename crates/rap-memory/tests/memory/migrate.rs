@@ -182,7 +182,7 @@ fn a_version_2_file_gains_tenant_settings_on_open() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 4);
+    assert_eq!(v, 5);
 }
 
 #[test]
@@ -229,5 +229,5 @@ fn a_version_3_file_gains_negatives_and_a_memory_version_on_open() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 4);
+    assert_eq!(v, 5);
 }

@@ -4,5 +4,6 @@
 mod api;
 mod chat;
 mod common;
+mod library;
 mod lifecycle;
 mod tenants;
