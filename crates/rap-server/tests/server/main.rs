@@ -4,5 +4,6 @@
 mod api;
 mod chat;
 mod common;
+mod fuzz;
 mod lifecycle;
 mod tenants;
