@@ -192,3 +192,23 @@ fn gguf_tensor_size_overflow_is_a_clear_error() {
     assert!(err.contains("token_embd.weight"), "{err}");
     assert!(gguf.weights_by_type().values().any(|&n| n > 1 << 40));
 }
+
+/// `model.safetensors` of a checkpoint folder, memory-mapped (the `unsafe` mapping in
+/// `HfFolder::weights`), then its tensors read by name and shape.
+#[test]
+fn safetensors_mapped_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), b"{}").unwrap();
+    let file = dir.path().join("model.safetensors");
+    fuzz("safetensors", &seeds("safetensors"), |bytes| {
+        std::fs::write(&file, bytes).unwrap();
+        let Ok(folder) = rap_vision::HfFolder::open(dir.path()) else {
+            return;
+        };
+        if let Ok(weights) = folder.weights() {
+            for (name, shape) in [("w", vec![2, 3]), ("b", vec![3]), ("e", vec![0])] {
+                let _ = weights.get(shape, name);
+            }
+        }
+    });
+}
