@@ -212,3 +212,23 @@ fn safetensors_mapped_weights() {
         }
     });
 }
+
+/// A negative `rescale_factor` inverted the range OWLv2's resized planes are clipped to, and
+/// `f32::clamp` panicked (min > max); every processor now refuses such a factor.
+#[test]
+fn a_negative_rescale_factor_is_refused() {
+    let bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus/hf_preprocess/regressions/negative-rescale.json"),
+    )
+    .unwrap();
+    let err = rap_detect::owlv2::Owlv2Preprocess::from_json(&bytes).unwrap_err();
+    assert!(err.contains("rescale_factor"), "{err}");
+    let err = rap_vision::HfPreprocess::from_json(&bytes).unwrap_err();
+    assert!(err.contains("rescale_factor"), "{err}");
+    for factor in ["0", "-1", "1e39"] {
+        let json = format!(r#"{{"size": 8, "rescale_factor": {factor}}}"#);
+        assert!(rap_detect::owlv2::Owlv2Preprocess::from_json(json.as_bytes()).is_err());
+        assert!(rap_vision::HfPreprocess::from_json(json.as_bytes()).is_err());
+    }
+}
