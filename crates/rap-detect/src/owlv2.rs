@@ -161,7 +161,15 @@ impl Owlv2Preprocess {
             None
         };
         let rescale = if raw.do_rescale.unwrap_or(true) {
-            Some(raw.rescale_factor.unwrap_or(1.0 / 255.0))
+            let factor = raw.rescale_factor.unwrap_or(1.0 / 255.0);
+            // A negative, zero or overflowing factor has no meaning (and inverted the range
+            // the resized planes are clipped to).
+            if !(factor > 0.0 && (255.0 * factor) < f32::MAX as f64) {
+                return Err(format!(
+                    "\"rescale_factor\" must be a positive finite number, not {factor}"
+                ));
+            }
+            Some(factor)
         } else {
             None
         };

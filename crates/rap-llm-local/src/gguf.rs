@@ -188,8 +188,15 @@ impl GgufFile {
     pub fn weights_by_type(&self) -> std::collections::BTreeMap<String, u64> {
         let mut out = std::collections::BTreeMap::new();
         for info in self.content.tensor_infos.values() {
-            *out.entry(format!("{:?}", info.ggml_dtype)).or_default() +=
-                info.shape.elem_count() as u64;
+            // A corrupt header's shape may not fit a u64: counted as the most it can hold.
+            let elems = info
+                .shape
+                .dims()
+                .iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+                .unwrap_or(u64::MAX);
+            let count: &mut u64 = out.entry(format!("{:?}", info.ggml_dtype)).or_default();
+            *count = count.saturating_add(elems);
         }
         out
     }
@@ -221,12 +228,14 @@ impl GgufFile {
                     self.path.display()
                 )));
             }
-            let bytes = (elems / block) as u64 * info.ggml_dtype.type_size() as u64;
-            let end = self
-                .content
-                .tensor_data_offset
-                .checked_add(info.offset)
-                .and_then(|s| s.checked_add(bytes));
+            let end = ((elems / block) as u64)
+                .checked_mul(info.ggml_dtype.type_size() as u64)
+                .and_then(|bytes| {
+                    self.content
+                        .tensor_data_offset
+                        .checked_add(info.offset)?
+                        .checked_add(bytes)
+                });
             match end {
                 Some(end) if end <= size => {}
                 _ => {

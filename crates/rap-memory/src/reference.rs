@@ -7,6 +7,9 @@
 //! image, the first equal to `image`) and `aliases`. Multi-image concepts also list every image
 //! in `path_to_concept`, which is how the reference's index builder finds images.
 //!
+//! Negative examples are not written: the reference's format has no place for them (migration,
+//! [`crate::migrate`], moves them with the rest of a memory).
+//!
 //! Reading never follows a path out of the folder it is resolved against: `..`, absolute paths
 //! elsewhere and symbolic links leading out are refused by comparing canonical paths.
 

@@ -31,8 +31,20 @@ fn postgres_s3_again((db, bucket): &(common::TestDb, common::TestBucket)) -> PgS
     db.store().with_blob_store(bucket.blob_store("conformance"))
 }
 
-rap_memory::conformance_suite!(postgres_pgvector, postgres(), postgres_again);
-rap_memory::conformance_suite!(postgres_pgvector_s3, postgres_s3(), postgres_s3_again);
+// The property test's sequences reopen the store at every step (a new connection pool), about
+// a second a sequence here: a few of them in CI (`RAP_PROPTEST_CASES` runs more).
+rap_memory::conformance_suite!(
+    postgres_pgvector,
+    postgres(),
+    postgres_again,
+    property_cases = 4
+);
+rap_memory::conformance_suite!(
+    postgres_pgvector_s3,
+    postgres_s3(),
+    postgres_s3_again,
+    property_cases = 3
+);
 
 /// The same with a low HNSW threshold, so that the large neighbour is searched through its own
 /// HNSW index while the 10-concept tenant is scanned exactly.

@@ -1,5 +1,5 @@
 //! For the tests of store backends (feature `testing`): the conformance suite every
-//! [`crate::ConceptStore`] must pass, and [`crate::conformance_suite!`], which runs each of its
+//! [`crate::ConceptStore`] must pass, its property test ([`properties`]), and [`crate::conformance_suite!`], which runs each of its
 //! cases as its own `#[test]` on a backend.
 //!
 //! A backend's test binary names a module, an expression that opens a fresh, empty store
@@ -13,6 +13,7 @@
 //! ```
 
 pub mod conformance;
+pub mod properties;
 
 /// Calls `again` with `guard` (lets [`crate::conformance_suite!`] take a closure whose
 /// argument type is inferred).
@@ -23,9 +24,17 @@ pub fn reopen<G, S>(guard: &G, again: impl FnOnce(&G) -> S) -> S {
 /// Runs every case of [`conformance`] on a backend, each as its own `#[test]` in module
 /// `$backend`: `$open` (evaluated in each test) gives a fresh `(guard, store)`; `$again` maps
 /// `&guard` to a second handle on the same memory. See [the module](crate::testing).
+/// `property_cases = N` sets how many sequences the property test runs by default (a backend
+/// whose store is slow to create runs fewer; `RAP_PROPTEST_CASES` overrides it).
 #[macro_export]
 macro_rules! conformance_suite {
     ($backend:ident, $open:expr, $again:expr) => {
+        $crate::conformance_suite!(
+            $backend, $open, $again,
+            property_cases = $crate::testing::properties::DEFAULT_CASES
+        );
+    };
+    ($backend:ident, $open:expr, $again:expr, property_cases = $cases:expr) => {
         mod $backend {
             #[allow(unused_imports)]
             use super::*;
@@ -55,6 +64,14 @@ macro_rules! conformance_suite {
                 settings_are_shared_by_every_handle,
                 the_memory_version_moves_with_every_change_of_concepts,
             );
+            #[test]
+            fn store_matches_a_model_through_any_sequence() {
+                $crate::testing::properties::store_matches_a_model_through_any_sequence(
+                    $cases,
+                    || $open,
+                    $again,
+                );
+            }
         }
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {

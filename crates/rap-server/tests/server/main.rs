@@ -4,6 +4,7 @@
 mod api;
 mod chat;
 mod common;
+mod fuzz;
 mod library;
 mod lifecycle;
 mod tenants;

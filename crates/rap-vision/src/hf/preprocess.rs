@@ -157,7 +157,13 @@ impl HfPreprocess {
             None
         };
         let rescale = if raw.do_rescale.unwrap_or(true) {
-            Some(raw.rescale_factor.unwrap_or(1.0 / 255.0))
+            let factor = raw.rescale_factor.unwrap_or(1.0 / 255.0);
+            if !(factor > 0.0 && (255.0 * factor).is_finite()) {
+                return Err(format!(
+                    "\"rescale_factor\" must be a positive finite number, not {factor}"
+                ));
+            }
+            Some(factor)
         } else {
             None
         };

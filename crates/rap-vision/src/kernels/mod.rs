@@ -27,6 +27,8 @@
 //! are not a multiple of the vector width.
 
 pub mod depthwise;
+#[cfg(test)]
+mod edges;
 pub mod packed;
 pub mod pointwise;
 
