@@ -725,4 +725,35 @@ mod tests {
             .to_string();
         assert!(e.contains("line 2"), "{e}");
     }
+
+    /// The README's recipe for a real vision model: every `config.toml` it shows parses and
+    /// passes the checks, and points at a loopback server that takes images.
+    #[test]
+    fn readme_vision_model_configs_parse() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("#### A real vision model")
+            .expect("the README's vision-model recipe");
+        let end = readme[start..]
+            .find("\n### ")
+            .map_or(readme.len(), |e| start + e);
+        let blocks: Vec<&str> = readme[start..end]
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| &b[..b.find("```").unwrap()])
+            .collect();
+        assert_eq!(blocks.len(), 2, "one config for Ollama, one for vLLM");
+        for text in blocks {
+            let c = parse(text, Path::new("README.md")).unwrap();
+            c.check().unwrap();
+            assert_eq!(c.generator.kind, GeneratorKind::Openai);
+            let o = c.generator.openai.unwrap();
+            assert!(
+                o.base_url.starts_with("http://127.0.0.1:"),
+                "{}",
+                o.base_url
+            );
+            assert!(o.accepts_images && o.context_length == Some(4096));
+        }
+    }
 }

@@ -22,7 +22,7 @@
 pub mod answer;
 pub mod cascade;
 mod catalog;
-mod chat;
+pub mod chat;
 mod encoders;
 mod engine;
 mod keys;

@@ -6,6 +6,8 @@
 //! - [`recognition`]: yes/no answers to "Is <c> in this image?", positive, negative and weighted
 //!   accuracy by `correct_answer`.
 //! - [`qa`]: multiple-choice and short-answer exact match after normalisation.
+//! - [`open`]: open questions about concepts, scored by a rule (names the concept, contradicts
+//!   none of its info).
 //! - [`retrieval`]: top-1, recall@5, MRR and thresholded recognition of the retriever on a
 //!   folder-per-subject photo collection; [`scaling`]: its recall as distractors fill the memory;
 //!   [`scenes`]: multi-concept precision/recall/F1 on synthetic scenes; [`negatives`]: negative
@@ -25,6 +27,7 @@ mod io;
 pub mod journal;
 pub mod library;
 pub mod negatives;
+pub mod open;
 pub mod qa;
 pub mod recognition;
 pub mod retrieval;
@@ -35,6 +38,7 @@ pub mod tasks;
 pub use caption::{
     read_caption_predictions, score_captions, CaptionItem, CaptionReport, Vocabulary,
 };
+pub use open::{read_open_predictions, score_open, OpenReport, OpenRow};
 pub use qa::{read_qa_predictions, score_qa, CircularReport, QaReport, QaRow};
 pub use recognition::{
     parse_yes_no, read_recognition_predictions, score_recognition, RecognitionReport,

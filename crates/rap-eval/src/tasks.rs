@@ -26,6 +26,8 @@ pub enum Task {
     Caption,
     Recognition,
     Qa,
+    /// Open questions scored by a rule ([`crate::open`]).
+    Open,
 }
 
 impl Task {
@@ -34,6 +36,7 @@ impl Task {
             Task::Caption => "caption",
             Task::Recognition => "recognition",
             Task::Qa => "qa",
+            Task::Open => "open",
         }
     }
 }
@@ -86,6 +89,7 @@ pub fn read_eval_file(task: Task, path: &Path) -> Result<(Vec<EvalItem>, Option<
         Task::Caption => caption_items(&value, &source).map(|i| (i, None)),
         Task::Recognition => recognition_items(&value, &source).map(|i| (i, None)),
         Task::Qa => qa_items(&value, &source).map(|(i, k)| (i, Some(k))),
+        Task::Open => open_items(&value, &source).map(|i| (i, None)),
     }
 }
 
@@ -298,6 +302,62 @@ pub fn qa_items(value: &Value, source: &str) -> Result<(Vec<EvalItem>, QaKind)> 
     Ok((items, kind))
 }
 
+/// Open questions (see [`crate::open`]): `{concept: {id: {question, expect, contradict}}}`;
+/// the question is asked as written with `sks` replaced by `<concept>`; the prediction is the
+/// entry plus `concept`, `id` and `answer`.
+pub fn open_items(value: &Value, source: &str) -> Result<Vec<EvalItem>> {
+    let Value::Object(by_concept) = value else {
+        return Err(Error::invalid(format!(
+            "{source}: an open-question file is an object {{concept: {{id: {{question, expect, \
+             contradict}}}}}}, not {}",
+            kind(value)
+        )));
+    };
+    let mut items = Vec::new();
+    for (concept, entries) in by_concept {
+        let Value::Object(entries) = entries else {
+            return Err(Error::invalid(format!(
+                "{source}: {concept}: expected an object of questions, not {}",
+                kind(entries)
+            )));
+        };
+        let name = concept_name(concept);
+        for (id, entry) in entries {
+            let at = format!("{source}: {concept}/{id}");
+            let question = entry
+                .get("question")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::invalid(format!("{at}: missing text field `question`")))?;
+            let list = |field: &str| -> Result<Value> {
+                match entry.get(field) {
+                    None => Ok(json!([])),
+                    Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+                        Ok(Value::Array(a.clone()))
+                    }
+                    Some(_) => Err(Error::invalid(format!(
+                        "{at}: `{field}` must be a list of phrases"
+                    ))),
+                }
+            };
+            let row = json!({
+                "concept": concept,
+                "id": id,
+                "question": question,
+                "expect": list("expect")?,
+                "contradict": list("contradict")?,
+            });
+            items.push(EvalItem {
+                key: row_key(Task::Open, &row).unwrap_or_default(),
+                image: None,
+                prompt: replace_sks(question, &name),
+                concepts: vec![name.clone()],
+                row,
+            });
+        }
+    }
+    Ok(items)
+}
+
 /// The key of a prediction row (or of an item's row template): the image for a caption, the
 /// row index with image and concept for recognition, concept and id for QA.
 pub fn row_key(task: Task, row: &Value) -> Option<String> {
@@ -309,7 +369,7 @@ pub fn row_key(task: Task, row: &Value) -> Option<String> {
             row.get("image")?.as_str()?,
             row.get("concept")?.as_str()?
         )),
-        Task::Qa => {
+        Task::Qa | Task::Open => {
             let key = format!(
                 "{}|{}",
                 row.get("concept")?.as_str()?,

@@ -63,3 +63,82 @@ fn recognition_and_qa_files() {
         "letter"
     );
 }
+
+/// The committed question sets about the example memory (`data/`): sizes, balance, and that
+/// each question's facts come from the concept's info.
+mod example_sets {
+    use rap_eval::open::contains_phrase;
+    use rap_eval::tasks::{open_items, qa_items, QaKind};
+    use serde_json::Value;
+    use std::path::Path;
+
+    fn read(rel: &str) -> Value {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+    }
+
+    /// The example memory's info by concept name, when the shared datasets are beside the repo.
+    fn infos() -> Option<serde_json::Map<String, Value>> {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/datasets/rap-example/example_database/database.json");
+        let db: Value = serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()?;
+        let dict = db["concept_dict"].as_object()?;
+        Some(
+            dict.values()
+                .map(|c| (c["name"].as_str().unwrap().to_string(), c["info"].clone()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn two_option_qa_is_balanced_between_a_and_b() {
+        let value = read("data/example-info-qa.json");
+        let (items, kind) = qa_items(&value, "example-info-qa.json").unwrap();
+        assert_eq!(kind, QaKind::TextOnly);
+        assert!(items.len() >= 40, "{} questions", items.len());
+        let answers: Vec<&str> = items
+            .iter()
+            .map(|i| i.row["correct_answer"].as_str().unwrap())
+            .collect();
+        let a = answers.iter().filter(|l| **l == "A").count();
+        assert_eq!(a * 2, answers.len(), "{a} A of {}", answers.len());
+        for i in &items {
+            assert_eq!(i.row["options"].as_object().unwrap().len(), 2, "{}", i.key);
+        }
+        if let Some(infos) = infos() {
+            for i in &items {
+                assert!(infos.contains_key(&i.concepts[0]), "{}", i.key);
+            }
+        }
+    }
+
+    #[test]
+    fn open_questions_expect_info_facts_and_contradict_none() {
+        let value = read("data/example-open-questions.json");
+        let items = open_items(&value, "example-open-questions.json").unwrap();
+        assert!(items.len() >= 30, "{} questions", items.len());
+        assert!(items
+            .iter()
+            .all(|i| i.prompt.contains('<') && !i.prompt.contains("sks")));
+        let Some(infos) = infos() else { return };
+        for i in &items {
+            let info = infos[&i.concepts[0]].as_str().unwrap();
+            let phrases = |f: &str| -> Vec<String> {
+                i.row[f]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_str().unwrap().to_string())
+                    .collect()
+            };
+            assert!(
+                phrases("expect").iter().any(|p| contains_phrase(info, p)),
+                "{}: no expected fact is in the info",
+                i.key
+            );
+            for p in phrases("contradict") {
+                assert!(!contains_phrase(info, &p), "{}: the info says {p:?}", i.key);
+            }
+        }
+    }
+}

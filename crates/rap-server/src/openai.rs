@@ -463,9 +463,33 @@ pub async fn chat_completions(
                 return Ok(()); // the client went away
             }
             let messages = surround(&conv.messages);
-            let generation = generator.generator.generate(&messages, &params, &mut |t| {
-                tx.blocking_send(Event::Text(t.to_string())).is_ok()
-            })?;
+            // An answer that starts by copying an earlier assistant turn (small models echo)
+            // is asked again as the latest question alone, with the concepts' facts.
+            let retry = || -> rap_core::Result<Vec<Message>> {
+                let latest = parsed
+                    .after
+                    .iter()
+                    .rev()
+                    .find(|m| m.role == Role::User)
+                    .map(|m| rap_llm::render_parts_with(&m.parts, ""))
+                    .unwrap_or_else(|| parsed.first_text.clone());
+                let question = Question {
+                    text: &latest,
+                    image: image.as_deref(),
+                    concepts: conv.concepts.iter().map(|c| c.name.clone()).collect(),
+                    retrieve: question.retrieve.clone(),
+                };
+                let mut all = parsed.before.clone();
+                all.extend(engine.conversation(&tenant, &question, &target)?.messages);
+                Ok(all)
+            };
+            let (generation, _echoed) = rap_engine::chat::generate_without_echo(
+                generator.generator.as_ref(),
+                &messages,
+                &params,
+                &mut |t| tx.blocking_send(Event::Text(t.to_string())).is_ok(),
+                retry,
+            )?;
             let _ = tx.blocking_send(Event::Done(generation));
             Ok(())
         };

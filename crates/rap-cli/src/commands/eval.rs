@@ -50,6 +50,14 @@ pub enum EvalCommand {
         #[command(flatten)]
         args: TaskArgs,
     },
+    /// Open questions about concepts, scored by a rule: an answer is correct when it names the
+    /// concept and states none of the entry's `contradict` phrases (facts its info rules out).
+    /// Scores `--predictions FILE`, or runs `--file` (`{concept: {id: {question, expect,
+    /// contradict}}}`, e.g. crates/rap-eval/data/example-open-questions.json).
+    Open {
+        #[command(flatten)]
+        args: TaskArgs,
+    },
     /// Retrieval on a folder of subject folders: top-1, recall@5, MRR, recognition; with
     /// `--scenes N`, multi-concept precision/recall/F1 on synthetic scenes; with `--negatives
     /// DIR` or `--holdout`, negative accuracy; with `--distractors M`, recall@1/@5 as M
@@ -184,6 +192,9 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<()> {
             k,
             workers,
         } => run_library(ctx, dataset, refs, distractors, k, workers),
+        EvalCommand::Open { args } => {
+            runner::run(ctx, Task::Open, args, runner::Mode::Model, false)
+        }
         EvalCommand::Retrieval {
             dataset,
             refs,

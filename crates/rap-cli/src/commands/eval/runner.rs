@@ -19,8 +19,9 @@ use rap_engine::Question;
 use rap_eval::journal::Journal;
 use rap_eval::tasks::{self, EvalItem, Task};
 use rap_eval::{
-    read_caption_predictions, read_qa_predictions, read_recognition_predictions, score_captions,
-    score_qa, score_recognition, Vocabulary,
+    read_caption_predictions, read_open_predictions, read_qa_predictions,
+    read_recognition_predictions, score_captions, score_open, score_qa, score_recognition,
+    Vocabulary,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -520,6 +521,26 @@ fn score(
                         pct(r.majority_baseline)
                     );
                 }
+            }
+            serde_json::to_value(&r)?
+        }
+        Task::Open => {
+            let r = score_open(&read_open_predictions(path)?);
+            if !ctx.json {
+                println!(
+                    "{} answers: {} name their concept, {} contradict its info; correct (named, \
+                     no contradiction) {}: accuracy {}",
+                    r.total,
+                    r.named,
+                    r.contradicted,
+                    r.correct,
+                    pct(r.accuracy)
+                );
+                println!(
+                    "informative (correct and stating an expected fact): {}: {}",
+                    r.informative,
+                    pct(r.informative_rate)
+                );
             }
             serde_json::to_value(&r)?
         }
