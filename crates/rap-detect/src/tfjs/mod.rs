@@ -253,6 +253,17 @@ fn stored_size(spec: &WeightSpec) -> Result<usize> {
     Ok(per * spec.shape.iter().product::<usize>())
 }
 
+/// Where a shard named in `model.json` lives: `name` joined to the model's folder, when it is a
+/// relative path of plain names (no `..`, no root), so a model file cannot make the loader read
+/// files outside its folder.
+fn shard_path(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    let relative = Path::new(name);
+    let plain = relative
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    (plain && !name.is_empty()).then(|| dir.join(relative))
+}
+
 impl GraphModel {
     /// Loads `model.json` and the weight shards it names (paths relative to its folder) onto
     /// the CPU (`load_on` for another device).
@@ -282,7 +293,13 @@ impl GraphModel {
         for group in &json.weights_manifest {
             let mut data = Vec::new();
             for p in &group.paths {
-                let shard = dir.join(p);
+                let shard = shard_path(dir, p).ok_or_else(|| {
+                    Error::Model(format!(
+                        "{}: weight shard {p:?} is not a file name inside the model's folder",
+                        json_path.display()
+                    ))
+                })?;
+                rap_core::fs::check_regular_file(&shard)?;
                 let mut b = std::fs::read(&shard).map_err(|e| Error::io(&shard, e))?;
                 data.append(&mut b);
             }
@@ -630,6 +647,37 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("end before weight w"), "{err}");
+    }
+
+    #[test]
+    fn shards_outside_the_models_folder_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("model");
+        std::fs::create_dir(&dir).unwrap();
+        // A file beside the model's folder, which a hostile model.json names.
+        std::fs::write(root.path().join("secret.bin"), [0u8; 16]).unwrap();
+        let nodes = serde_json::json!([{"name": "w", "op": "Const"}]);
+        let weights = serde_json::json!([{"name": "w", "shape": [4], "dtype": "float32"}]);
+        for name in ["../secret.bin", "/etc/hostname", ""] {
+            let json = serde_json::json!({
+                "format": "graph-model",
+                "modelTopology": { "node": nodes },
+                "weightsManifest": [{ "paths": [name], "weights": weights }],
+            });
+            std::fs::write(dir.join("model.json"), json.to_string()).unwrap();
+            let err = GraphModel::load(&dir.join("model.json"))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.contains("not a file name inside the model's folder"),
+                "{name}: {err}"
+            );
+        }
+        assert_eq!(
+            shard_path(Path::new("m"), "sub/a.bin"),
+            Some(Path::new("m").join("sub/a.bin"))
+        );
     }
 
     #[test]
