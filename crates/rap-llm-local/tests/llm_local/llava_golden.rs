@@ -379,6 +379,15 @@ fn broken_folders_are_clear_errors() {
         "{e}"
     );
 
+    // The memory-mapped read (the crate's one unsafe block) on a file cut short: the header
+    // names bytes past the end of the file, which must be an error, not a read past the map.
+    let d = tmp.path().join("truncated");
+    copy_dir(&fixtures().join("hf"), &d);
+    let full = std::fs::read(d.join("model.safetensors")).unwrap();
+    std::fs::write(d.join("model.safetensors"), &full[..full.len() / 2]).unwrap();
+    let e = load_err(&d);
+    assert!(e.contains("safetensors"), "{e}");
+
     let d = tmp.path().join("badjson");
     copy_dir(&fixtures().join("hf"), &d);
     std::fs::write(d.join("config.json"), "{ not json").unwrap();
