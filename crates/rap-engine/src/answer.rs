@@ -508,39 +508,13 @@ fn join_and(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::EngineConfig;
-    use rap_core::NewConcept;
+    use crate::test_support::{png, two_dogs};
 
     const SYSTEM: &str = "A chat between a curious user and an artificial intelligence assistant. \
                           The assistant gives helpful, detailed, and polite answers to the user's questions.";
 
-    fn png(seed: u8, w: u32, h: u32) -> Vec<u8> {
-        let img = image::RgbImage::from_fn(w, h, |x, y| {
-            image::Rgb([seed, (x * 7) as u8 ^ seed, (y * 13) as u8])
-        });
-        let mut out = std::io::Cursor::new(Vec::new());
-        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-        out.into_inner()
-    }
-
     fn setup() -> (tempfile::TempDir, Engine, Tenant) {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(EngineConfig::new(dir.path()), Box::new(|| Ok(None))).unwrap();
-        let tenant = Tenant::new("t").unwrap();
-        for (seed, name, info) in [
-            (1, "bo", "<bo> is a Shiba Inu."),
-            (2, "dug", "<dug> is a golden retriever."),
-        ] {
-            let new = NewConcept {
-                name: name.into(),
-                info: info.into(),
-                category: "dog".into(),
-                ..Default::default()
-            };
-            let img = engine.image_from_bytes(png(seed, 16, 16)).unwrap();
-            engine.add_concept(&tenant, &new, vec![img]).unwrap();
-        }
-        (dir, engine, tenant)
+        two_dogs("<bo> is a Shiba Inu.", "<dug> is a golden retriever.")
     }
 
     fn ask<'a>(text: &'a str, image: Option<&'a [u8]>, concepts: &[&str]) -> Question<'a> {

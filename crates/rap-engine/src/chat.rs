@@ -366,37 +366,15 @@ pub fn generate_without_echo(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::EngineConfig;
-    use rap_core::{FinishReason, Generation, GeneratorInfo, NewConcept};
+    use crate::test_support::two_dogs;
+    use rap_core::{FinishReason, Generation, GeneratorInfo};
     use std::sync::Mutex;
 
-    fn png(seed: u8) -> Vec<u8> {
-        let img = image::RgbImage::from_fn(16, 16, |x, y| {
-            image::Rgb([seed, (x * 7) as u8 ^ seed, (y * 13) as u8])
-        });
-        let mut out = std::io::Cursor::new(Vec::new());
-        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-        out.into_inner()
-    }
-
     fn setup() -> (tempfile::TempDir, Engine, Tenant) {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(EngineConfig::new(dir.path()), Box::new(|| Ok(None))).unwrap();
-        let tenant = Tenant::new("t").unwrap();
-        for (seed, name, info) in [
-            (1, "bo", "<bo> is a Shiba Inu with a black collar."),
-            (2, "dug", "<dug> is a golden retriever from the movie Up."),
-        ] {
-            let new = NewConcept {
-                name: name.into(),
-                info: info.into(),
-                category: "dog".into(),
-                ..Default::default()
-            };
-            let img = engine.image_from_bytes(png(seed)).unwrap();
-            engine.add_concept(&tenant, &new, vec![img]).unwrap();
-        }
-        (dir, engine, tenant)
+        two_dogs(
+            "<bo> is a Shiba Inu with a black collar.",
+            "<dug> is a golden retriever from the movie Up.",
+        )
     }
 
     /// A model that behaves like SmolLM2-135M in a chat: with an earlier answer in view it

@@ -29,6 +29,8 @@ mod keys;
 pub mod library;
 pub mod pixels;
 pub mod retrieve;
+#[cfg(test)]
+mod test_support;
 
 pub use answer::{
     Answer, ConceptVia, Conversation, Mode, PromptImage, Question, Target, UsedConcept,
