@@ -58,10 +58,6 @@ pub enum EvalCommand {
         #[command(flatten)]
         args: TaskArgs,
     },
-    /// Retrieval on a folder of subject folders: top-1, recall@5, MRR, recognition; with
-    /// `--scenes N`, multi-concept precision/recall/F1 on synthetic scenes; with `--negatives
-    /// DIR` or `--holdout`, negative accuracy; with `--distractors M`, recall@1/@5 as M
-    /// distractor concepts fill the memory (JSON + SVG).
     /// The photo library: index every photo of a folder-per-subject collection (plus
     /// distractors), add each subject from its first photo(s), and score `rap library find`
     /// per subject (precision, recall, precision@k), with indexing speed, disk per photo and
@@ -83,6 +79,10 @@ pub enum EvalCommand {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Retrieval on a folder of subject folders: top-1, recall@5, MRR, recognition; with
+    /// `--scenes N`, multi-concept precision/recall/F1 on synthetic scenes; with `--negatives
+    /// DIR` or `--holdout`, negative accuracy; with `--distractors M`, recall@1/@5 as M
+    /// distractor concepts fill the memory (JSON + SVG).
     Retrieval {
         /// A folder with one folder of photos per subject (like dreambooth-dev)
         #[arg(long)]

@@ -42,13 +42,16 @@ pub enum LibraryCommand {
     },
     /// The concepts in an indexed photo (from its stored regions: nothing is decoded)
     Who {
+        /// An indexed photo (its path as `rap library add` found it)
         photo: PathBuf,
         #[command(flatten)]
         decision: DecisionArgs,
     },
     /// Photos close to a concept but below its decision: the ones to confirm or reject
     Suggest {
+        /// The concept (name or alias)
         name: String,
+        /// Most photos to list
         #[arg(long, default_value_t = 20)]
         limit: usize,
         #[command(flatten)]
@@ -56,7 +59,9 @@ pub enum LibraryCommand {
     },
     /// "Yes, that is NAME": add the photo (or the part --box) as a reference image
     Confirm {
+        /// The concept (name or alias)
         name: String,
+        /// The photo that shows it
         photo: PathBuf,
         /// The part of the photo, as `find` and `suggest` print it
         #[arg(long = "box", value_name = "X1,Y1,X2,Y2")]
@@ -64,8 +69,11 @@ pub enum LibraryCommand {
     },
     /// "No, not NAME": add the photo (or the part --box) as a negative example
     Reject {
+        /// The concept (name or alias)
         name: String,
+        /// The photo that does not show it
         photo: PathBuf,
+        /// The part of the photo, as `find` and `suggest` print it
         #[arg(long = "box", value_name = "X1,Y1,X2,Y2")]
         bbox: Option<BoundingBox>,
     },
